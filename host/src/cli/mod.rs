@@ -1,0 +1,121 @@
+//! The `oneup` command line: thin wrappers that parse arguments, build the runtime and
+//! call into the library.
+
+mod check;
+mod facts;
+mod demo;
+pub mod output;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use check::CheckArgs;
+pub use demo::DemoArgs;
+pub use facts::{FactTable, TableSink, Total};
+
+/// oneup: a privacy-first KPI host for CRM connectors.
+#[derive(Debug, Parser)]
+#[command(name = "oneup", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr: `text` or `json`.
+    #[arg(long, global = true, env = "ONEUP_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The log format.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Work with connector components.
+    #[command(subcommand)]
+    Connector(ConnectorCommand),
+    /// Run the demo: fake CRMs full of personal data, a sync, the totals, and a sweep
+    /// showing that none of the personal data was kept.
+    Demo(DemoArgs),
+}
+
+/// Connector commands.
+#[derive(Debug, Subcommand)]
+pub enum ConnectorCommand {
+    /// Run one sync of a component against a live (usually fake) CRM and print every event
+    /// it would emit as JSON lines on stdout, then a summary on stderr. The connector's
+    /// free-text debug output and panic messages are shown here and nowhere in production.
+    Check(CheckArgs),
+}
+
+/// Settings shared by commands that run connectors.
+#[derive(Debug, Clone, Args)]
+pub struct SandboxArgs {
+    /// Allow plain-http base URLs on loopback (tests, demos).
+    #[arg(long, env = "ONEUP_ALLOW_LOOPBACK_HTTP", value_parser = parse_flag, default_value = "0")]
+    pub allow_loopback_http: bool,
+    /// Where compiled components are cached.
+    #[arg(long, env = "ONEUP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Memory cap per connector instance, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: usize,
+    /// CPU time a connector may spend per sync, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub cpu_secs: u64,
+    /// Wall-clock deadline per sync, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub deadline_secs: u64,
+}
+
+impl SandboxArgs {
+    /// The runtime configuration these arguments describe.
+    pub fn runtime_config(&self, inherit_stderr: bool) -> crate::runtime::RuntimeConfig {
+        crate::runtime::RuntimeConfig {
+            cache_dir: self.cache_dir.clone(),
+            limits: crate::runtime::SandboxLimits {
+                memory_bytes: self.memory_mib * 1024 * 1024,
+                cpu_time: std::time::Duration::from_secs(self.cpu_secs),
+                wall_time: std::time::Duration::from_secs(self.deadline_secs),
+                ..Default::default()
+            },
+            allow_loopback_http: self.allow_loopback_http,
+            inherit_stderr,
+            ..Default::default()
+        }
+    }
+}
+
+/// `1`, `true`, `yes` and `on` are true; `0`, `false`, `no`, `off` and empty are false.
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("expected 1 or 0, got `{other}`")),
+    }
+}
+
+/// Parses `key=value`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("expected key=value, got `{s}`"))?;
+    if k.is_empty() {
+        return Err(format!("empty key in `{s}`"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Connector(ConnectorCommand::Check(args)) => check::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+    }
+}

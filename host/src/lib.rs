@@ -1,0 +1,9 @@
+//! The oneup host: runs CRM connectors as sandboxed WebAssembly components and keeps only
+//! the numbers they emit.
+//!
+//! Start reading at `runtime` (the sandbox and the WIT imports), then `ingest` (what is
+//! done to every value a connector emits), then `cli` (the commands).
+
+pub mod cli;
+pub mod ingest;
+pub mod runtime;

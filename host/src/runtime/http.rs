@@ -1,0 +1,354 @@
+//! The host side of a connector's HTTP: the only way out of the sandbox.
+//!
+//! The egress guard (`super::egress`) decides *where* a request may go; this module sends
+//! it. It injects credentials, refuses to follow redirects off the base origin, retries
+//! 429 and 5xx answers and broken connections with bounded backoff, caps the size and
+//! time of every answer, and turns every failure into the closed set of outcomes the
+//! connector can see (`HttpFailure`).
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use super::egress::EgressPolicy;
+
+/// Bounds on every outbound request.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Time allowed for one attempt, from connect to the last byte of the body.
+    pub timeout: Duration,
+    /// The largest body the host reads; a larger answer is refused.
+    pub max_body_bytes: usize,
+    /// Attempts per request, retries included.
+    pub max_attempts: u32,
+    /// The first backoff after a 5xx or a broken connection; doubled after each retry.
+    pub base_backoff: Duration,
+    /// The longest `Retry-After` the host honours; a longer one ends the request.
+    pub max_retry_after: Duration,
+    /// Same-origin redirects followed per request.
+    pub max_redirects: u32,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 16 * 1024 * 1024,
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(250),
+            max_retry_after: Duration::from_secs(60),
+            max_redirects: 3,
+        }
+    }
+}
+
+/// Credentials the host adds to a connector's requests. The connector never sees them.
+#[derive(Clone, Default)]
+pub enum Credentials {
+    /// Nothing is added.
+    #[default]
+    None,
+    /// A secret sent in a fixed header (Pipedrive's `x-api-token`).
+    Header {
+        /// The header name, checked when the credentials were built.
+        name: HeaderName,
+        /// The secret, marked sensitive so it is never printed by the HTTP stack.
+        value: HeaderValue,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("Credentials::None"),
+            Credentials::Header { name, .. } => write!(f, "Credentials::Header({name}: <redacted>)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// A secret in a header. Refuses header names the host itself controls.
+    pub fn header(name: &str, secret: &str) -> Result<Self, CredentialError> {
+        let lower = name.to_ascii_lowercase();
+        const RESERVED: &[&str] = &[
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+            "te",
+            "trailer",
+            "proxy-authorization",
+        ];
+        if RESERVED.contains(&lower.as_str()) {
+            return Err(CredentialError::ReservedHeader);
+        }
+        let name = HeaderName::from_bytes(lower.as_bytes()).map_err(|_| CredentialError::BadHeaderName)?;
+        let mut value = HeaderValue::from_str(secret).map_err(|_| CredentialError::BadSecret)?;
+        value.set_sensitive(true);
+        Ok(Credentials::Header { name, value })
+    }
+
+    fn apply(&self, headers: &mut HeaderMap) {
+        if let Credentials::Header { name, value } = self {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Why credentials could not be built from an integration's secrets.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CredentialError {
+    /// The connector named a header the host controls.
+    #[error("the auth header is one the host controls")]
+    ReservedHeader,
+    /// The connector named a header that is not a valid header name.
+    #[error("the auth header name is not a valid HTTP header name")]
+    BadHeaderName,
+    /// The secret cannot be sent in a header (control characters).
+    #[error("the secret contains characters that cannot be sent in an HTTP header")]
+    BadSecret,
+}
+
+/// An answer handed back to the connector.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// The final status after retries.
+    pub status: u16,
+    /// Response headers, names in lowercase (`set-cookie` left out).
+    pub headers: Vec<(String, String)>,
+    /// The body, at most `max_body_bytes`.
+    pub body: Vec<u8>,
+}
+
+/// Why a request produced no answer; mirrors the WIT `http-error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HttpFailure {
+    /// The request broke a rule of the sandbox and was not sent.
+    #[error("request denied by the egress guard")]
+    Denied,
+    /// No complete answer in time.
+    #[error("the CRM did not answer in time")]
+    Timeout,
+    /// The answer was larger than allowed.
+    #[error("the CRM's answer was larger than allowed")]
+    TooLarge,
+    /// Unreachable, or failing after every retry.
+    #[error("the CRM could not be reached or kept failing")]
+    Unavailable,
+    /// No valid credentials could be obtained.
+    #[error("no valid credentials for the CRM")]
+    Unauthorized,
+    /// Still rate-limited after every retry.
+    #[error("the CRM kept rate-limiting")]
+    RateLimited,
+}
+
+impl HttpFailure {
+    /// A stable snake_case code for run records and logs.
+    pub fn code(self) -> &'static str {
+        match self {
+            HttpFailure::Denied => "http_denied",
+            HttpFailure::Timeout => "http_timeout",
+            HttpFailure::TooLarge => "http_too_large",
+            HttpFailure::Unavailable => "http_unavailable",
+            HttpFailure::Unauthorized => "http_unauthorized",
+            HttpFailure::RateLimited => "http_rate_limited",
+        }
+    }
+}
+
+/// The outbound HTTP client shared by every sync of a host.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    limits: HttpLimits,
+}
+
+impl HttpClient {
+    /// A client with the given bounds. Redirects are handled here, not by reqwest.
+    pub fn new(limits: HttpLimits) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(limits.timeout)
+            .connect_timeout(limits.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("oneup/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client, limits })
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> &HttpLimits {
+        &self.limits
+    }
+
+    /// GETs `url` (already built by `policy`) with `headers` (already checked) and the
+    /// credentials, retrying as documented on this module.
+    pub async fn get(
+        &self,
+        policy: &EgressPolicy,
+        mut url: Url,
+        headers: &[(String, String)],
+        credentials: &Credentials,
+    ) -> Result<HttpAnswer, HttpFailure> {
+        let mut header_map = HeaderMap::new();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| HttpFailure::Denied)?;
+            let value = HeaderValue::from_str(value).map_err(|_| HttpFailure::Denied)?;
+            header_map.insert(name, value);
+        }
+        credentials.apply(&mut header_map);
+
+        let mut attempt = 0u32;
+        let mut redirects = 0u32;
+        let mut backoff = self.limits.base_backoff;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.limits.max_attempts;
+            let sent = self.client.get(url.clone()).headers(header_map.clone()).send().await;
+            let response = match sent {
+                Ok(response) => response,
+                Err(err) => {
+                    let failure = if err.is_timeout() { HttpFailure::Timeout } else { HttpFailure::Unavailable };
+                    tracing::debug!(code = failure.code(), attempt, "outbound request failed");
+                    if last {
+                        return Err(failure);
+                    }
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = backoff.saturating_mul(2);
+                    continue;
+                }
+            };
+            let status = response.status().as_u16();
+
+            if (300..400).contains(&status) && status != 304 {
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|loc| url.join(loc).ok());
+                match location {
+                    Some(next) if policy.is_same_origin(&next) && redirects < self.limits.max_redirects => {
+                        redirects += 1;
+                        attempt -= 1;
+                        url = next;
+                        continue;
+                    }
+                    Some(_) => {
+                        tracing::warn!(code = "redirect_off_origin", status, "redirect not followed");
+                    }
+                    None => {}
+                }
+            }
+
+            if status == 429 {
+                if daily_budget_exhausted(response.headers()) {
+                    return self.read(response).await;
+                }
+                let wait = retry_after(response.headers()).unwrap_or(backoff);
+                if last || wait > self.limits.max_retry_after {
+                    tracing::info!(code = "rate_limited", attempt, "giving up after 429");
+                    return Err(HttpFailure::RateLimited);
+                }
+                tracing::debug!(code = "rate_limited", attempt, wait_ms = wait.as_millis() as u64, "retrying after 429");
+                tokio::time::sleep(wait).await;
+                backoff = backoff.saturating_mul(2);
+                continue;
+            }
+
+            if matches!(status, 500 | 502 | 503 | 504) {
+                if last {
+                    tracing::info!(code = "server_error", status, attempt, "giving up after 5xx");
+                    return Err(HttpFailure::Unavailable);
+                }
+                let wait = retry_after(response.headers())
+                    .filter(|w| *w <= self.limits.max_retry_after)
+                    .unwrap_or_else(|| jitter(backoff));
+                tracing::debug!(code = "server_error", status, attempt, "retrying after 5xx");
+                tokio::time::sleep(wait).await;
+                backoff = backoff.saturating_mul(2);
+                continue;
+            }
+
+            return self.read(response).await;
+        }
+    }
+
+    async fn read(&self, mut response: reqwest::Response) -> Result<HttpAnswer, HttpFailure> {
+        let max = self.limits.max_body_bytes;
+        if response.content_length().is_some_and(|len| len > max as u64) {
+            return Err(HttpFailure::TooLarge);
+        }
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != reqwest::header::SET_COOKIE)
+            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(max as u64) as usize);
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > max {
+                        return Err(HttpFailure::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(err) if err.is_timeout() => return Err(HttpFailure::Timeout),
+                Err(_) => return Err(HttpFailure::Unavailable),
+            }
+        }
+        Ok(HttpAnswer { status, headers, body })
+    }
+}
+
+/// Pipedrive says a 429 with `x-daily-ratelimit-token-remaining: 0` will not clear before
+/// tomorrow: retrying only burns time, so the answer goes to the connector as it is.
+fn daily_budget_exhausted(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-daily-ratelimit-token-remaining")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "0")
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// Spreads retries of many syncs apart: up to a quarter more than `base`.
+fn jitter(base: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_headers_cannot_carry_credentials() {
+        assert_eq!(Credentials::header("Host", "x").unwrap_err(), CredentialError::ReservedHeader);
+        assert_eq!(Credentials::header("bad header", "x").unwrap_err(), CredentialError::BadHeaderName);
+        assert_eq!(Credentials::header("x-api-token", "a\nb").unwrap_err(), CredentialError::BadSecret);
+        let creds = Credentials::header("X-Api-Token", "s3cret").unwrap();
+        assert!(!format!("{creds:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn retry_after_and_daily_budget_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        assert!(!daily_budget_exhausted(&headers));
+        headers.insert("x-daily-ratelimit-token-remaining", HeaderValue::from_static("0"));
+        assert!(daily_budget_exhausted(&headers));
+    }
+}

@@ -1,0 +1,648 @@
+//! The sandbox runtime: the only part of the host that knows wasmtime.
+//!
+//! One `Runtime` holds one wasmtime `Engine` (component model, async, epoch interruption,
+//! pooling allocator) and a `Linker` with WASI p2 and the connector contract. Loading a
+//! component checks that it is a component of a contract version this host serves,
+//! compiles it once (cached on disk by content hash), and asks it to `describe` itself.
+//! Every sync then runs in a fresh `Store` from the component's `InstancePre`, with a
+//! memory cap, a CPU budget (epoch ticks spent in guest code) and a wall-clock deadline.
+//!
+//! Errors come in two layers, as wasmtime's do: the outer `SyncError` for a trap, a limit
+//! or a broken contract, and `SyncError::Connector` for a failure the connector reported.
+
+pub mod bindings;
+pub mod egress;
+pub mod http;
+pub mod manifest;
+mod session;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use self::bindings::latest::{Connector, ConnectorPre, oneup::connector::types as wit};
+use self::egress::EgressPolicy;
+use self::http::{Credentials, HttpClient, HttpLimits};
+use self::manifest::{AuthSpec, Manifest, ManifestError};
+use self::session::{Limiter, Session, SyncState};
+pub use self::session::{BoxFuture, CpuLimitExceeded, DebugSink, MemoryLimitExceeded, SinkFailed, SyncSink, SyncStats};
+use crate::ingest::model::{Cursor, KeyedHash};
+use crate::ingest::pseudonym::{Domain, TenantKey};
+use crate::ingest::validate::{ContractViolation, IdField, Limits as ValidationLimits, Validator};
+
+/// How often the epoch ticks; the unit of the CPU budget.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Bounds on one sandbox instance.
+#[derive(Debug, Clone)]
+pub struct SandboxLimits {
+    /// Linear memory cap per instance.
+    pub memory_bytes: usize,
+    /// Time the guest may spend running its own code per call (time waiting for the host,
+    /// e.g. for HTTP, does not count).
+    pub cpu_time: Duration,
+    /// Wall-clock deadline for a whole sync.
+    pub wall_time: Duration,
+    /// Largest batch in one `emit`.
+    pub max_batch: usize,
+    /// Most changes held between two checkpoints.
+    pub max_pending: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 * 1024 * 1024,
+            cpu_time: Duration::from_secs(120),
+            wall_time: Duration::from_secs(30 * 60),
+            max_batch: 10_000,
+            max_pending: 200_000,
+        }
+    }
+}
+
+/// Settings of a `Runtime`.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; none disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Per-instance bounds.
+    pub limits: SandboxLimits,
+    /// Outbound HTTP bounds.
+    pub http: HttpLimits,
+    /// Lets integrations use plain-http loopback base URLs (tests and demos only).
+    pub allow_loopback_http: bool,
+    /// Sends the guest's stderr (panic messages) to the host's stderr: developer tooling only.
+    pub inherit_stderr: bool,
+}
+
+/// Why a component was refused at load.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly file")]
+    NotWasm,
+    /// A core module, not a component.
+    #[error("a core WebAssembly module, not a component: build connectors for wasm32-wasip2 (cargo build --target wasm32-wasip2)")]
+    NotAComponent,
+    /// A component of another world.
+    #[error("the component does not implement the oneup:connector world ({0})")]
+    WrongWorld(&'static str),
+    /// A contract version this host does not serve.
+    #[error("the component was built against oneup:connector@{found}; this host serves {served}")]
+    UnsupportedVersion {
+        /// The version found in the component's imports.
+        found: String,
+        /// The versions this host serves.
+        served: String,
+    },
+    /// wasmtime refused it (invalid, or imports the host does not provide).
+    #[error("the component cannot be loaded: {0}")]
+    Invalid(String),
+    /// Its descriptor breaks a rule.
+    #[error("the connector's describe answer is invalid: {0}")]
+    Manifest(#[from] ManifestError),
+    /// `describe` trapped or ran out of a limit.
+    #[error("the connector's describe call failed: {0}")]
+    Describe(SyncError),
+    /// Reading the file or the cache failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Why a sync (or roster call) did not complete. Carries codes, never connector text.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SyncError {
+    /// The guest used up its CPU budget.
+    #[error("the connector used up its CPU time")]
+    CpuLimit,
+    /// The guest tried to grow memory past its cap.
+    #[error("the connector exceeded its memory limit")]
+    MemoryLimit,
+    /// The sync did not finish before its wall-clock deadline.
+    #[error("the sync did not finish before its deadline")]
+    Deadline,
+    /// The guest trapped (a panic, an invalid operation).
+    #[error("the connector trapped: {0}")]
+    Trap(String),
+    /// The connector broke a rule of the contract.
+    #[error("the connector broke the contract: {}", .0.code())]
+    Contract(ContractViolation),
+    /// The connector reported a failure.
+    #[error("the connector reported {code}{}", http_status.map(|s| format!(" (CRM answered HTTP {s})")).unwrap_or_default())]
+    Connector {
+        /// A declared code, or `undeclared_code` when the connector used another.
+        code: String,
+        /// The CRM's status where one is the cause.
+        http_status: Option<u16>,
+    },
+    /// The integration's settings are unusable (missing key, base URL not allowed).
+    #[error("the integration is misconfigured: {0}")]
+    Setup(String),
+    /// The sink (the store) failed to commit.
+    #[error("committing failed: {0}")]
+    Commit(String),
+    /// Anything else inside the host.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl SyncError {
+    /// A stable snake_case code for run records.
+    pub fn code(&self) -> String {
+        match self {
+            SyncError::CpuLimit => "cpu_limit".into(),
+            SyncError::MemoryLimit => "memory_limit".into(),
+            SyncError::Deadline => "deadline".into(),
+            SyncError::Trap(_) => "trap".into(),
+            SyncError::Contract(v) => v.code().into(),
+            SyncError::Connector { code, .. } => code.clone(),
+            SyncError::Setup(_) => "setup".into(),
+            SyncError::Commit(_) => "commit_failed".into(),
+            SyncError::Internal(_) => "internal".into(),
+        }
+    }
+}
+
+/// How a sync ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncOutcome {
+    /// Everything was read.
+    Complete,
+    /// The CRM's request budget ran out; resume later from the last checkpoint.
+    BudgetExhausted,
+}
+
+/// The result of one sync.
+pub struct SyncReport {
+    /// The outcome or the error.
+    pub result: Result<SyncOutcome, SyncError>,
+    /// What was counted.
+    pub stats: SyncStats,
+    /// How long it took.
+    pub duration: Duration,
+    /// The sink, handed back.
+    pub sink: Box<dyn SyncSink>,
+}
+
+/// A compiled, described connector, ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedConnector {
+    manifest: Arc<Manifest>,
+    pre: ConnectorPre<SyncState>,
+    digest: [u8; 32],
+}
+
+impl LoadedConnector {
+    /// The validated descriptor.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn digest_hex(&self) -> String {
+        hex::encode(self.digest)
+    }
+}
+
+/// What a sync needs to know about its integration.
+pub struct IntegrationSetup {
+    /// Operator-provided config (undeclared keys are refused).
+    pub config: BTreeMap<String, String>,
+    /// Operator-provided secrets (never reach the guest).
+    pub secrets: BTreeMap<String, String>,
+    /// The tenant's pseudonymisation key.
+    pub tenant_key: TenantKey,
+    /// Where free-text debug output goes (developer tooling only).
+    pub debug: Option<DebugSink>,
+}
+
+/// A CRM user from the roster, pseudonymised: the id hashed at once, the e-mail kept only
+/// for comparison by the caller, lowercased.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterUser {
+    /// Keyed hash of the CRM user id (same as the owner hash of that user's facts).
+    pub owner: KeyedHash,
+    /// The work e-mail, lowercased, for matching only.
+    pub email: String,
+}
+
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The sandbox host: one engine, many short-lived instances.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<SyncState>,
+    http: HttpClient,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine (pooling allocator, epoch interruption) and the linker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true);
+        wasm.wasm_component_model(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(128)
+            .total_core_instances(512)
+            .total_memories(128)
+            .total_tables(256)
+            .max_memory_size(config.limits.memory_bytes)
+            .max_memories_per_component(4)
+            .max_core_instances_per_component(32)
+            .max_tables_per_component(16);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(anyhow::Error::from)?;
+
+        let mut linker = Linker::<SyncState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(anyhow::Error::from)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new().name("oneup-epoch".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        }
+        let http = HttpClient::new(config.http.clone())?;
+        Ok(Self { engine, linker, http, config, _ticker: EpochTicker { stop } })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Loads a component file.
+    pub async fn load_file(&self, path: &Path) -> Result<LoadedConnector, LoadError> {
+        let bytes = tokio::fs::read(path).await.map_err(|e| LoadError::Io(format!("cannot read {}: {e}", path.display())))?;
+        self.load(&bytes).await
+    }
+
+    /// Checks, compiles (or takes from the cache) and describes a component.
+    pub async fn load(&self, bytes: &[u8]) -> Result<LoadedConnector, LoadError> {
+        if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+            return Err(LoadError::NotWasm);
+        }
+        // The 2-byte layer field after the version: 0 for core modules, 1 for components.
+        if bytes[6..8] == [0, 0] {
+            return Err(LoadError::NotAComponent);
+        }
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let component = self.compile(bytes, &digest)?;
+        let contract = self.contract_version(&component)?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let pre = ConnectorPre::new(instance_pre).map_err(|_| LoadError::WrongWorld("it lacks the describe, sync or roster export"))?;
+
+        let mut store = self.store_for(None, Session {
+            manifest: Arc::new(placeholder_manifest(&contract)),
+            config: BTreeMap::new(),
+            egress: None,
+            credentials: Credentials::None,
+            http: self.http.clone(),
+            validator: None,
+            sink: None,
+            pending: Vec::new(),
+            max_pending: 0,
+            stats: SyncStats::default(),
+            violation: None,
+            debug: None,
+        });
+        let described = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_describe(&mut store).await
+        };
+        let descriptor = match tokio::time::timeout(Duration::from_secs(10), described).await {
+            Err(_) => return Err(LoadError::Describe(SyncError::Deadline)),
+            Ok(Err(e)) => return Err(LoadError::Describe(classify(e))),
+            Ok(Ok(d)) => d,
+        };
+        let manifest = Manifest::from_descriptor(descriptor, contract)?;
+        tracing::info!(connector = %manifest.id, version = %manifest.version, contract = %manifest.contract, "connector loaded");
+        Ok(LoadedConnector { manifest: Arc::new(manifest), pre, digest })
+    }
+
+    fn compile(&self, bytes: &[u8], digest: &[u8; 32]) -> Result<Component, LoadError> {
+        let Some(dir) = &self.config.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")));
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(digest);
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut HashWriter(&mut hasher));
+        let key = hex::encode(&hasher.finalize()[..16]);
+        let path = dir.join(format!("{key}.cwasm"));
+        if path.is_file() {
+            // SAFETY: the cache holds only files this host wrote with `precompile_component`
+            // of the same engine configuration (the file name hashes the compatibility key).
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(error = %e, path = %path.display(), "ignoring unreadable compile cache entry"),
+            }
+        }
+        let compiled = self.engine.precompile_component(bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
+            std::fs::write(&tmp, &compiled)?;
+            std::fs::rename(&tmp, &path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(error = %e, "could not write the compile cache");
+        }
+        // SAFETY: `compiled` was produced just now by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    /// Reads the contract version from the component's imports, before instantiating.
+    fn contract_version(&self, component: &Component) -> Result<String, LoadError> {
+        let ty = component.component_type();
+        let mut found: Option<String> = None;
+        for (name, _) in ty.imports(&self.engine) {
+            if let Some(rest) = name.strip_prefix(bindings::PACKAGE).and_then(|r| r.strip_prefix('/')) {
+                let version = rest.split_once('@').map(|(_, v)| v.to_owned()).unwrap_or_default();
+                found = Some(version);
+            }
+        }
+        let Some(found) = found else {
+            return Err(LoadError::WrongWorld("it does not import oneup:connector/host"));
+        };
+        let served = bindings::SERVED_VERSIONS
+            .iter()
+            .map(|(a, b, c)| format!("{a}.{b}.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let parsed: Vec<u64> = found.split('.').map(|p| p.parse().unwrap_or(u64::MAX)).collect();
+        let ok = parsed.len() == 3
+            && bindings::SERVED_VERSIONS.iter().any(|(major, minor, _)| {
+                parsed[0] == *major && (*major > 0 || parsed[1] == *minor) && parsed[1] <= *minor
+            });
+        if !ok {
+            return Err(LoadError::UnsupportedVersion { found, served });
+        }
+        Ok(found)
+    }
+
+    fn store_for(&self, _c: Option<&LoadedConnector>, session: Session) -> Store<SyncState> {
+        let mut wasi = WasiCtxBuilder::new();
+        if self.config.inherit_stderr {
+            wasi.inherit_stderr();
+        }
+        let cpu_ticks = (self.config.limits.cpu_time.as_millis() / TICK.as_millis()).max(1) as u64;
+        let state = SyncState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter { memory_bytes: self.config.limits.memory_bytes },
+            cpu_ticks_left: cpu_ticks,
+            session,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            if state.cpu_ticks_left == 0 {
+                return Err(wasmtime::Error::new(CpuLimitExceeded));
+            }
+            state.cpu_ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    fn session_for(&self, connector: &LoadedConnector, setup: IntegrationSetup, with_sink: Option<Box<dyn SyncSink>>) -> Result<Session, SyncError> {
+        let manifest = connector.manifest.clone();
+        let mut config = BTreeMap::new();
+        for (key, value) in setup.config {
+            if !manifest.config.iter().any(|s| s.key == key) {
+                return Err(SyncError::Setup(format!("`{key}` is not a config key of connector {}", manifest.id)));
+            }
+            config.insert(key, value);
+        }
+        for spec in &manifest.config {
+            if !config.contains_key(&spec.key) {
+                match &spec.default {
+                    Some(d) => {
+                        config.insert(spec.key.clone(), d.clone());
+                    }
+                    None if spec.required => {
+                        return Err(SyncError::Setup(format!("config `{}` is required by connector {}", spec.key, manifest.id)));
+                    }
+                    None => {}
+                }
+            }
+        }
+        for key in setup.secrets.keys() {
+            if !manifest.secrets.iter().any(|s| &s.key == key) {
+                return Err(SyncError::Setup(format!("`{key}` is not a secret key of connector {}", manifest.id)));
+            }
+        }
+        for spec in manifest.secrets.iter().filter(|s| s.required) {
+            if !setup.secrets.contains_key(&spec.key) {
+                return Err(SyncError::Setup(format!("secret `{}` is required by connector {}", spec.key, manifest.id)));
+            }
+        }
+        let base_url = config
+            .get(&manifest.base_url_key)
+            .ok_or_else(|| SyncError::Setup(format!("config `{}` (the base URL) is missing", manifest.base_url_key)))?;
+        let egress = EgressPolicy::new(manifest.host_patterns(), base_url, self.config.allow_loopback_http)
+            .map_err(|e| SyncError::Setup(format!("base URL refused: {e}")))?;
+        let credentials = match &manifest.auth {
+            AuthSpec::None => Credentials::None,
+            AuthSpec::ApiKeyHeader { header, secret_key } => {
+                let secret = setup.secrets.get(secret_key).map(String::as_str).unwrap_or_default();
+                Credentials::header(header, secret).map_err(|e| SyncError::Setup(e.to_string()))?
+            }
+            AuthSpec::Oauth2Refresh { .. } | AuthSpec::BullhornSession { .. } => {
+                return Err(SyncError::Setup(format!("connector {} needs an auth scheme this host does not support yet", manifest.id)));
+            }
+        };
+        let limits = ValidationLimits { max_batch: self.config.limits.max_batch, ..ValidationLimits::default() };
+        let validator = Validator::new(manifest.vocabulary().clone(), setup.tenant_key, &manifest.id, limits);
+        Ok(Session {
+            manifest,
+            config,
+            egress: Some(egress),
+            credentials,
+            http: self.http.clone(),
+            validator: Some(Arc::new(validator)),
+            sink: with_sink,
+            pending: Vec::new(),
+            max_pending: self.config.limits.max_pending,
+            stats: SyncStats::default(),
+            violation: None,
+            debug: setup.debug,
+        })
+    }
+
+    /// Runs one sync in a fresh instance, from `since` (the last committed cursor).
+    ///
+    /// Validated changes reach `sink` at every checkpoint and at the end of a successful
+    /// sync; after a failure nothing since the last checkpoint is committed.
+    pub async fn sync(&self, connector: &LoadedConnector, setup: IntegrationSetup, since: Option<&Cursor>, sink: Box<dyn SyncSink>) -> SyncReport {
+        let started = Instant::now();
+        let mut sink = Some(sink);
+        let session = match self.session_for(connector, setup, None) {
+            Ok(s) => s,
+            Err(e) => return SyncReport { result: Err(e), stats: SyncStats::default(), duration: started.elapsed(), sink: sink.take().expect("sink") },
+        };
+        let mut store = self.store_for(Some(connector), session);
+        store.data_mut().session.sink = sink.take();
+        let since = since.map(|c| wit::Cursor {
+            marks: c.iter().map(|(key, value)| wit::CursorMark { key: key.to_owned(), value }).collect(),
+        });
+
+        let call = async {
+            let instance = connector.pre.instantiate_async(&mut store).await?;
+            instance.call_sync(&mut store, since.as_ref()).await
+        };
+        let called = tokio::time::timeout(self.config.limits.wall_time, call).await;
+        let mut result = match called {
+            Err(_) => Err(SyncError::Deadline),
+            Ok(Err(e)) => Err(classify(e)),
+            Ok(Ok(Err(reported))) => Err(reported_error(&connector.manifest, reported)),
+            Ok(Ok(Ok(wit::SyncOutcome::Complete))) => Ok(SyncOutcome::Complete),
+            Ok(Ok(Ok(wit::SyncOutcome::BudgetExhausted))) => Ok(SyncOutcome::BudgetExhausted),
+        };
+        let session = &mut store.data_mut().session;
+        if let Some(v) = session.violation {
+            // A violation fails the sync even if the connector swallowed the error.
+            result = Err(SyncError::Contract(v));
+        }
+        if result.is_ok() {
+            if let Err(e) = session.flush(None).await {
+                result = Err(SyncError::Commit(format!("{e:#}")));
+            }
+        } else {
+            session.pending.clear();
+        }
+        let stats = session.stats.clone();
+        let sink = session.sink.take().expect("the sink stays in the session");
+        let duration = started.elapsed();
+        match &result {
+            Ok(outcome) => tracing::info!(connector = %connector.manifest.id, ?outcome, accepted = stats.accepted(), rejected = stats.rejected_total(), ms = duration.as_millis() as u64, "sync finished"),
+            Err(e) => tracing::warn!(connector = %connector.manifest.id, code = %e.code(), accepted = stats.accepted(), rejected = stats.rejected_total(), ms = duration.as_millis() as u64, "sync failed"),
+        }
+        SyncReport { result, stats, duration, sink }
+    }
+
+    /// Asks the connector for the CRM's users, pseudonymising ids and checking e-mails.
+    pub async fn roster(&self, connector: &LoadedConnector, setup: IntegrationSetup) -> Result<Vec<RosterUser>, SyncError> {
+        let key = setup.tenant_key.clone();
+        let session = self.session_for(connector, setup, None)?;
+        let mut store = self.store_for(Some(connector), session);
+        let call = async {
+            let instance = connector.pre.instantiate_async(&mut store).await?;
+            instance.call_roster(&mut store).await
+        };
+        let entries = match tokio::time::timeout(self.config.limits.wall_time, call).await {
+            Err(_) => return Err(SyncError::Deadline),
+            Ok(Err(e)) => return Err(classify(e)),
+            Ok(Ok(Err(reported))) => return Err(reported_error(&connector.manifest, reported)),
+            Ok(Ok(Ok(entries))) => entries,
+        };
+        let mut users = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if !crate::ingest::validate::is_identifier(&entry.crm_user_id) {
+                return Err(SyncError::Contract(ContractViolation::BadIdentifier {
+                    index: users.len(),
+                    field: IdField::Owner,
+                    len: entry.crm_user_id.len(),
+                }));
+            }
+            // Entries without a usable work e-mail cannot be matched; skip them.
+            if !looks_like_email(&entry.email) {
+                continue;
+            }
+            users.push(RosterUser {
+                owner: crate::ingest::pseudonym::keyed_hash(&key, Domain::Owner, &connector.manifest.id, &entry.crm_user_id),
+                email: entry.email.to_ascii_lowercase(),
+            });
+        }
+        Ok(users)
+    }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    s.len() <= 254
+        && s.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+        && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Turns a call's error into a `SyncError`, from typed causes only: a trap's own text is
+/// wasmtime's, but backtraces name guest functions, so they are never included.
+fn classify(err: wasmtime::Error) -> SyncError {
+    if err.downcast_ref::<CpuLimitExceeded>().is_some() {
+        return SyncError::CpuLimit;
+    }
+    if err.downcast_ref::<MemoryLimitExceeded>().is_some() {
+        return SyncError::MemoryLimit;
+    }
+    if let Some(SinkFailed(msg)) = err.downcast_ref::<SinkFailed>() {
+        return SyncError::Commit(msg.clone());
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::Interrupt {
+            return SyncError::CpuLimit;
+        }
+        return SyncError::Trap(trap.to_string());
+    }
+    SyncError::Internal("the call into the connector failed".into())
+}
+
+fn reported_error(manifest: &Manifest, e: wit::ConnectorError) -> SyncError {
+    let code = if manifest.declares_code(&e.code) { e.code } else { "undeclared_code".to_owned() };
+    SyncError::Connector { code, http_status: e.http_status }
+}
+
+/// A manifest used only while `describe` runs (no imports are usable then).
+fn placeholder_manifest(contract: &str) -> Manifest {
+    let d = wit::Descriptor {
+        id: "describing".into(),
+        version: "0.0.0".into(),
+        metrics: vec![wit::MetricDecl { slug: "none".into(), kind: wit::MetricKind::Count }],
+        config: vec![wit::Setting { key: "base_url".into(), required: false, default_value: None }],
+        secrets: vec![],
+        base_url_key: "base_url".into(),
+        allowed_hosts: vec![],
+        auth: wit::AuthScheme::None,
+        log_codes: vec![],
+        cursor_keys: vec![],
+        default_sync_interval_secs: 3600,
+    };
+    Manifest::from_descriptor(d, contract.to_owned()).expect("the placeholder manifest is valid")
+}
+
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::hash::Hasher for HashWriter<'_> {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}

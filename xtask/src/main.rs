@@ -1,0 +1,220 @@
+//! Project automation: `cargo xtask demo | test | dist | bench | lint`.
+//!
+//! Each command is a short script of cargo invocations. Connectors are built once per
+//! command for `wasm32-wasip2` with the `wasm-release` profile and shared by every test.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// The connector crates shipped in `dist/` (crate name, connector id).
+const CONNECTORS: &[(&str, &str)] = &[("oneup-connector-pipedrive", "pipedrive")];
+/// Components used only by tests.
+const TEST_COMPONENTS: &[&str] = &["oneup-hostile-connector", "oneup-wrong-version-connector"];
+const WASM_TARGET: &str = "wasm32-wasip2";
+const WASM_PROFILE: &str = "wasm-release";
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, demo, test, package and benchmark oneup.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the connectors and the host, then run `oneup demo` on the embedded store.
+    Demo,
+    /// Run every test (formatting check included).
+    Test {
+        /// Run without a Postgres server (the Postgres half of the suite is skipped).
+        #[arg(long)]
+        no_postgres: bool,
+        /// Extra arguments for `cargo test` (e.g. a test name filter), after `--`.
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Release build: `dist/bin/oneup` and `dist/connectors/<id>.wasm`.
+    Dist,
+    /// Benchmarks: instantiation time and sandbox vs native throughput.
+    Bench {
+        /// Deals parsed in the throughput benchmark.
+        #[arg(long, default_value_t = 100_000)]
+        deals: usize,
+    },
+    /// `cargo fmt --check` and `cargo clippy -D warnings` on the host and the wasm crates.
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Demo => demo(),
+        Cmd::Test { no_postgres, cargo_args } => test(no_postgres, &cargo_args),
+        Cmd::Dist => dist(),
+        Cmd::Bench { deals } => bench(deals),
+        Cmd::Lint => lint(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("failed to start {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Adds the wasm target when rustup is there and the target is missing.
+fn ensure_wasm_target() -> Result<()> {
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match installed {
+        Ok(out) if out.status.success() => {
+            if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == WASM_TARGET) {
+                run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+            }
+            Ok(())
+        }
+        _ => {
+            eprintln!("xtask: rustup not found; assuming the {WASM_TARGET} target is installed");
+            Ok(())
+        }
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// Builds the given wasm crates and returns the folder holding their `.wasm` files.
+fn build_wasm(crates: &[&str]) -> Result<PathBuf> {
+    ensure_wasm_target()?;
+    let mut cmd = cargo();
+    cmd.args(["build", "--target", WASM_TARGET, "--profile", WASM_PROFILE]);
+    for c in crates {
+        cmd.args(["-p", c]);
+    }
+    run(&mut cmd)?;
+    Ok(target_dir().join(WASM_TARGET).join(WASM_PROFILE))
+}
+
+fn wasm_file(dir: &Path, crate_name: &str) -> PathBuf {
+    dir.join(format!("{}.wasm", crate_name.replace('-', "_")))
+}
+
+/// A folder with `<id>.wasm` for every shipped connector.
+fn connectors_folder(built: &Path, into: &Path) -> Result<()> {
+    std::fs::create_dir_all(into).with_context(|| format!("failed to create {}", into.display()))?;
+    for (krate, id) in CONNECTORS {
+        let from = wasm_file(built, krate);
+        let to = into.join(format!("{id}.wasm"));
+        std::fs::copy(&from, &to).with_context(|| format!("failed to copy {} to {}", from.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    let all: Vec<&str> = CONNECTORS.iter().map(|(k, _)| *k).collect();
+    let built = build_wasm(&all)?;
+    let connectors = target_dir().join("demo-connectors");
+    connectors_folder(&built, &connectors)?;
+    run(cargo().args(["build", "-p", "oneup", "--bin", "oneup"]))?;
+    let bin = target_dir().join("debug").join("oneup");
+    run(Command::new(bin).current_dir(root()).arg("demo").arg("--connectors").arg(&connectors))
+}
+
+fn postgres_answers(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let host_port = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
+    let host_port = host_port.split(['/', '?']).next().unwrap_or("127.0.0.1:5432");
+    let host_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+    host_port
+        .to_socket_addrs()
+        .map(|mut addrs| addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok()))
+        .unwrap_or(false)
+}
+
+fn test(no_postgres: bool, cargo_args: &[String]) -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
+    if !no_postgres && !postgres_answers(&database_url) {
+        bail!(
+            "no Postgres answers at {database_url}: start one (or set DATABASE_URL), or run `cargo xtask test --no-postgres` to skip the Postgres half of the suite"
+        );
+    }
+    let mut wasm: Vec<&str> = CONNECTORS.iter().map(|(k, _)| *k).collect();
+    wasm.extend(TEST_COMPONENTS);
+    let built = build_wasm(&wasm)?;
+    run(cargo().args(["build", "-p", "oneup", "--bin", "oneup"]))?;
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace"]).env("ONEUP_TEST_WASM_DIR", &built);
+    if no_postgres {
+        cmd.env("ONEUP_TEST_NO_POSTGRES", "1");
+    } else {
+        cmd.env("DATABASE_URL", &database_url);
+    }
+    if !cargo_args.is_empty() {
+        cmd.arg("--").args(cargo_args);
+    }
+    run(&mut cmd)
+}
+
+fn dist() -> Result<()> {
+    let all: Vec<&str> = CONNECTORS.iter().map(|(k, _)| *k).collect();
+    let built = build_wasm(&all)?;
+    run(cargo().args(["build", "--release", "-p", "oneup", "--bin", "oneup"]))?;
+    let dist = root().join("dist");
+    std::fs::create_dir_all(dist.join("bin"))?;
+    std::fs::copy(target_dir().join("release").join("oneup"), dist.join("bin").join("oneup")).context("failed to copy the oneup binary")?;
+    connectors_folder(&built, &dist.join("connectors"))?;
+    eprintln!("xtask: dist/ is ready: dist/bin/oneup and dist/connectors/*.wasm");
+    Ok(())
+}
+
+fn bench(deals: usize) -> Result<()> {
+    let all: Vec<&str> = CONNECTORS.iter().map(|(k, _)| *k).collect();
+    let built = build_wasm(&all)?;
+    run(cargo()
+        .args(["run", "--release", "-p", "oneup-bench", "--"])
+        .arg("--wasm")
+        .arg(wasm_file(&built, "oneup-connector-pipedrive"))
+        .arg("--deals")
+        .arg(deals.to_string()))
+}
+
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let mut wasm: Vec<&str> = CONNECTORS.iter().map(|(k, _)| *k).collect();
+    wasm.extend(TEST_COMPONENTS);
+    let mut cmd = cargo();
+    cmd.args(["clippy", "--target", WASM_TARGET]);
+    for c in &wasm {
+        cmd.args(["-p", c]);
+    }
+    cmd.args(["--", "-D", "warnings"]);
+    run(&mut cmd)
+}
