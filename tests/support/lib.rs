@@ -1,1 +1,193 @@
-//! Test support.
+//! Shared helpers of the end-to-end tests: the wasm components (built once per test run),
+//! a runtime configured for loopback, sinks that collect what a sync commits, a tiny
+//! request-counting HTTP server, and a log capture for privacy sweeps.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use oneup::cli::{FactTable, TableSink};
+use oneup::ingest::TenantKey;
+use oneup::runtime::{IntegrationSetup, LoadedConnector, Runtime, RuntimeConfig, SandboxLimits, SyncReport};
+
+/// The folder holding the components: `$ONEUP_TEST_WASM_DIR` (set by `cargo xtask test`),
+/// else built here once with cargo into a separate target folder.
+pub fn wasm_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("ONEUP_TEST_WASM_DIR") {
+            return PathBuf::from(dir);
+        }
+        let root = workspace_root();
+        let target = root.join("target").join("test-wasm");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm-release"])
+            .args(["-p", "oneup-connector-pipedrive", "-p", "oneup-hostile-connector", "-p", "oneup-wrong-version-connector"])
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the test components failed");
+        target.join("wasm32-wasip2").join("wasm-release")
+    })
+    .clone()
+}
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the workspace").to_path_buf()
+}
+
+/// The bytes of a component by crate name (`oneup-hostile-connector`).
+pub fn component(crate_name: &str) -> Vec<u8> {
+    let path = wasm_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The `oneup` binary built next to the test binaries.
+pub fn oneup_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/..");
+    let bin = dir.join("oneup");
+    assert!(bin.is_file(), "{} is missing: run `cargo build -p oneup` (cargo xtask test does)", bin.display());
+    bin
+}
+
+/// A runtime for tests: loopback HTTP allowed, a compile cache shared by the test run,
+/// short limits so hostile components are stopped quickly.
+pub fn runtime() -> Runtime {
+    runtime_with(SandboxLimits { cpu_time: Duration::from_secs(2), wall_time: Duration::from_secs(60), ..Default::default() })
+}
+
+/// A runtime with the given limits.
+pub fn runtime_with(limits: SandboxLimits) -> Runtime {
+    let mut http = oneup::runtime::http::HttpLimits::default();
+    http.base_backoff = Duration::from_millis(20);
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(workspace_root().join("target").join("test-compile-cache")),
+        limits,
+        http,
+        allow_loopback_http: true,
+        inherit_stderr: false,
+    })
+    .expect("runtime starts")
+}
+
+/// A fixed tenant key, so hashes are reproducible within a test.
+pub fn tenant_key() -> TenantKey {
+    TenantKey::from_bytes([7u8; 32])
+}
+
+/// Settings for a sync.
+pub fn setup(config: &[(&str, &str)], secrets: &[(&str, &str)]) -> IntegrationSetup {
+    IntegrationSetup {
+        config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        secrets: secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        tenant_key: tenant_key(),
+        debug: None,
+    }
+}
+
+/// Runs one sync into `table` from the table's cursor; returns the report.
+pub async fn sync_into(
+    runtime: &Runtime,
+    connector: &LoadedConnector,
+    setup: IntegrationSetup,
+    table: &Arc<Mutex<FactTable>>,
+) -> SyncReport {
+    let since = table.lock().unwrap().cursor.clone();
+    let sink = TableSink { table: table.clone(), on_change: None };
+    runtime.sync(connector, setup, since.as_ref(), Box::new(sink)).await
+}
+
+/// A fresh, empty fact table.
+pub fn table() -> Arc<Mutex<FactTable>> {
+    Arc::new(Mutex::new(FactTable::default()))
+}
+
+/// A loopback HTTP server answering every request `200 {}` and counting them.
+pub struct CountingServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+    hits: Arc<AtomicUsize>,
+}
+
+impl CountingServer {
+    /// Starts it on port 0.
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = vec![0u8; 8192];
+                    let _ = sock.read(&mut buf).await;
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        Self { base_url, hits }
+    }
+
+    /// Connections received so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// Captures every tracing event of the test process (as JSON lines) for privacy sweeps.
+pub fn capture_logs() -> LogCapture {
+    static CAPTURE: OnceLock<LogCapture> = OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let buf = LogCapture(Arc::new(Mutex::new(Vec::new())));
+            let writer = buf.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .json()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(move || writer.clone())
+                .finish();
+            let _ = tracing::subscriber::set_global_default(subscriber);
+            buf
+        })
+        .clone()
+}
+
+/// The captured log.
+#[derive(Clone)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Everything logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts of rejected changes by reason, for assertions.
+pub fn rejected(report: &SyncReport) -> BTreeMap<String, u64> {
+    report.stats.rejected.clone()
+}

@@ -6,11 +6,13 @@
 //! time of every answer, and turns every failure into the closed set of outcomes the
 //! connector can see (`HttpFailure`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use super::BoxFuture;
 use super::egress::EgressPolicy;
 
 /// Bounds on every outbound request.
@@ -159,23 +161,89 @@ impl HttpFailure {
     }
 }
 
-/// The outbound HTTP client shared by every sync of a host.
+/// One attempt's answer from a `Transport`.
+pub struct Fetched {
+    /// The status code.
+    pub status: u16,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, at most the cap the transport was given.
+    pub body: Vec<u8>,
+}
+
+/// Sends one GET and reads the answer, without retries: the network (`ReqwestTransport`)
+/// in production, an in-memory CRM in the benchmark.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends one GET; fails with `TooLarge` past `max_body` bytes.
+    fn send<'a>(&'a self, url: &'a Url, headers: &'a HeaderMap, max_body: usize) -> BoxFuture<'a, Result<Fetched, HttpFailure>>;
+}
+
+/// The production transport: reqwest with rustls, no redirects followed by itself.
+pub struct ReqwestTransport {
+    client: reqwest::Client,
+}
+
+impl ReqwestTransport {
+    /// A transport with the given per-attempt timeout.
+    pub fn new(timeout: Duration) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("oneup/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self { client })
+    }
+}
+
+impl Transport for ReqwestTransport {
+    fn send<'a>(&'a self, url: &'a Url, headers: &'a HeaderMap, max: usize) -> BoxFuture<'a, Result<Fetched, HttpFailure>> {
+        Box::pin(async move {
+            let mut response = self.client.get(url.clone()).headers(headers.clone()).send().await.map_err(|err| {
+                if err.is_timeout() { HttpFailure::Timeout } else { HttpFailure::Unavailable }
+            })?;
+            if response.content_length().is_some_and(|len| len > max as u64) {
+                return Err(HttpFailure::TooLarge);
+            }
+            let status = response.status().as_u16();
+            let headers = std::mem::take(response.headers_mut());
+            let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(max as u64) as usize);
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        if body.len() + chunk.len() > max {
+                            return Err(HttpFailure::TooLarge);
+                        }
+                        body.extend_from_slice(&chunk);
+                    }
+                    Ok(None) => break,
+                    Err(err) if err.is_timeout() => return Err(HttpFailure::Timeout),
+                    Err(_) => return Err(HttpFailure::Unavailable),
+                }
+            }
+            Ok(Fetched { status, headers, body })
+        })
+    }
+}
+
+/// The outbound HTTP client shared by every sync of a host: retries, redirects and
+/// credentials over a `Transport`.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: reqwest::Client,
+    transport: Arc<dyn Transport>,
     limits: HttpLimits,
 }
 
 impl HttpClient {
-    /// A client with the given bounds. Redirects are handled here, not by reqwest.
+    /// A client over the network with the given bounds.
     pub fn new(limits: HttpLimits) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(limits.timeout)
-            .connect_timeout(limits.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("oneup/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Self { client, limits })
+        let transport = Arc::new(ReqwestTransport::new(limits.timeout)?);
+        Ok(Self::with_transport(limits, transport))
+    }
+
+    /// A client over any transport.
+    pub fn with_transport(limits: HttpLimits, transport: Arc<dyn Transport>) -> Self {
+        Self { transport, limits }
     }
 
     /// The bounds in force.
@@ -200,17 +268,17 @@ impl HttpClient {
         }
         credentials.apply(&mut header_map);
 
+        let max = self.limits.max_body_bytes;
         let mut attempt = 0u32;
         let mut redirects = 0u32;
         let mut backoff = self.limits.base_backoff;
         loop {
             attempt += 1;
             let last = attempt >= self.limits.max_attempts;
-            let sent = self.client.get(url.clone()).headers(header_map.clone()).send().await;
-            let response = match sent {
+            let response = match self.transport.send(&url, &header_map, max).await {
                 Ok(response) => response,
-                Err(err) => {
-                    let failure = if err.is_timeout() { HttpFailure::Timeout } else { HttpFailure::Unavailable };
+                Err(HttpFailure::TooLarge) => return Err(HttpFailure::TooLarge),
+                Err(failure) => {
                     tracing::debug!(code = failure.code(), attempt, "outbound request failed");
                     if last {
                         return Err(failure);
@@ -220,11 +288,11 @@ impl HttpClient {
                     continue;
                 }
             };
-            let status = response.status().as_u16();
+            let status = response.status;
 
             if (300..400).contains(&status) && status != 304 {
                 let location = response
-                    .headers()
+                    .headers
                     .get(reqwest::header::LOCATION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|loc| url.join(loc).ok());
@@ -235,18 +303,16 @@ impl HttpClient {
                         url = next;
                         continue;
                     }
-                    Some(_) => {
-                        tracing::warn!(code = "redirect_off_origin", status, "redirect not followed");
-                    }
+                    Some(_) => tracing::warn!(code = "redirect_off_origin", status, "redirect not followed"),
                     None => {}
                 }
             }
 
             if status == 429 {
-                if daily_budget_exhausted(response.headers()) {
-                    return self.read(response).await;
+                if daily_budget_exhausted(&response.headers) {
+                    return Ok(answer(response));
                 }
-                let wait = retry_after(response.headers()).unwrap_or(backoff);
+                let wait = retry_after(&response.headers).unwrap_or(backoff);
                 if last || wait > self.limits.max_retry_after {
                     tracing::info!(code = "rate_limited", attempt, "giving up after 429");
                     return Err(HttpFailure::RateLimited);
@@ -262,7 +328,7 @@ impl HttpClient {
                     tracing::info!(code = "server_error", status, attempt, "giving up after 5xx");
                     return Err(HttpFailure::Unavailable);
                 }
-                let wait = retry_after(response.headers())
+                let wait = retry_after(&response.headers)
                     .filter(|w| *w <= self.limits.max_retry_after)
                     .unwrap_or_else(|| jitter(backoff));
                 tracing::debug!(code = "server_error", status, attempt, "retrying after 5xx");
@@ -271,38 +337,20 @@ impl HttpClient {
                 continue;
             }
 
-            return self.read(response).await;
+            return Ok(answer(response));
         }
     }
+}
 
-    async fn read(&self, mut response: reqwest::Response) -> Result<HttpAnswer, HttpFailure> {
-        let max = self.limits.max_body_bytes;
-        if response.content_length().is_some_and(|len| len > max as u64) {
-            return Err(HttpFailure::TooLarge);
-        }
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .filter(|(name, _)| *name != reqwest::header::SET_COOKIE)
-            .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
-            .collect();
-        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(max as u64) as usize);
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > max {
-                        return Err(HttpFailure::TooLarge);
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(err) if err.is_timeout() => return Err(HttpFailure::Timeout),
-                Err(_) => return Err(HttpFailure::Unavailable),
-            }
-        }
-        Ok(HttpAnswer { status, headers, body })
-    }
+/// What the connector sees of an answer: lowercase header names, `set-cookie` left out.
+fn answer(fetched: Fetched) -> HttpAnswer {
+    let headers = fetched
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != reqwest::header::SET_COOKIE)
+        .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
+        .collect();
+    HttpAnswer { status: fetched.status, headers, body: fetched.body }
 }
 
 /// Pipedrive says a 429 with `x-daily-ratelimit-token-remaining: 0` will not clear before

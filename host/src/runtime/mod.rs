@@ -32,10 +32,13 @@ use self::egress::EgressPolicy;
 use self::http::{Credentials, HttpClient, HttpLimits};
 use self::manifest::{AuthSpec, Manifest, ManifestError};
 use self::session::{Limiter, Session, SyncState};
-pub use self::session::{BoxFuture, CpuLimitExceeded, DebugSink, MemoryLimitExceeded, SinkFailed, SyncSink, SyncStats};
+pub use self::session::{CpuLimitExceeded, DebugSink, MemoryLimitExceeded, SinkFailed, SyncSink, SyncStats};
 use crate::ingest::model::{Cursor, KeyedHash};
 use crate::ingest::pseudonym::{Domain, TenantKey};
 use crate::ingest::validate::{ContractViolation, IdField, Limits as ValidationLimits, Validator};
+
+/// A boxed future, for object-safe async traits (sinks, transports).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// How often the epoch ticks; the unit of the CPU budget.
 const TICK: Duration = Duration::from_millis(10);
@@ -255,8 +258,21 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine (pooling allocator, epoch interruption) and the linker.
+    /// Builds the engine (pooling allocator, epoch interruption) and the linker; requests
+    /// go to the network.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let http = HttpClient::new(config.http.clone())?;
+        Self::with_http(config, http)
+    }
+
+    /// Like `new`, with requests sent through `transport` (the benchmark serves a CRM from
+    /// memory this way).
+    pub fn with_transport(config: RuntimeConfig, transport: Arc<dyn http::Transport>) -> anyhow::Result<Self> {
+        let http = HttpClient::with_transport(config.http.clone(), transport);
+        Self::with_http(config, http)
+    }
+
+    fn with_http(config: RuntimeConfig, http: HttpClient) -> anyhow::Result<Self> {
         let mut wasm = Config::new();
         wasm.epoch_interruption(true);
         wasm.wasm_component_model(true);
@@ -287,7 +303,6 @@ impl Runtime {
                 }
             })?;
         }
-        let http = HttpClient::new(config.http.clone())?;
         Ok(Self { engine, linker, http, config, _ticker: EpochTicker { stop } })
     }
 
@@ -317,20 +332,7 @@ impl Runtime {
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let pre = ConnectorPre::new(instance_pre).map_err(|_| LoadError::WrongWorld("it lacks the describe, sync or roster export"))?;
 
-        let mut store = self.store_for(None, Session {
-            manifest: Arc::new(placeholder_manifest(&contract)),
-            config: BTreeMap::new(),
-            egress: None,
-            credentials: Credentials::None,
-            http: self.http.clone(),
-            validator: None,
-            sink: None,
-            pending: Vec::new(),
-            max_pending: 0,
-            stats: SyncStats::default(),
-            violation: None,
-            debug: None,
-        });
+        let mut store = self.store_for(None, self.idle_session(Arc::new(placeholder_manifest(&contract))));
         let described = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_describe(&mut store).await
@@ -495,6 +497,30 @@ impl Runtime {
             violation: None,
             debug: setup.debug,
         })
+    }
+
+    /// Instantiates the connector in a fresh store and drops it without calling it: a health
+    /// check after install, and what the benchmark times per sync.
+    pub async fn probe(&self, connector: &LoadedConnector) -> Result<(), SyncError> {
+        let mut store = self.store_for(Some(connector), self.idle_session(connector.manifest.clone()));
+        connector.pre.instantiate_async(&mut store).await.map(drop).map_err(classify)
+    }
+
+    fn idle_session(&self, manifest: Arc<Manifest>) -> Session {
+        Session {
+            manifest,
+            config: BTreeMap::new(),
+            egress: None,
+            credentials: Credentials::None,
+            http: self.http.clone(),
+            validator: None,
+            sink: None,
+            pending: Vec::new(),
+            max_pending: 0,
+            stats: SyncStats::default(),
+            violation: None,
+            debug: None,
+        }
     }
 
     /// Runs one sync in a fresh instance, from `since` (the last committed cursor).

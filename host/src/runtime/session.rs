@@ -5,23 +5,19 @@
 //! CPU budget, and the `Session`: what this one sync may do and what it has done so far.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use serde::Serialize;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::BoxFuture;
 use super::bindings::latest::oneup::connector::{host, types as wit};
 use super::egress::{EgressPolicy, check_request_headers};
 use super::http::{Credentials, HttpClient, HttpFailure};
 use super::manifest::Manifest;
 use crate::ingest::model::{Change, Cursor, RawChange, RawCursor, RawValue};
 use crate::ingest::validate::{ContractViolation, Validator};
-
-/// A boxed future, for the object-safe sink trait.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Where validated changes go: printed by `oneup connector check`, summed by the demo,
 /// committed to the store by ingestion. Called at every checkpoint with everything emitted

@@ -1,0 +1,3 @@
+//! End-to-end tests: the real runtime and binary, real components, fake CRMs on loopback.
+
+mod sandbox;
