@@ -22,11 +22,16 @@ fn main() -> ExitCode {
         },
         _ => None,
     };
-    let file_layer = log_file.map(|f| tracing_subscriber::fmt::layer().json().with_writer(std::sync::Mutex::new(f)).with_filter(filter()));
+    let file_layer = log_file
+        .map(|f| tracing_subscriber::fmt::layer().json().with_writer(std::sync::Mutex::new(f)).with_filter(filter()));
     let registry = tracing_subscriber::registry().with(file_layer);
     match cli.log_format {
-        LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter())).init(),
-        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter())).init(),
+        LogFormat::Text => {
+            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter())).init()
+        }
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter()))
+            .init(),
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -15,7 +15,8 @@ async fn hostile(mode: &str) -> (SyncReport, usize) {
     let runtime = runtime();
     let connector = runtime.load(&component(HOSTILE)).await.expect("hostile connector loads");
     let table = table();
-    let report = sync_into(&runtime, &connector, setup(&[("base_url", &server.base_url), ("mode", mode)], &[]), &table).await;
+    let report =
+        sync_into(&runtime, &connector, setup(&[("base_url", &server.base_url), ("mode", mode)], &[]), &table).await;
     let committed = table.lock().unwrap().len();
     (report, committed)
 }
@@ -49,7 +50,8 @@ async fn a_sync_past_its_wall_clock_deadline_is_stopped() {
     });
     let connector = runtime.load(&component(HOSTILE)).await.unwrap();
     let report =
-        sync_into(&runtime, &connector, setup(&[("base_url", &server.base_url), ("mode", "loop")], &[]), &table()).await;
+        sync_into(&runtime, &connector, setup(&[("base_url", &server.base_url), ("mode", "loop")], &[]), &table())
+            .await;
     assert_eq!(report.result, Err(SyncError::Deadline));
 }
 
@@ -83,7 +85,11 @@ async fn an_enormous_event_is_refused() {
 #[tokio::test]
 async fn an_undeclared_metric_fails_the_sync() {
     let (report, committed) = hostile("undeclared-metric").await;
-    assert!(matches!(report.result, Err(SyncError::Contract(ContractViolation::UndeclaredMetric { .. }))), "{:?}", report.result);
+    assert!(
+        matches!(report.result, Err(SyncError::Contract(ContractViolation::UndeclaredMetric { .. }))),
+        "{:?}",
+        report.result
+    );
     assert_eq!(report.result.as_ref().unwrap_err().code(), "undeclared_metric");
     assert_eq!(committed, 0);
 }
@@ -132,7 +138,8 @@ async fn paths_that_escape_the_base_url_are_denied_before_anything_is_sent() {
         let connector = runtime.load(&component(HOSTILE)).await.unwrap();
         let mode = format!("path:{path}");
         let report =
-            sync_into(&runtime, &connector, setup(&[("base_url", &server.base_url), ("mode", &mode)], &[]), &table()).await;
+            sync_into(&runtime, &connector, setup(&[("base_url", &server.base_url), ("mode", &mode)], &[]), &table())
+                .await;
         assert_eq!(
             report.result,
             Err(SyncError::Connector { code: "denied".into(), http_status: None }),
@@ -148,9 +155,13 @@ async fn a_host_header_is_denied() {
     let server = CountingServer::start().await;
     let runtime = runtime();
     let connector = runtime.load(&component(HOSTILE)).await.unwrap();
-    let report =
-        sync_into(&runtime, &connector, setup(&[("base_url", &server.base_url), ("mode", "host-header")], &[]), &table())
-            .await;
+    let report = sync_into(
+        &runtime,
+        &connector,
+        setup(&[("base_url", &server.base_url), ("mode", "host-header")], &[]),
+        &table(),
+    )
+    .await;
     assert_eq!(report.result, Err(SyncError::Connector { code: "denied".into(), http_status: None }));
     assert_eq!(server.hits(), 0);
 }
@@ -194,7 +205,11 @@ async fn undeclared_log_codes_are_dropped_and_counted() {
 #[tokio::test]
 async fn an_undeclared_cursor_key_fails_the_sync() {
     let (report, committed) = hostile("bad-cursor").await;
-    assert!(matches!(report.result, Err(SyncError::Contract(ContractViolation::BadCursor { .. }))), "{:?}", report.result);
+    assert!(
+        matches!(report.result, Err(SyncError::Contract(ContractViolation::BadCursor { .. }))),
+        "{:?}",
+        report.result
+    );
     assert_eq!(committed, 0);
 }
 

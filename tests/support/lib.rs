@@ -27,7 +27,14 @@ pub fn wasm_dir() -> PathBuf {
         let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&root)
             .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm-release"])
-            .args(["-p", "oneup-connector-pipedrive", "-p", "oneup-hostile-connector", "-p", "oneup-wrong-version-connector"])
+            .args([
+                "-p",
+                "oneup-connector-pipedrive",
+                "-p",
+                "oneup-hostile-connector",
+                "-p",
+                "oneup-wrong-version-connector",
+            ])
             .arg("--target-dir")
             .arg(&target)
             .status()
@@ -61,7 +68,11 @@ pub fn oneup_bin() -> PathBuf {
 /// A runtime for tests: loopback HTTP allowed, a compile cache shared by the test run,
 /// short limits so hostile components are stopped quickly.
 pub fn runtime() -> Runtime {
-    runtime_with(SandboxLimits { cpu_time: Duration::from_secs(2), wall_time: Duration::from_secs(60), ..Default::default() })
+    runtime_with(SandboxLimits {
+        cpu_time: Duration::from_secs(2),
+        wall_time: Duration::from_secs(60),
+        ..Default::default()
+    })
 }
 
 /// A runtime with the given limits.

@@ -188,7 +188,8 @@ fn dist() -> Result<()> {
     run(cargo().args(["build", "--release", "-p", "oneup", "--bin", "oneup"]))?;
     let dist = root().join("dist");
     std::fs::create_dir_all(dist.join("bin"))?;
-    std::fs::copy(target_dir().join("release").join("oneup"), dist.join("bin").join("oneup")).context("failed to copy the oneup binary")?;
+    std::fs::copy(target_dir().join("release").join("oneup"), dist.join("bin").join("oneup"))
+        .context("failed to copy the oneup binary")?;
     connectors_folder(&built, &dist.join("connectors"))?;
     eprintln!("xtask: dist/ is ready: dist/bin/oneup and dist/connectors/*.wasm");
     Ok(())

@@ -50,7 +50,13 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let m = connector.manifest();
-    eprintln!("connector {} {} (contract {}), metrics: {}", m.id, m.version, m.contract, m.metrics.iter().map(|x| x.slug.as_str()).collect::<Vec<_>>().join(", "));
+    eprintln!(
+        "connector {} {} (contract {}), metrics: {}",
+        m.id,
+        m.version,
+        m.contract,
+        m.metrics.iter().map(|x| x.slug.as_str()).collect::<Vec<_>>().join(", ")
+    );
 
     let key = match &args.tenant_key {
         Some(hex) => TenantKey::from_hex(hex).context("--tenant-key must be 64 hex digits")?,
@@ -103,10 +109,16 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     eprintln!("  accepted:    {} upserts, {} retractions", stats.upserts, stats.retractions);
     eprintln!("  committed:   {} changes in {} checkpoints", stats.committed, stats.checkpoints);
     if stats.accepted() > stats.committed {
-        eprintln!("  discarded:   {} changes after the last checkpoint (the sync failed)", stats.accepted() - stats.committed);
+        eprintln!(
+            "  discarded:   {} changes after the last checkpoint (the sync failed)",
+            stats.accepted() - stats.committed
+        );
     }
     if !stats.rejected.is_empty() {
-        eprintln!("  rejected:    {}", stats.rejected.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "  rejected:    {}",
+            stats.rejected.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+        );
     }
     if stats.logs_dropped > 0 {
         eprintln!("  logs dropped (undeclared code): {}", stats.logs_dropped);
@@ -124,7 +136,8 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         let value = if total.money.is_empty() {
             format!("{metric}={}", total.count)
         } else {
-            let parts: Vec<String> = total.money.iter().map(|(c, m)| format!("{} {c}", micros_to_decimal(*m))).collect();
+            let parts: Vec<String> =
+                total.money.iter().map(|(c, m)| format!("{} {c}", micros_to_decimal(*m))).collect();
             format!("{metric}={}", parts.join(" + "))
         };
         by_owner.entry(who).or_default().push(value);

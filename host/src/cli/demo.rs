@@ -46,7 +46,8 @@ impl DemoArgs {
             std::fs::remove_dir_all(&self.work_dir)
                 .with_context(|| format!("failed to empty {}", self.work_dir.display()))?;
         }
-        std::fs::create_dir_all(&self.work_dir).with_context(|| format!("failed to create {}", self.work_dir.display()))?;
+        std::fs::create_dir_all(&self.work_dir)
+            .with_context(|| format!("failed to create {}", self.work_dir.display()))?;
         std::fs::File::create(self.log_path()).context("failed to create the demo log")
     }
 
@@ -132,7 +133,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Edits in the CRM: an amount changed, a won deal lost, a deal deleted, a call undone.
     let edits = fake.with(|crm: &mut Crm| -> anyhow::Result<Vec<String>> {
         crm.set_clock(Timestamp::now_utc());
-        let won: Vec<u64> = crm.deals().iter().filter(|d| d.status == DealStatus::Won && !d.is_deleted()).map(|d| d.id).take(3).collect();
+        let won: Vec<u64> = crm
+            .deals()
+            .iter()
+            .filter(|d| d.status == DealStatus::Won && !d.is_deleted())
+            .map(|d| d.id)
+            .take(3)
+            .collect();
         let done_call = crm.activities().iter().find(|a| a.done && !a.deleted && a.kind == "call").map(|a| a.id);
         let mut out = Vec::new();
         if let [a, b, c] = won[..] {
@@ -214,7 +221,11 @@ async fn sync(
     Ok(())
 }
 
-fn print_totals(table: &Arc<Mutex<FactTable>>, users: &[DemoUser], owners: &HashMap<KeyedHash, usize>) -> anyhow::Result<()> {
+fn print_totals(
+    table: &Arc<Mutex<FactTable>>,
+    users: &[DemoUser],
+    owners: &HashMap<KeyedHash, usize>,
+) -> anyhow::Result<()> {
     let table = table.lock().map_err(|_| anyhow::anyhow!("fact table lock poisoned"))?;
     let mut per_user: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
     let mut unmapped = 0u64;
@@ -234,7 +245,14 @@ fn print_totals(table: &Arc<Mutex<FactTable>>, users: &[DemoUser], owners: &Hash
     for (i, user) in users.iter().enumerate() {
         let row = per_user.get(&i).cloned().unwrap_or_default();
         let get = |k: &str| row.get(k).cloned().unwrap_or_else(|| "0".into());
-        println!("{:<32} {:>9} {:>6} {:>8}  {}", user.name, get("deals_won"), get("calls"), get("meetings"), get("revenue"));
+        println!(
+            "{:<32} {:>9} {:>6} {:>8}  {}",
+            user.name,
+            get("deals_won"),
+            get("calls"),
+            get("meetings"),
+            get("revenue")
+        );
     }
     if unmapped > 0 {
         println!("({unmapped} facts wait for an owner mapping)");

@@ -2,8 +2,8 @@
 //! call into the library.
 
 mod check;
-mod facts;
 mod demo;
+mod facts;
 pub mod output;
 
 use std::path::PathBuf;

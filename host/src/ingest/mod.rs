@@ -18,11 +18,10 @@ pub mod pseudonym;
 pub mod validate;
 
 pub use model::{
-    Change, Currency, Cursor, Fact, KeyedHash, MetricKind, RawChange, RawCursor, RawValue, Value,
-    Vocabulary, VocabularyError,
+    Change, Currency, Cursor, Fact, KeyedHash, MetricKind, RawChange, RawCursor, RawValue, Value, Vocabulary,
+    VocabularyError,
 };
 pub use pseudonym::{Domain, KeyError, Pseudonymizer, TenantKey, keyed_hash};
 pub use validate::{
-    Accepted, ContractViolation, CursorProblem, IdField, Limits, RejectReason, Validator,
-    is_identifier,
+    Accepted, ContractViolation, CursorProblem, IdField, Limits, RejectReason, Validator, is_identifier,
 };

@@ -27,18 +27,14 @@ pub fn is_slug(s: &str) -> bool {
         Some((first, rest)) => {
             bytes.len() <= MAX_SLUG_LEN
                 && first.is_ascii_lowercase()
-                && rest
-                    .iter()
-                    .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && rest.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         }
         None => false,
     }
 }
 
 /// How a metric's values add up (the WIT `metric-kind`); serialised as `count` or `money`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
     /// Each event counts a whole number of things.
@@ -399,16 +395,7 @@ mod tests {
         for ok in ["a", "deals_won", "revenue2", &"a".repeat(48)] {
             assert!(is_slug(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "Deals",
-            "_a",
-            "1a",
-            "deals-won",
-            "deals won",
-            "é",
-            &"a".repeat(49),
-        ] {
+        for bad in ["", "Deals", "_a", "1a", "deals-won", "deals won", "é", &"a".repeat(49)] {
             assert!(!is_slug(bad), "{bad}");
         }
     }
@@ -416,10 +403,7 @@ mod tests {
     #[test]
     fn vocabulary_accepts_declarations() {
         let vocab = Vocabulary::new(
-            [
-                (s("deals_won"), MetricKind::Count),
-                (s("revenue"), MetricKind::Money),
-            ],
+            [(s("deals_won"), MetricKind::Count), (s("revenue"), MetricKind::Money)],
             [s("http_failed"), s("http_failed")],
             [s("deals_since")],
         )
@@ -439,37 +423,22 @@ mod tests {
     fn vocabulary_refuses_bad_entries() {
         let none = Vec::<String>::new;
         assert_eq!(
-            Vocabulary::new(
-                [(s("ok"), MetricKind::Count), (s("Bad"), MetricKind::Count)],
-                none(),
-                none()
-            ),
+            Vocabulary::new([(s("ok"), MetricKind::Count), (s("Bad"), MetricKind::Count)], none(), none()),
             Err(VocabularyError::BadMetricSlug { index: 1 })
         );
         assert_eq!(
-            Vocabulary::new(
-                [(s("ok"), MetricKind::Count), (s("ok"), MetricKind::Money)],
-                none(),
-                none()
-            ),
+            Vocabulary::new([(s("ok"), MetricKind::Count), (s("ok"), MetricKind::Money)], none(), none()),
             Err(VocabularyError::DuplicateMetric { index: 1 })
         );
         assert_eq!(
             Vocabulary::new([], [s("fine"), s("not fine")], none()),
             Err(VocabularyError::BadLogCode { index: 1 })
         );
-        assert_eq!(
-            Vocabulary::new([], none(), [s("since-ms")]),
-            Err(VocabularyError::BadCursorKey { index: 0 })
-        );
+        assert_eq!(Vocabulary::new([], none(), [s("since-ms")]), Err(VocabularyError::BadCursorKey { index: 0 }));
         let keys = (0..=MAX_CURSOR_MARKS).map(|i| format!("k{i}"));
         assert_eq!(
             Vocabulary::new([], none(), keys),
-            Err(VocabularyError::TooMany {
-                what: "cursor_keys",
-                len: MAX_CURSOR_MARKS + 1,
-                max: MAX_CURSOR_MARKS
-            })
+            Err(VocabularyError::TooMany { what: "cursor_keys", len: MAX_CURSOR_MARKS + 1, max: MAX_CURSOR_MARKS })
         );
     }
 

@@ -127,10 +127,7 @@ pub struct Pseudonymizer {
 impl Pseudonymizer {
     /// Prepares the hashing states for `connector_id` under `key`.
     pub fn new(key: &TenantKey, connector_id: &str) -> Self {
-        Self {
-            owner: prefixed(key, Domain::Owner, connector_id),
-            source: prefixed(key, Domain::Source, connector_id),
-        }
+        Self { owner: prefixed(key, Domain::Owner, connector_id), source: prefixed(key, Domain::Source, connector_id) }
     }
 
     /// The keyed hash of `raw` in `domain`.
@@ -213,14 +210,8 @@ mod tests {
     fn deterministic_and_matches_the_prepared_states() {
         let p = Pseudonymizer::new(&key(1), "pipedrive");
         assert_eq!(p.source("12345"), p.source("12345"));
-        assert_eq!(
-            p.source("12345"),
-            keyed_hash(&key(1), Domain::Source, "pipedrive", "12345")
-        );
-        assert_eq!(
-            p.owner("9101"),
-            keyed_hash(&key(1), Domain::Owner, "pipedrive", "9101")
-        );
+        assert_eq!(p.source("12345"), keyed_hash(&key(1), Domain::Source, "pipedrive", "12345"));
+        assert_eq!(p.owner("9101"), keyed_hash(&key(1), Domain::Owner, "pipedrive", "9101"));
     }
 
     #[test]
@@ -246,10 +237,7 @@ mod tests {
             keyed_hash(&key(1), Domain::Source, "salesforce", "42")
         );
         // The length prefix keeps a shifted boundary from colliding.
-        assert_ne!(
-            keyed_hash(&key(1), Domain::Source, "ab", "c"),
-            keyed_hash(&key(1), Domain::Source, "a", "bc")
-        );
+        assert_ne!(keyed_hash(&key(1), Domain::Source, "ab", "c"), keyed_hash(&key(1), Domain::Source, "a", "bc"));
     }
 
     #[test]
@@ -270,9 +258,6 @@ mod tests {
         let k = TenantKey::from_hex(&"0f".repeat(32)).unwrap();
         assert_eq!(k.expose_bytes(), &[0x0f; 32]);
         assert_eq!(TenantKey::from_hex("0f").unwrap_err(), KeyError::BadHex);
-        assert_eq!(
-            TenantKey::from_hex(&"zz".repeat(32)).unwrap_err(),
-            KeyError::BadHex
-        );
+        assert_eq!(TenantKey::from_hex(&"zz".repeat(32)).unwrap_err(), KeyError::BadHex);
     }
 }

@@ -35,8 +35,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use super::model::{
-    Change, Currency, Cursor, Fact, KeyedHash, MAX_CURSOR_MARKS, MetricKind, RawChange, RawCursor,
-    RawValue, Value, Vocabulary,
+    Change, Currency, Cursor, Fact, KeyedHash, MAX_CURSOR_MARKS, MetricKind, RawChange, RawCursor, RawValue, Value,
+    Vocabulary,
 };
 use super::pseudonym::{Pseudonymizer, TenantKey};
 
@@ -239,9 +239,7 @@ pub fn is_identifier_within(s: &str, max_len: usize) -> bool {
         Some((first, rest)) => {
             bytes.len() <= max_len
                 && first.is_ascii_alphanumeric()
-                && rest
-                    .iter()
-                    .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+                && rest.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
         }
         None => false,
     }
@@ -254,23 +252,16 @@ impl Cursor {
         let marks = raw.0;
         if marks.len() > MAX_CURSOR_MARKS {
             return Err(ContractViolation::BadCursor {
-                problem: CursorProblem::TooManyMarks {
-                    len: marks.len(),
-                    max: MAX_CURSOR_MARKS,
-                },
+                problem: CursorProblem::TooManyMarks { len: marks.len(), max: MAX_CURSOR_MARKS },
             });
         }
         let mut out = BTreeMap::new();
         for (index, (key, value)) in marks.into_iter().enumerate() {
             if !vocab.has_cursor_key(&key) {
-                return Err(ContractViolation::BadCursor {
-                    problem: CursorProblem::UndeclaredKey { index },
-                });
+                return Err(ContractViolation::BadCursor { problem: CursorProblem::UndeclaredKey { index } });
             }
             if out.insert(key, value).is_some() {
-                return Err(ContractViolation::BadCursor {
-                    problem: CursorProblem::DuplicateKey { index },
-                });
+                return Err(ContractViolation::BadCursor { problem: CursorProblem::DuplicateKey { index } });
             }
         }
         Ok(Self::from_checked(out))
@@ -293,10 +284,7 @@ pub struct Validator {
 
 impl fmt::Debug for Validator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Validator")
-            .field("vocab", &self.vocab)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("Validator").field("vocab", &self.vocab).field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
@@ -307,11 +295,7 @@ impl Validator {
     /// value on every sync of an integration, or stored hashes stop matching. The key is
     /// consumed: only the keyed hashing states derived from it are kept.
     pub fn new(vocab: Vocabulary, key: TenantKey, connector_id: &str, limits: Limits) -> Self {
-        Self {
-            vocab,
-            pseudonyms: Pseudonymizer::new(&key, connector_id),
-            limits,
-        }
+        Self { vocab, pseudonyms: Pseudonymizer::new(&key, connector_id), limits }
     }
 
     /// The connector's declared vocabulary.
@@ -327,45 +311,24 @@ impl Validator {
     /// The keyed hash of a CRM user id (from the roster), or `None` if it is not
     /// identifier-shaped. Equal to the `owner` hash of facts credited to that user.
     pub fn owner_hash(&self, crm_user_id: &str) -> Option<KeyedHash> {
-        is_identifier_within(crm_user_id, self.limits.max_id_len)
-            .then(|| self.pseudonyms.owner(crm_user_id))
+        is_identifier_within(crm_user_id, self.limits.max_id_len).then(|| self.pseudonyms.owner(crm_user_id))
     }
 
     /// Validates one emitted batch at host time `now_ms`.
     ///
     /// Returns the validated changes and the count of dropped ones by reason, or the first
     /// contract violation, in which case nothing of the batch may be kept.
-    pub fn validate_batch(
-        &self,
-        batch: Vec<RawChange>,
-        now_ms: i64,
-    ) -> Result<Accepted, ContractViolation> {
+    pub fn validate_batch(&self, batch: Vec<RawChange>, now_ms: i64) -> Result<Accepted, ContractViolation> {
         if batch.len() > self.limits.max_batch {
-            return Err(ContractViolation::BatchTooLarge {
-                len: batch.len(),
-                max: self.limits.max_batch,
-            });
+            return Err(ContractViolation::BatchTooLarge { len: batch.len(), max: self.limits.max_batch });
         }
-        let mut accepted = Accepted {
-            changes: Vec::with_capacity(batch.len()),
-            rejected: BTreeMap::new(),
-        };
+        let mut accepted = Accepted { changes: Vec::with_capacity(batch.len()), rejected: BTreeMap::new() };
         for (index, raw) in batch.into_iter().enumerate() {
             match raw {
-                RawChange::Upsert {
-                    metric,
-                    owner,
-                    source_id,
-                    occurred_at_ms,
-                    value,
-                } => {
-                    let kind = self
-                        .vocab
-                        .metric_kind(&metric)
-                        .ok_or(ContractViolation::UndeclaredMetric { index })?;
+                RawChange::Upsert { metric, owner, source_id, occurred_at_ms, value } => {
+                    let kind = self.vocab.metric_kind(&metric).ok_or(ContractViolation::UndeclaredMetric { index })?;
                     match (kind, &value) {
-                        (MetricKind::Count, RawValue::Count(_))
-                        | (MetricKind::Money, RawValue::Money { .. }) => {}
+                        (MetricKind::Count, RawValue::Count(_)) | (MetricKind::Money, RawValue::Money { .. }) => {}
                         _ => return Err(ContractViolation::WrongKind { index }),
                     }
                     self.check_id(index, IdField::Owner, &owner)?;
@@ -387,10 +350,7 @@ impl Validator {
                         return Err(ContractViolation::UndeclaredMetric { index });
                     }
                     self.check_id(index, IdField::Source, &source_id)?;
-                    accepted.changes.push(Change::Retract {
-                        metric,
-                        source: self.pseudonyms.source(&source_id),
-                    });
+                    accepted.changes.push(Change::Retract { metric, source: self.pseudonyms.source(&source_id) });
                 }
             }
         }
@@ -408,21 +368,12 @@ impl Validator {
         if is_identifier_within(id, self.limits.max_id_len) {
             Ok(())
         } else {
-            Err(ContractViolation::BadIdentifier {
-                index,
-                field,
-                len: id.len(),
-            })
+            Err(ContractViolation::BadIdentifier { index, field, len: id.len() })
         }
     }
 
     /// Checks the data of an upsert whose kind already matches its metric.
-    fn check_data(
-        &self,
-        occurred_at_ms: i64,
-        value: &RawValue,
-        now_ms: i64,
-    ) -> Result<Value, RejectReason> {
+    fn check_data(&self, occurred_at_ms: i64, value: &RawValue, now_ms: i64) -> Result<Value, RejectReason> {
         let value = match value {
             RawValue::Count(n) => {
                 if !(0..=self.limits.max_count).contains(n) {
@@ -435,10 +386,7 @@ impl Validator {
                 if micros.unsigned_abs() > self.limits.max_abs_micros {
                     return Err(RejectReason::OutOfRange);
                 }
-                Value::Money {
-                    micros: *micros,
-                    currency,
-                }
+                Value::Money { micros: *micros, currency }
             }
         };
         let latest = now_ms.saturating_add(self.limits.max_future_ms);
@@ -471,10 +419,7 @@ mod tests {
 
     fn validator_with(limits: Limits) -> Validator {
         let vocab = Vocabulary::new(
-            [
-                (s("deals_won"), MetricKind::Count),
-                (s("revenue"), MetricKind::Money),
-            ],
+            [(s("deals_won"), MetricKind::Count), (s("revenue"), MetricKind::Money)],
             [s("http_failed")],
             [s("deals_since"), s("users_since")],
         )
@@ -502,18 +447,12 @@ mod tests {
             owner: s("9101"),
             source_id: s("deal-1"),
             occurred_at_ms: at,
-            value: RawValue::Money {
-                micros,
-                currency: s(currency),
-            },
+            value: RawValue::Money { micros, currency: s(currency) },
         }
     }
 
     fn retract(metric: &str, source: &str) -> RawChange {
-        RawChange::Retract {
-            metric: s(metric),
-            source_id: s(source),
-        }
+        RawChange::Retract { metric: s(metric), source_id: s(source) }
     }
 
     fn one(change: RawChange) -> Result<Accepted, ContractViolation> {
@@ -528,11 +467,8 @@ mod tests {
 
     #[test]
     fn accepts_and_pseudonymises() {
-        let batch = vec![
-            count("9101", "deal-1", NOW - 1000, 1),
-            money(1_000_000_000_000, "GBP"),
-            retract("revenue", "deal-1"),
-        ];
+        let batch =
+            vec![count("9101", "deal-1", NOW - 1000, 1), money(1_000_000_000_000, "GBP"), retract("revenue", "deal-1")];
         let accepted = validator().validate_batch(batch, NOW).unwrap();
         assert!(accepted.rejected.is_empty());
         assert_eq!(accepted.rejected_total(), 0);
@@ -553,16 +489,10 @@ mod tests {
                     owner,
                     source,
                     occurred_at_ms: NOW,
-                    value: Value::Money {
-                        micros: 1_000_000_000_000,
-                        currency: Currency::parse("GBP").unwrap(),
-                    },
+                    value: Value::Money { micros: 1_000_000_000_000, currency: Currency::parse("GBP").unwrap() },
                 }),
                 // A retraction's hash finds the fact it withdraws.
-                Change::Retract {
-                    metric: s("revenue"),
-                    source,
-                },
+                Change::Retract { metric: s("revenue"), source },
             ]
         );
         assert_eq!(validator().owner_hash("9101"), Some(owner));
@@ -571,10 +501,7 @@ mod tests {
 
     #[test]
     fn accepts_an_empty_batch() {
-        assert_eq!(
-            validator().validate_batch(vec![], NOW).unwrap(),
-            Accepted::default()
-        );
+        assert_eq!(validator().validate_batch(vec![], NOW).unwrap(), Accepted::default());
     }
 
     // Contract violations.
@@ -586,14 +513,8 @@ mod tests {
             *metric = s("John Smith");
         }
         let batch = vec![count("1", "2", NOW, 1), change];
-        assert_eq!(
-            validator().validate_batch(batch, NOW),
-            Err(ContractViolation::UndeclaredMetric { index: 1 })
-        );
-        assert_eq!(
-            one(retract("deals_lost", "2")),
-            Err(ContractViolation::UndeclaredMetric { index: 0 })
-        );
+        assert_eq!(validator().validate_batch(batch, NOW), Err(ContractViolation::UndeclaredMetric { index: 1 }));
+        assert_eq!(one(retract("deals_lost", "2")), Err(ContractViolation::UndeclaredMetric { index: 0 }));
     }
 
     #[test]
@@ -602,47 +523,22 @@ mod tests {
         if let RawChange::Upsert { metric, .. } = &mut count_as_money {
             *metric = s("deals_won");
         }
-        assert_eq!(
-            one(count_as_money),
-            Err(ContractViolation::WrongKind { index: 0 })
-        );
+        assert_eq!(one(count_as_money), Err(ContractViolation::WrongKind { index: 0 }));
         let mut money_as_count = count("1", "2", NOW, 1);
         if let RawChange::Upsert { metric, .. } = &mut money_as_count {
             *metric = s("revenue");
         }
-        assert_eq!(
-            one(money_as_count),
-            Err(ContractViolation::WrongKind { index: 0 })
-        );
+        assert_eq!(one(money_as_count), Err(ContractViolation::WrongKind { index: 0 }));
     }
 
     #[test]
     fn identifier_shape() {
         let max = "a".repeat(64);
-        for ok in [
-            "9101",
-            "deal-1",
-            "0r8Hs00000FixtAAA",
-            "a.b_c:d-e",
-            "A",
-            &max,
-        ] {
+        for ok in ["9101", "deal-1", "0r8Hs00000FixtAAA", "a.b_c:d-e", "A", &max] {
             assert!(is_identifier(ok), "{ok}");
         }
         let long = "a".repeat(65);
-        for bad in [
-            "",
-            "john@example.com",
-            "John Smith",
-            ".hidden",
-            "-1",
-            "_1",
-            ":1",
-            "a/b",
-            "é",
-            "a\n",
-            &long,
-        ] {
+        for bad in ["", "john@example.com", "John Smith", ".hidden", "-1", "_1", ":1", "a/b", "é", "a\n", &long] {
             assert!(!is_identifier(bad), "{bad:?}");
         }
     }
@@ -651,11 +547,7 @@ mod tests {
     fn bad_owner_refuses_the_batch() {
         assert_eq!(
             one(count("john@example.com", "deal-1", NOW, 1)),
-            Err(ContractViolation::BadIdentifier {
-                index: 0,
-                field: IdField::Owner,
-                len: 16
-            })
+            Err(ContractViolation::BadIdentifier { index: 0, field: IdField::Owner, len: 16 })
         );
     }
 
@@ -663,29 +555,18 @@ mod tests {
     fn bad_source_refuses_the_batch() {
         assert_eq!(
             one(count("9101", "Tom at SuperBigCorp", NOW, 1)),
-            Err(ContractViolation::BadIdentifier {
-                index: 0,
-                field: IdField::Source,
-                len: 19
-            })
+            Err(ContractViolation::BadIdentifier { index: 0, field: IdField::Source, len: 19 })
         );
         let long = "a".repeat(65);
         assert_eq!(
             one(retract("revenue", &long)),
-            Err(ContractViolation::BadIdentifier {
-                index: 0,
-                field: IdField::Source,
-                len: 65
-            })
+            Err(ContractViolation::BadIdentifier { index: 0, field: IdField::Source, len: 65 })
         );
     }
 
     #[test]
     fn batch_too_large_is_refused() {
-        let limits = Limits {
-            max_batch: 2,
-            ..Limits::default()
-        };
+        let limits = Limits { max_batch: 2, ..Limits::default() };
         let batch = vec![count("1", "2", NOW, 1); 3];
         assert_eq!(
             validator_with(limits).validate_batch(batch, NOW),
@@ -695,11 +576,7 @@ mod tests {
 
     #[test]
     fn a_late_violation_refuses_changes_already_checked() {
-        let batch = vec![
-            count("1", "2", NOW, 1),
-            money(1, "XYZ"),
-            count("1", "bad id", NOW, 1),
-        ];
+        let batch = vec![count("1", "2", NOW, 1), money(1, "XYZ"), count("1", "bad id", NOW, 1)];
         assert!(matches!(
             validator().validate_batch(batch, NOW),
             Err(ContractViolation::BadIdentifier { index: 2, .. })
@@ -708,10 +585,7 @@ mod tests {
 
     #[test]
     fn violations_never_quote_connector_strings() {
-        let results = [
-            one(count("John.Smith", "Tom SuperBigCorp", NOW, 1)),
-            one(retract("superbigcorp_deal", "1")),
-        ];
+        let results = [one(count("John.Smith", "Tom SuperBigCorp", NOW, 1)), one(retract("superbigcorp_deal", "1"))];
         for result in results {
             let err = result.unwrap_err();
             let shown = format!("{err} {err:?}");
@@ -740,37 +614,19 @@ mod tests {
 
     #[test]
     fn times_out_of_range_are_dropped() {
-        rejected_as(
-            count("1", "2", YEAR_2000_MS - 1, 1),
-            RejectReason::OutOfRange,
-        );
+        rejected_as(count("1", "2", YEAR_2000_MS - 1, 1), RejectReason::OutOfRange);
         rejected_as(count("1", "2", i64::MIN, 1), RejectReason::OutOfRange);
-        rejected_as(
-            count("1", "2", NOW + ONE_YEAR_MS + 1, 1),
-            RejectReason::OutOfRange,
-        );
+        rejected_as(count("1", "2", NOW + ONE_YEAR_MS + 1, 1), RejectReason::OutOfRange);
         rejected_as(count("1", "2", i64::MAX, 1), RejectReason::OutOfRange);
-        assert_eq!(
-            one(count("1", "2", YEAR_2000_MS, 1)).unwrap().changes.len(),
-            1
-        );
-        assert_eq!(
-            one(count("1", "2", NOW + ONE_YEAR_MS, 1))
-                .unwrap()
-                .changes
-                .len(),
-            1
-        );
+        assert_eq!(one(count("1", "2", YEAR_2000_MS, 1)).unwrap().changes.len(), 1);
+        assert_eq!(one(count("1", "2", NOW + ONE_YEAR_MS, 1)).unwrap().changes.len(), 1);
     }
 
     #[test]
     fn counts_out_of_range_are_dropped() {
         rejected_as(count("1", "2", NOW, -1), RejectReason::OutOfRange);
         rejected_as(count("1", "2", NOW, i64::MIN), RejectReason::OutOfRange);
-        rejected_as(
-            count("1", "2", NOW, 1_000_000_001),
-            RejectReason::OutOfRange,
-        );
+        rejected_as(count("1", "2", NOW, 1_000_000_001), RejectReason::OutOfRange);
         assert_eq!(one(count("1", "2", NOW, 0)).unwrap().changes.len(), 1);
     }
 
@@ -788,10 +644,7 @@ mod tests {
 
     #[test]
     fn currency_is_checked_before_range() {
-        rejected_as(
-            money_at(i64::MAX, "XYZ", i64::MIN),
-            RejectReason::UnknownCurrency,
-        );
+        rejected_as(money_at(i64::MAX, "XYZ", i64::MIN), RejectReason::UnknownCurrency);
     }
 
     #[test]
@@ -807,10 +660,7 @@ mod tests {
         assert_eq!(accepted.changes.len(), 2);
         assert_eq!(
             accepted.rejected,
-            BTreeMap::from([
-                (RejectReason::UnknownCurrency, 2),
-                (RejectReason::OutOfRange, 1)
-            ])
+            BTreeMap::from([(RejectReason::UnknownCurrency, 2), (RejectReason::OutOfRange, 1)])
         );
         assert_eq!(accepted.rejected_total(), 3);
     }
@@ -823,26 +673,17 @@ mod tests {
 
     #[test]
     fn declared_cursor_passes() {
-        let c = validator()
-            .validate_cursor(cursor(&[("users_since", 7), ("deals_since", -1)]))
-            .unwrap();
+        let c = validator().validate_cursor(cursor(&[("users_since", 7), ("deals_since", -1)])).unwrap();
         assert_eq!(c.get("deals_since"), Some(-1));
         assert_eq!(c.get("users_since"), Some(7));
-        assert!(
-            validator()
-                .validate_cursor(RawCursor::default())
-                .unwrap()
-                .is_empty()
-        );
+        assert!(validator().validate_cursor(RawCursor::default()).unwrap().is_empty());
     }
 
     #[test]
     fn undeclared_cursor_key_is_refused() {
         assert_eq!(
             validator().validate_cursor(cursor(&[("deals_since", 1), ("John", 2)])),
-            Err(ContractViolation::BadCursor {
-                problem: CursorProblem::UndeclaredKey { index: 1 }
-            })
+            Err(ContractViolation::BadCursor { problem: CursorProblem::UndeclaredKey { index: 1 } })
         );
     }
 
@@ -850,9 +691,7 @@ mod tests {
     fn duplicate_cursor_key_is_refused() {
         assert_eq!(
             validator().validate_cursor(cursor(&[("deals_since", 1), ("deals_since", 2)])),
-            Err(ContractViolation::BadCursor {
-                problem: CursorProblem::DuplicateKey { index: 1 }
-            })
+            Err(ContractViolation::BadCursor { problem: CursorProblem::DuplicateKey { index: 1 } })
         );
     }
 
@@ -862,10 +701,7 @@ mod tests {
         assert_eq!(
             validator().validate_cursor(cursor(&marks)),
             Err(ContractViolation::BadCursor {
-                problem: CursorProblem::TooManyMarks {
-                    len: MAX_CURSOR_MARKS + 1,
-                    max: MAX_CURSOR_MARKS
-                }
+                problem: CursorProblem::TooManyMarks { len: MAX_CURSOR_MARKS + 1, max: MAX_CURSOR_MARKS }
             })
         );
     }
@@ -886,15 +722,9 @@ mod tests {
         let violations = [
             ContractViolation::UndeclaredMetric { index: 0 },
             ContractViolation::WrongKind { index: 0 },
-            ContractViolation::BadIdentifier {
-                index: 0,
-                field: IdField::Owner,
-                len: 0,
-            },
+            ContractViolation::BadIdentifier { index: 0, field: IdField::Owner, len: 0 },
             ContractViolation::BatchTooLarge { len: 0, max: 0 },
-            ContractViolation::BadCursor {
-                problem: CursorProblem::TooManyMarks { len: 0, max: 0 },
-            },
+            ContractViolation::BadCursor { problem: CursorProblem::TooManyMarks { len: 0, max: 0 } },
         ];
         let codes = violations
             .iter()

@@ -34,12 +34,7 @@ pub const MAX_QUERY_VALUE_LEN: usize = 4096;
 /// The longest request header value, in bytes.
 pub const MAX_HEADER_VALUE_LEN: usize = 256;
 /// The request headers a connector may set, in lowercase. The host sets every other header.
-pub const ALLOWED_REQUEST_HEADERS: [&str; 4] = [
-    "accept",
-    "if-none-match",
-    "if-modified-since",
-    "sforce-query-options",
-];
+pub const ALLOWED_REQUEST_HEADERS: [&str; 4] = ["accept", "if-none-match", "if-modified-since", "sforce-query-options"];
 
 /// The longest DNS name, in bytes.
 const MAX_HOST_LEN: usize = 253;
@@ -362,11 +357,7 @@ impl HostPattern {
             return Err(PatternProblem::IpAddress);
         }
         if labels < 2 {
-            return Err(if wildcard {
-                PatternProblem::WildcardTooBroad
-            } else {
-                PatternProblem::SingleLabel
-            });
+            return Err(if wildcard { PatternProblem::WildcardTooBroad } else { PatternProblem::SingleLabel });
         }
         Ok(Self { name, wildcard })
     }
@@ -376,10 +367,7 @@ impl HostPattern {
         if !self.wildcard {
             return host == self.name;
         }
-        match host
-            .strip_suffix(self.name.as_str())
-            .and_then(|rest| rest.strip_suffix('.'))
-        {
+        match host.strip_suffix(self.name.as_str()).and_then(|rest| rest.strip_suffix('.')) {
             Some(label) => !label.is_empty() && !label.contains('.'),
             None => false,
         }
@@ -415,9 +403,7 @@ fn is_dns_label(label: &str) -> bool {
         && bytes.len() <= MAX_LABEL_LEN
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+        && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Parses a connector's declared `allowed-hosts` list. An empty list is valid and allows
@@ -427,8 +413,7 @@ pub fn parse_patterns<S: AsRef<str>>(declared: &[S]) -> Result<Vec<HostPattern>,
         .iter()
         .enumerate()
         .map(|(index, entry)| {
-            HostPattern::parse(entry.as_ref())
-                .map_err(|problem| denied(EgressError::InvalidPattern { index, problem }))
+            HostPattern::parse(entry.as_ref()).map_err(|problem| denied(EgressError::InvalidPattern { index, problem }))
         })
         .collect()
 }
@@ -454,11 +439,7 @@ impl EgressPolicy {
     /// `[::1]`, `localhost`) is accepted on any port without matching a pattern. The base
     /// URL may have a path prefix (Bullhorn's `/rest-services/7xq9zc/`); request paths are
     /// appended to it.
-    pub fn new(
-        patterns: &[HostPattern],
-        base_url: &str,
-        allow_loopback_http: bool,
-    ) -> Result<Self, EgressError> {
+    pub fn new(patterns: &[HostPattern], base_url: &str, allow_loopback_http: bool) -> Result<Self, EgressError> {
         let base = Url::parse(base_url).map_err(|_| denied(EgressError::BaseUrlUnparsable))?;
         if !base.username().is_empty() || base.password().is_some() {
             return Err(denied(EgressError::BaseUrlUserinfo));
@@ -492,11 +473,7 @@ impl EgressPolicy {
         if !prefix.is_empty() && check_path(&prefix).is_err() {
             return Err(denied(EgressError::BaseUrlPath));
         }
-        Ok(Self {
-            patterns: patterns.to_vec(),
-            base,
-            prefix,
-        })
+        Ok(Self { patterns: patterns.to_vec(), base, prefix })
     }
 
     /// Parses the declared `allowed-hosts` and checks the base URL against them, in one step.
@@ -505,11 +482,7 @@ impl EgressPolicy {
         base_url: &str,
         allow_loopback_http: bool,
     ) -> Result<Self, EgressError> {
-        Self::new(
-            &parse_patterns(allowed_hosts)?,
-            base_url,
-            allow_loopback_http,
-        )
+        Self::new(&parse_patterns(allowed_hosts)?, base_url, allow_loopback_http)
     }
 
     /// The base URL every request is relative to.
@@ -541,9 +514,7 @@ impl EgressPolicy {
         if query.is_empty() {
             url.set_query(None);
         } else {
-            url.query_pairs_mut()
-                .clear()
-                .extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            url.query_pairs_mut().clear().extend_pairs(query.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
 
         // Defence in depth: the checks above admit nothing the URL parser would reinterpret,
@@ -585,20 +556,14 @@ fn is_loopback(host: &Host<&str>) -> bool {
 fn check_path(path: &str) -> Result<(), EgressError> {
     let bytes = path.as_bytes();
     if bytes.len() > MAX_PATH_LEN {
-        return Err(EgressError::PathTooLong {
-            len: bytes.len(),
-            max: MAX_PATH_LEN,
-        });
+        return Err(EgressError::PathTooLong { len: bytes.len(), max: MAX_PATH_LEN });
     }
     if bytes.first() != Some(&b'/') {
         return Err(EgressError::PathNotRelative);
     }
     let mut start = 1;
     loop {
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| b == b'/')
-            .map_or(bytes.len(), |i| start + i);
+        let end = bytes[start..].iter().position(|&b| b == b'/').map_or(bytes.len(), |i| start + i);
         check_segment(bytes, start, end)?;
         if end == bytes.len() {
             return Ok(());
@@ -612,11 +577,7 @@ fn check_segment(bytes: &[u8], start: usize, end: usize) -> Result<(), EgressErr
     let segment = &bytes[start..end];
     if segment.is_empty() {
         // Only the very end may be empty: that is a trailing `/` (or the root path `/`).
-        return if end == bytes.len() {
-            Ok(())
-        } else {
-            Err(EgressError::PathEmptySegment { offset: start })
-        };
+        return if end == bytes.len() { Ok(()) } else { Err(EgressError::PathEmptySegment { offset: start }) };
     }
     if segment == b"." || segment == b".." {
         return Err(EgressError::PathDotSegment { offset: start });
@@ -629,10 +590,7 @@ fn check_segment(bytes: &[u8], start: usize, end: usize) -> Result<(), EgressErr
             continue;
         }
         if b != b'%' {
-            return Err(EgressError::PathForbiddenChar {
-                offset: i,
-                class: CharClass::of(b),
-            });
+            return Err(EgressError::PathForbiddenChar { offset: i, class: CharClass::of(b) });
         }
         let decoded = match (hex_value(bytes, i + 1, end), hex_value(bytes, i + 2, end)) {
             (Some(hi), Some(lo)) => (hi << 4) | lo,
@@ -662,23 +620,14 @@ fn hex_value(bytes: &[u8], i: usize, end: usize) -> Option<u8> {
 /// Checks the size of a request's query pairs; their content is encoded by the host.
 fn check_query(query: &[(String, String)]) -> Result<(), EgressError> {
     if query.len() > MAX_QUERY_PAIRS {
-        return Err(EgressError::TooManyQueryPairs {
-            count: query.len(),
-            max: MAX_QUERY_PAIRS,
-        });
+        return Err(EgressError::TooManyQueryPairs { count: query.len(), max: MAX_QUERY_PAIRS });
     }
     for (index, (key, value)) in query.iter().enumerate() {
         if key.is_empty() || key.len() > MAX_QUERY_KEY_LEN {
-            return Err(EgressError::QueryKeyInvalid {
-                index,
-                len: key.len(),
-            });
+            return Err(EgressError::QueryKeyInvalid { index, len: key.len() });
         }
         if value.len() > MAX_QUERY_VALUE_LEN {
-            return Err(EgressError::QueryValueTooLong {
-                index,
-                len: value.len(),
-            });
+            return Err(EgressError::QueryValueTooLong { index, len: value.len() });
         }
     }
     Ok(())
@@ -691,16 +640,11 @@ fn check_query(query: &[(String, String)]) -> Result<(), EgressError> {
 /// [`MAX_HEADER_VALUE_LEN`] bytes. Everything else, notably `host`, `authorization`, `cookie`
 /// and credential headers such as `x-api-token` or `bhresttoken`, is refused: the host sets
 /// those itself.
-pub fn check_request_headers(
-    headers: &[(String, String)],
-) -> Result<Vec<(String, String)>, EgressError> {
+pub fn check_request_headers(headers: &[(String, String)]) -> Result<Vec<(String, String)>, EgressError> {
     let mut seen = [false; ALLOWED_REQUEST_HEADERS.len()];
     let mut out = Vec::with_capacity(headers.len());
     for (index, (name, value)) in headers.iter().enumerate() {
-        let Some(slot) = ALLOWED_REQUEST_HEADERS
-            .iter()
-            .position(|allowed| allowed.eq_ignore_ascii_case(name))
-        else {
+        let Some(slot) = ALLOWED_REQUEST_HEADERS.iter().position(|allowed| allowed.eq_ignore_ascii_case(name)) else {
             return Err(denied(EgressError::HeaderNotAllowed { index }));
         };
         if seen[slot] {
@@ -709,10 +653,7 @@ pub fn check_request_headers(
         seen[slot] = true;
         let printable = value.bytes().all(|b| (0x20..=0x7e).contains(&b));
         if !printable || value.len() > MAX_HEADER_VALUE_LEN {
-            return Err(denied(EgressError::HeaderValueInvalid {
-                index,
-                len: value.len(),
-            }));
+            return Err(denied(EgressError::HeaderValueInvalid { index, len: value.len() }));
         }
         out.push((ALLOWED_REQUEST_HEADERS[slot].to_owned(), value.clone()));
     }
@@ -724,8 +665,7 @@ mod tests {
     use super::*;
 
     fn pipedrive() -> EgressPolicy {
-        EgressPolicy::from_declared(&["*.pipedrive.com"], "https://acme.pipedrive.com", false)
-            .expect("valid policy")
+        EgressPolicy::from_declared(&["*.pipedrive.com"], "https://acme.pipedrive.com", false).expect("valid policy")
     }
 
     fn bullhorn() -> EgressPolicy {
@@ -738,30 +678,19 @@ mod tests {
     }
 
     fn refused(path: &str) -> EgressError {
-        pipedrive()
-            .build_url(path, &[])
-            .expect_err("the path must be refused")
+        pipedrive().build_url(path, &[]).expect_err("the path must be refused")
     }
 
     // Forbidden paths, one test per case.
 
     #[test]
     fn refuses_protocol_relative_path() {
-        assert_eq!(
-            refused("//evil.example/"),
-            EgressError::PathEmptySegment { offset: 1 }
-        );
+        assert_eq!(refused("//evil.example/"), EgressError::PathEmptySegment { offset: 1 });
     }
 
     #[test]
     fn refuses_userinfo_trick() {
-        assert_eq!(
-            refused("/@evil.example"),
-            EgressError::PathForbiddenChar {
-                offset: 1,
-                class: CharClass::At
-            }
-        );
+        assert_eq!(refused("/@evil.example"), EgressError::PathForbiddenChar { offset: 1, class: CharClass::At });
     }
 
     #[test]
@@ -776,154 +705,82 @@ mod tests {
 
     #[test]
     fn refuses_absolute_http_url() {
-        assert_eq!(
-            refused("http://evil.example/"),
-            EgressError::PathNotRelative
-        );
+        assert_eq!(refused("http://evil.example/"), EgressError::PathNotRelative);
     }
 
     #[test]
     fn refuses_absolute_https_url() {
-        assert_eq!(
-            refused("https://evil.example/x"),
-            EgressError::PathNotRelative
-        );
+        assert_eq!(refused("https://evil.example/x"), EgressError::PathNotRelative);
     }
 
     #[test]
     fn refuses_encoded_parent_segment_lowercase() {
-        assert_eq!(
-            refused("/%2e%2e/x"),
-            EgressError::PathForbiddenEscape { offset: 1 }
-        );
+        assert_eq!(refused("/%2e%2e/x"), EgressError::PathForbiddenEscape { offset: 1 });
     }
 
     #[test]
     fn refuses_encoded_parent_segment_uppercase() {
-        assert_eq!(
-            refused("/%2E%2E/x"),
-            EgressError::PathForbiddenEscape { offset: 1 }
-        );
+        assert_eq!(refused("/%2E%2E/x"), EgressError::PathForbiddenEscape { offset: 1 });
     }
 
     #[test]
     fn refuses_encoded_slashes() {
-        assert_eq!(
-            refused("/a/%2F%2Fevil"),
-            EgressError::PathForbiddenEscape { offset: 3 }
-        );
-        assert_eq!(
-            refused("/a/%2f"),
-            EgressError::PathForbiddenEscape { offset: 3 }
-        );
+        assert_eq!(refused("/a/%2F%2Fevil"), EgressError::PathForbiddenEscape { offset: 3 });
+        assert_eq!(refused("/a/%2f"), EgressError::PathForbiddenEscape { offset: 3 });
     }
 
     #[test]
     fn refuses_encoded_backslash() {
-        assert_eq!(
-            refused("/a%5c.."),
-            EgressError::PathForbiddenEscape { offset: 2 }
-        );
-        assert_eq!(
-            refused("/a%5C"),
-            EgressError::PathForbiddenEscape { offset: 2 }
-        );
+        assert_eq!(refused("/a%5c.."), EgressError::PathForbiddenEscape { offset: 2 });
+        assert_eq!(refused("/a%5C"), EgressError::PathForbiddenEscape { offset: 2 });
     }
 
     #[test]
     fn refuses_encoded_percent() {
-        assert_eq!(
-            refused("/a%252e"),
-            EgressError::PathForbiddenEscape { offset: 2 }
-        );
+        assert_eq!(refused("/a%252e"), EgressError::PathForbiddenEscape { offset: 2 });
     }
 
     #[test]
     fn refuses_encoded_control_characters() {
-        assert_eq!(
-            refused("/a%00"),
-            EgressError::PathForbiddenEscape { offset: 2 }
-        );
-        assert_eq!(
-            refused("/a%0d%0a"),
-            EgressError::PathForbiddenEscape { offset: 2 }
-        );
-        assert_eq!(
-            refused("/a%1F"),
-            EgressError::PathForbiddenEscape { offset: 2 }
-        );
+        assert_eq!(refused("/a%00"), EgressError::PathForbiddenEscape { offset: 2 });
+        assert_eq!(refused("/a%0d%0a"), EgressError::PathForbiddenEscape { offset: 2 });
+        assert_eq!(refused("/a%1F"), EgressError::PathForbiddenEscape { offset: 2 });
     }
 
     #[test]
     fn refuses_malformed_escape() {
-        assert_eq!(
-            refused("/a%2"),
-            EgressError::PathMalformedEscape { offset: 2 }
-        );
-        assert_eq!(
-            refused("/a%zz"),
-            EgressError::PathMalformedEscape { offset: 2 }
-        );
+        assert_eq!(refused("/a%2"), EgressError::PathMalformedEscape { offset: 2 });
+        assert_eq!(refused("/a%zz"), EgressError::PathMalformedEscape { offset: 2 });
         // An escape cannot borrow the separator that follows it.
-        assert_eq!(
-            refused("/a%2/f"),
-            EgressError::PathMalformedEscape { offset: 2 }
-        );
+        assert_eq!(refused("/a%2/f"), EgressError::PathMalformedEscape { offset: 2 });
     }
 
     #[test]
     fn refuses_space() {
-        assert_eq!(
-            refused("/a b"),
-            EgressError::PathForbiddenChar {
-                offset: 2,
-                class: CharClass::Whitespace
-            }
-        );
+        assert_eq!(refused("/a b"), EgressError::PathForbiddenChar { offset: 2, class: CharClass::Whitespace });
     }
 
     #[test]
     fn refuses_line_break() {
         assert_eq!(
             refused("/a\r\nHost: evil.example"),
-            EgressError::PathForbiddenChar {
-                offset: 2,
-                class: CharClass::Whitespace
-            }
+            EgressError::PathForbiddenChar { offset: 2, class: CharClass::Whitespace }
         );
     }
 
     #[test]
     fn refuses_non_ascii() {
-        assert_eq!(
-            refused("/é"),
-            EgressError::PathForbiddenChar {
-                offset: 1,
-                class: CharClass::NonAscii
-            }
-        );
+        assert_eq!(refused("/é"), EgressError::PathForbiddenChar { offset: 1, class: CharClass::NonAscii });
     }
 
     #[test]
     fn refuses_query_in_path() {
-        assert_eq!(
-            refused("/a?x=1"),
-            EgressError::PathForbiddenChar {
-                offset: 2,
-                class: CharClass::QuestionMark
-            }
-        );
+        assert_eq!(refused("/a?x=1"), EgressError::PathForbiddenChar { offset: 2, class: CharClass::QuestionMark });
     }
 
     #[test]
     fn refuses_fragment_in_path() {
-        assert_eq!(
-            refused("/a#f"),
-            EgressError::PathForbiddenChar {
-                offset: 2,
-                class: CharClass::Hash
-            }
-        );
+        assert_eq!(refused("/a#f"), EgressError::PathForbiddenChar { offset: 2, class: CharClass::Hash });
     }
 
     #[test]
@@ -933,24 +790,12 @@ mod tests {
 
     #[test]
     fn refuses_backslash_inside() {
-        assert_eq!(
-            refused("/a\\b"),
-            EgressError::PathForbiddenChar {
-                offset: 2,
-                class: CharClass::Backslash
-            }
-        );
+        assert_eq!(refused("/a\\b"), EgressError::PathForbiddenChar { offset: 2, class: CharClass::Backslash });
     }
 
     #[test]
     fn refuses_colon() {
-        assert_eq!(
-            refused("/a:b"),
-            EgressError::PathForbiddenChar {
-                offset: 2,
-                class: CharClass::Colon
-            }
-        );
+        assert_eq!(refused("/a:b"), EgressError::PathForbiddenChar { offset: 2, class: CharClass::Colon });
     }
 
     #[test]
@@ -965,22 +810,13 @@ mod tests {
 
     #[test]
     fn refuses_empty_segment_inside() {
-        assert_eq!(
-            refused("/a//b"),
-            EgressError::PathEmptySegment { offset: 3 }
-        );
+        assert_eq!(refused("/a//b"), EgressError::PathEmptySegment { offset: 3 });
     }
 
     #[test]
     fn refuses_long_path() {
         let path = format!("/{}", "a".repeat(MAX_PATH_LEN));
-        assert_eq!(
-            refused(&path),
-            EgressError::PathTooLong {
-                len: MAX_PATH_LEN + 1,
-                max: MAX_PATH_LEN
-            }
-        );
+        assert_eq!(refused(&path), EgressError::PathTooLong { len: MAX_PATH_LEN + 1, max: MAX_PATH_LEN });
     }
 
     #[test]
@@ -1002,28 +838,16 @@ mod tests {
 
     #[test]
     fn allows_salesforce_query_locator() {
-        let policy = EgressPolicy::from_declared(
-            &["*.my.salesforce.com"],
-            "https://acme.my.salesforce.com",
-            false,
-        )
-        .unwrap();
-        let url = policy
-            .build_url("/services/data/v62.0/query/0r8Hs00000FixtAAA-3", &[])
-            .unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://acme.my.salesforce.com/services/data/v62.0/query/0r8Hs00000FixtAAA-3"
-        );
+        let policy =
+            EgressPolicy::from_declared(&["*.my.salesforce.com"], "https://acme.my.salesforce.com", false).unwrap();
+        let url = policy.build_url("/services/data/v62.0/query/0r8Hs00000FixtAAA-3", &[]).unwrap();
+        assert_eq!(url.as_str(), "https://acme.my.salesforce.com/services/data/v62.0/query/0r8Hs00000FixtAAA-3");
     }
 
     #[test]
     fn allows_path_under_base_prefix() {
         let url = bullhorn().build_url("/search/Placement", &[]).unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://rest91.bullhornstaffing.com/rest-services/7xq9zc/search/Placement"
-        );
+        assert_eq!(url.as_str(), "https://rest91.bullhornstaffing.com/rest-services/7xq9zc/search/Placement");
     }
 
     #[test]
@@ -1040,9 +864,7 @@ mod tests {
 
     #[test]
     fn allows_harmless_escapes_and_trailing_slash() {
-        let url = pipedrive()
-            .build_url("/entity/Candidate/1%2C2%2c3/", &[])
-            .unwrap();
+        let url = pipedrive().build_url("/entity/Candidate/1%2C2%2c3/", &[]).unwrap();
         assert_eq!(url.path(), "/entity/Candidate/1%2C2%2c3/");
         let root = pipedrive().build_url("/", &[]).unwrap();
         assert_eq!(root.as_str(), "https://acme.pipedrive.com/");
@@ -1057,10 +879,7 @@ mod tests {
     #[test]
     fn encodes_query_pairs() {
         let query = vec![
-            (
-                "q".to_owned(),
-                "SELECT Id FROM Opportunity WHERE IsWon = true".to_owned(),
-            ),
+            ("q".to_owned(), "SELECT Id FROM Opportunity WHERE IsWon = true".to_owned()),
             ("cursor".to_owned(), "a&b=c#d/../e".to_owned()),
         ];
         let url = pipedrive().build_url("/api/v2/deals", &query).unwrap();
@@ -1084,10 +903,7 @@ mod tests {
         let query = vec![("k".to_owned(), "v".to_owned()); MAX_QUERY_PAIRS + 1];
         assert_eq!(
             pipedrive().build_url("/a", &query).unwrap_err(),
-            EgressError::TooManyQueryPairs {
-                count: MAX_QUERY_PAIRS + 1,
-                max: MAX_QUERY_PAIRS
-            }
+            EgressError::TooManyQueryPairs { count: MAX_QUERY_PAIRS + 1, max: MAX_QUERY_PAIRS }
         );
     }
 
@@ -1098,24 +914,15 @@ mod tests {
             pipedrive().build_url("/a", &empty_key).unwrap_err(),
             EgressError::QueryKeyInvalid { index: 0, len: 0 }
         );
-        let long_key = vec![
-            ("k".to_owned(), "v".to_owned()),
-            ("k".repeat(MAX_QUERY_KEY_LEN + 1), "v".to_owned()),
-        ];
+        let long_key = vec![("k".to_owned(), "v".to_owned()), ("k".repeat(MAX_QUERY_KEY_LEN + 1), "v".to_owned())];
         assert_eq!(
             pipedrive().build_url("/a", &long_key).unwrap_err(),
-            EgressError::QueryKeyInvalid {
-                index: 1,
-                len: MAX_QUERY_KEY_LEN + 1
-            }
+            EgressError::QueryKeyInvalid { index: 1, len: MAX_QUERY_KEY_LEN + 1 }
         );
         let long_value = vec![("k".to_owned(), "v".repeat(MAX_QUERY_VALUE_LEN + 1))];
         assert_eq!(
             pipedrive().build_url("/a", &long_value).unwrap_err(),
-            EgressError::QueryValueTooLong {
-                index: 0,
-                len: MAX_QUERY_VALUE_LEN + 1
-            }
+            EgressError::QueryValueTooLong { index: 0, len: MAX_QUERY_VALUE_LEN + 1 }
         );
     }
 
@@ -1186,10 +993,7 @@ mod tests {
     fn parse_patterns_reports_the_index() {
         assert_eq!(
             parse_patterns(&["api.example.com", "*"]).unwrap_err(),
-            EgressError::InvalidPattern {
-                index: 1,
-                problem: PatternProblem::BareWildcard
-            }
+            EgressError::InvalidPattern { index: 1, problem: PatternProblem::BareWildcard }
         );
     }
 
@@ -1207,13 +1011,11 @@ mod tests {
     #[test]
     fn https_on_undeclared_host_is_refused() {
         assert_eq!(
-            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://evil.example/", false)
-                .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://evil.example/", false).unwrap_err(),
             EgressError::BaseUrlHostNotAllowed
         );
         assert_eq!(
-            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://pipedrive.com/", false)
-                .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://pipedrive.com/", false).unwrap_err(),
             EgressError::BaseUrlHostNotAllowed
         );
     }
@@ -1221,17 +1023,14 @@ mod tests {
     #[test]
     fn https_on_ip_is_refused() {
         assert_eq!(
-            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://127.0.0.1/", true)
-                .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://127.0.0.1/", true).unwrap_err(),
             EgressError::BaseUrlHostNotAllowed
         );
     }
 
     #[test]
     fn base_host_is_compared_in_lowercase() {
-        let policy =
-            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://ACME.Pipedrive.com", false)
-                .unwrap();
+        let policy = EgressPolicy::from_declared(&["*.pipedrive.com"], "https://ACME.Pipedrive.com", false).unwrap();
         assert_eq!(policy.base_url().host_str(), Some("acme.pipedrive.com"));
     }
 
@@ -1239,30 +1038,20 @@ mod tests {
     fn http_on_public_host_is_refused_even_with_the_flag() {
         for flag in [false, true] {
             assert_eq!(
-                EgressPolicy::from_declared(
-                    &["*.pipedrive.com"],
-                    "http://acme.pipedrive.com",
-                    flag
-                )
-                .unwrap_err(),
+                EgressPolicy::from_declared(&["*.pipedrive.com"], "http://acme.pipedrive.com", flag).unwrap_err(),
                 EgressError::BaseUrlScheme
             );
         }
         assert_eq!(
-            EgressPolicy::from_declared(&["*.pipedrive.com"], "http://10.0.0.1:8080", true)
-                .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "http://10.0.0.1:8080", true).unwrap_err(),
             EgressError::BaseUrlScheme
         );
     }
 
     #[test]
     fn http_on_loopback_needs_the_flag() {
-        for base in [
-            "http://127.0.0.1:8080/",
-            "http://127.8.9.10:1/",
-            "http://[::1]:3000",
-            "http://localhost:9999/api",
-        ] {
+        for base in ["http://127.0.0.1:8080/", "http://127.8.9.10:1/", "http://[::1]:3000", "http://localhost:9999/api"]
+        {
             let none: [&str; 0] = [];
             assert_eq!(
                 EgressPolicy::from_declared(&none, base, false).unwrap_err(),
@@ -1289,11 +1078,9 @@ mod tests {
 
     #[test]
     fn base_userinfo_is_refused() {
-        for base in [
-            "https://user@acme.pipedrive.com",
-            "https://user:pw@acme.pipedrive.com",
-            "https://:pw@acme.pipedrive.com",
-        ] {
+        for base in
+            ["https://user@acme.pipedrive.com", "https://user:pw@acme.pipedrive.com", "https://:pw@acme.pipedrive.com"]
+        {
             assert_eq!(
                 EgressPolicy::from_declared(&["*.pipedrive.com"], base, false).unwrap_err(),
                 EgressError::BaseUrlUserinfo,
@@ -1305,40 +1092,25 @@ mod tests {
     #[test]
     fn base_query_fragment_and_port_are_refused() {
         assert_eq!(
-            EgressPolicy::from_declared(
-                &["*.pipedrive.com"],
-                "https://a.pipedrive.com/?x=1",
-                false
-            )
-            .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://a.pipedrive.com/?x=1", false).unwrap_err(),
             EgressError::BaseUrlQueryOrFragment
         );
         assert_eq!(
-            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://a.pipedrive.com/#f", false)
-                .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://a.pipedrive.com/#f", false).unwrap_err(),
             EgressError::BaseUrlQueryOrFragment
         );
         assert_eq!(
-            EgressPolicy::from_declared(
-                &["*.pipedrive.com"],
-                "https://a.pipedrive.com:8443",
-                false
-            )
-            .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://a.pipedrive.com:8443", false).unwrap_err(),
             EgressError::BaseUrlPort
         );
         // The default port is the same origin, so naming it is harmless.
-        assert!(
-            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://a.pipedrive.com:443", false)
-                .is_ok()
-        );
+        assert!(EgressPolicy::from_declared(&["*.pipedrive.com"], "https://a.pipedrive.com:443", false).is_ok());
     }
 
     #[test]
     fn unparsable_base_is_refused() {
         assert_eq!(
-            EgressPolicy::from_declared(&["*.pipedrive.com"], "acme.pipedrive.com", false)
-                .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "acme.pipedrive.com", false).unwrap_err(),
             EgressError::BaseUrlUnparsable
         );
     }
@@ -1346,12 +1118,7 @@ mod tests {
     #[test]
     fn base_path_must_be_plain() {
         assert_eq!(
-            EgressPolicy::from_declared(
-                &["*.pipedrive.com"],
-                "https://a.pipedrive.com/x%2Fy/",
-                false
-            )
-            .unwrap_err(),
+            EgressPolicy::from_declared(&["*.pipedrive.com"], "https://a.pipedrive.com/x%2Fy/", false).unwrap_err(),
             EgressError::BaseUrlPath
         );
     }
@@ -1372,25 +1139,16 @@ mod tests {
         ] {
             let url = Url::parse(other).unwrap();
             assert!(!policy.is_same_origin(&url), "{other}");
-            assert_eq!(
-                policy.check_redirect(&url).unwrap_err(),
-                EgressError::RedirectCrossOrigin
-            );
+            assert_eq!(policy.check_redirect(&url).unwrap_err(), EgressError::RedirectCrossOrigin);
         }
         let userinfo = Url::parse("https://u:p@acme.pipedrive.com/").unwrap();
-        assert_eq!(
-            policy.check_redirect(&userinfo).unwrap_err(),
-            EgressError::RedirectCrossOrigin
-        );
+        assert_eq!(policy.check_redirect(&userinfo).unwrap_err(), EgressError::RedirectCrossOrigin);
     }
 
     // Headers.
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     #[test]
@@ -1407,14 +1165,8 @@ mod tests {
             vec![
                 ("accept".to_owned(), "application/json".to_owned()),
                 ("if-none-match".to_owned(), "\"abc\"".to_owned()),
-                (
-                    "if-modified-since".to_owned(),
-                    "Tue, 15 Nov 1994 12:45:26 GMT".to_owned()
-                ),
-                (
-                    "sforce-query-options".to_owned(),
-                    "batchSize=2000".to_owned()
-                ),
+                ("if-modified-since".to_owned(), "Tue, 15 Nov 1994 12:45:26 GMT".to_owned()),
+                ("sforce-query-options".to_owned(), "batchSize=2000".to_owned()),
             ]
         );
         assert_eq!(check_request_headers(&[]).unwrap(), vec![]);
@@ -1422,17 +1174,9 @@ mod tests {
 
     #[test]
     fn other_headers_are_refused() {
-        for name in [
-            "host",
-            "Host",
-            "authorization",
-            "cookie",
-            "x-api-token",
-            "BhRestToken",
-            "x-forwarded-host",
-            "accept ",
-            "",
-        ] {
+        for name in
+            ["host", "Host", "authorization", "cookie", "x-api-token", "BhRestToken", "x-forwarded-host", "accept ", ""]
+        {
             assert_eq!(
                 check_request_headers(&headers(&[("accept", "*/*"), (name, "x")])).unwrap_err(),
                 EgressError::HeaderNotAllowed { index: 1 },
@@ -1463,10 +1207,7 @@ mod tests {
         let long = "a".repeat(MAX_HEADER_VALUE_LEN + 1);
         assert_eq!(
             check_request_headers(&headers(&[("accept", &long)])).unwrap_err(),
-            EgressError::HeaderValueInvalid {
-                index: 0,
-                len: MAX_HEADER_VALUE_LEN + 1
-            }
+            EgressError::HeaderValueInvalid { index: 0, len: MAX_HEADER_VALUE_LEN + 1 }
         );
         let max = "a".repeat(MAX_HEADER_VALUE_LEN);
         assert!(check_request_headers(&headers(&[("accept", &max)])).is_ok());
@@ -1478,17 +1219,11 @@ mod tests {
             EgressError::PathNotRelative,
             EgressError::BaseUrlHostNotAllowed,
             EgressError::HeaderNotAllowed { index: 0 },
-            EgressError::InvalidPattern {
-                index: 0,
-                problem: PatternProblem::Empty,
-            },
+            EgressError::InvalidPattern { index: 0, problem: PatternProblem::Empty },
         ];
         for err in errors {
             let code = err.code();
-            assert!(
-                code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-                "{code}"
-            );
+            assert!(code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{code}");
         }
     }
 }

@@ -175,7 +175,12 @@ pub struct Fetched {
 /// in production, an in-memory CRM in the benchmark.
 pub trait Transport: Send + Sync + 'static {
     /// Sends one GET; fails with `TooLarge` past `max_body` bytes.
-    fn send<'a>(&'a self, url: &'a Url, headers: &'a HeaderMap, max_body: usize) -> BoxFuture<'a, Result<Fetched, HttpFailure>>;
+    fn send<'a>(
+        &'a self,
+        url: &'a Url,
+        headers: &'a HeaderMap,
+        max_body: usize,
+    ) -> BoxFuture<'a, Result<Fetched, HttpFailure>>;
 }
 
 /// The production transport: reqwest with rustls, no redirects followed by itself.
@@ -197,11 +202,20 @@ impl ReqwestTransport {
 }
 
 impl Transport for ReqwestTransport {
-    fn send<'a>(&'a self, url: &'a Url, headers: &'a HeaderMap, max: usize) -> BoxFuture<'a, Result<Fetched, HttpFailure>> {
+    fn send<'a>(
+        &'a self,
+        url: &'a Url,
+        headers: &'a HeaderMap,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Fetched, HttpFailure>> {
         Box::pin(async move {
-            let mut response = self.client.get(url.clone()).headers(headers.clone()).send().await.map_err(|err| {
-                if err.is_timeout() { HttpFailure::Timeout } else { HttpFailure::Unavailable }
-            })?;
+            let mut response = self
+                .client
+                .get(url.clone())
+                .headers(headers.clone())
+                .send()
+                .await
+                .map_err(|err| if err.is_timeout() { HttpFailure::Timeout } else { HttpFailure::Unavailable })?;
             if response.content_length().is_some_and(|len| len > max as u64) {
                 return Err(HttpFailure::TooLarge);
             }
@@ -317,7 +331,12 @@ impl HttpClient {
                     tracing::info!(code = "rate_limited", attempt, "giving up after 429");
                     return Err(HttpFailure::RateLimited);
                 }
-                tracing::debug!(code = "rate_limited", attempt, wait_ms = wait.as_millis() as u64, "retrying after 429");
+                tracing::debug!(
+                    code = "rate_limited",
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    "retrying after 429"
+                );
                 tokio::time::sleep(wait).await;
                 backoff = backoff.saturating_mul(2);
                 continue;
@@ -356,10 +375,7 @@ fn answer(fetched: Fetched) -> HttpAnswer {
 /// Pipedrive says a 429 with `x-daily-ratelimit-token-remaining: 0` will not clear before
 /// tomorrow: retrying only burns time, so the answer goes to the connector as it is.
 fn daily_budget_exhausted(headers: &HeaderMap) -> bool {
-    headers
-        .get("x-daily-ratelimit-token-remaining")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "0")
+    headers.get("x-daily-ratelimit-token-remaining").and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() == "0")
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).
@@ -370,10 +386,8 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// Spreads retries of many syncs apart: up to a quarter more than `base`.
 fn jitter(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }
 

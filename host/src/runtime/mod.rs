@@ -31,8 +31,8 @@ use self::bindings::latest::{Connector, ConnectorPre, oneup::connector::types as
 use self::egress::EgressPolicy;
 use self::http::{Credentials, HttpClient, HttpLimits};
 use self::manifest::{AuthSpec, Manifest, ManifestError};
-use self::session::{Limiter, Session, SyncState};
 pub use self::session::{CpuLimitExceeded, DebugSink, MemoryLimitExceeded, SinkFailed, SyncSink, SyncStats};
+use self::session::{Limiter, Session, SyncState};
 use crate::ingest::model::{Cursor, KeyedHash};
 use crate::ingest::pseudonym::{Domain, TenantKey};
 use crate::ingest::validate::{ContractViolation, IdField, Limits as ValidationLimits, Validator};
@@ -93,7 +93,9 @@ pub enum LoadError {
     #[error("not a WebAssembly file")]
     NotWasm,
     /// A core module, not a component.
-    #[error("a core WebAssembly module, not a component: build connectors for wasm32-wasip2 (cargo build --target wasm32-wasip2)")]
+    #[error(
+        "a core WebAssembly module, not a component: build connectors for wasm32-wasip2 (cargo build --target wasm32-wasip2)"
+    )]
     NotAComponent,
     /// A component of another world.
     #[error("the component does not implement the oneup:connector world ({0})")]
@@ -313,7 +315,8 @@ impl Runtime {
 
     /// Loads a component file.
     pub async fn load_file(&self, path: &Path) -> Result<LoadedConnector, LoadError> {
-        let bytes = tokio::fs::read(path).await.map_err(|e| LoadError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let bytes =
+            tokio::fs::read(path).await.map_err(|e| LoadError::Io(format!("cannot read {}: {e}", path.display())))?;
         self.load(&bytes).await
     }
 
@@ -330,7 +333,8 @@ impl Runtime {
         let component = self.compile(bytes, &digest)?;
         let contract = self.contract_version(&component)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        let pre = ConnectorPre::new(instance_pre).map_err(|_| LoadError::WrongWorld("it lacks the describe, sync or roster export"))?;
+        let pre = ConnectorPre::new(instance_pre)
+            .map_err(|_| LoadError::WrongWorld("it lacks the describe, sync or roster export"))?;
 
         let mut store = self.store_for(None, self.idle_session(Arc::new(placeholder_manifest(&contract))));
         let described = async {
@@ -391,11 +395,8 @@ impl Runtime {
         let Some(found) = found else {
             return Err(LoadError::WrongWorld("it does not import oneup:connector/host"));
         };
-        let served = bindings::SERVED_VERSIONS
-            .iter()
-            .map(|(a, b, c)| format!("{a}.{b}.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let served =
+            bindings::SERVED_VERSIONS.iter().map(|(a, b, c)| format!("{a}.{b}.{c}")).collect::<Vec<_>>().join(", ");
         let parsed: Vec<u64> = found.split('.').map(|p| p.parse().unwrap_or(u64::MAX)).collect();
         let ok = parsed.len() == 3
             && bindings::SERVED_VERSIONS.iter().any(|(major, minor, _)| {
@@ -434,7 +435,12 @@ impl Runtime {
         store
     }
 
-    fn session_for(&self, connector: &LoadedConnector, setup: IntegrationSetup, with_sink: Option<Box<dyn SyncSink>>) -> Result<Session, SyncError> {
+    fn session_for(
+        &self,
+        connector: &LoadedConnector,
+        setup: IntegrationSetup,
+        with_sink: Option<Box<dyn SyncSink>>,
+    ) -> Result<Session, SyncError> {
         let manifest = connector.manifest.clone();
         let mut config = BTreeMap::new();
         for (key, value) in setup.config {
@@ -450,7 +456,10 @@ impl Runtime {
                         config.insert(spec.key.clone(), d.clone());
                     }
                     None if spec.required => {
-                        return Err(SyncError::Setup(format!("config `{}` is required by connector {}", spec.key, manifest.id)));
+                        return Err(SyncError::Setup(format!(
+                            "config `{}` is required by connector {}",
+                            spec.key, manifest.id
+                        )));
                     }
                     None => {}
                 }
@@ -463,7 +472,10 @@ impl Runtime {
         }
         for spec in manifest.secrets.iter().filter(|s| s.required) {
             if !setup.secrets.contains_key(&spec.key) {
-                return Err(SyncError::Setup(format!("secret `{}` is required by connector {}", spec.key, manifest.id)));
+                return Err(SyncError::Setup(format!(
+                    "secret `{}` is required by connector {}",
+                    spec.key, manifest.id
+                )));
             }
         }
         let base_url = config
@@ -478,7 +490,10 @@ impl Runtime {
                 Credentials::header(header, secret).map_err(|e| SyncError::Setup(e.to_string()))?
             }
             AuthSpec::Oauth2Refresh { .. } | AuthSpec::BullhornSession { .. } => {
-                return Err(SyncError::Setup(format!("connector {} needs an auth scheme this host does not support yet", manifest.id)));
+                return Err(SyncError::Setup(format!(
+                    "connector {} needs an auth scheme this host does not support yet",
+                    manifest.id
+                )));
             }
         };
         let limits = ValidationLimits { max_batch: self.config.limits.max_batch, ..ValidationLimits::default() };
@@ -527,12 +542,25 @@ impl Runtime {
     ///
     /// Validated changes reach `sink` at every checkpoint and at the end of a successful
     /// sync; after a failure nothing since the last checkpoint is committed.
-    pub async fn sync(&self, connector: &LoadedConnector, setup: IntegrationSetup, since: Option<&Cursor>, sink: Box<dyn SyncSink>) -> SyncReport {
+    pub async fn sync(
+        &self,
+        connector: &LoadedConnector,
+        setup: IntegrationSetup,
+        since: Option<&Cursor>,
+        sink: Box<dyn SyncSink>,
+    ) -> SyncReport {
         let started = Instant::now();
         let mut sink = Some(sink);
         let session = match self.session_for(connector, setup, None) {
             Ok(s) => s,
-            Err(e) => return SyncReport { result: Err(e), stats: SyncStats::default(), duration: started.elapsed(), sink: sink.take().expect("sink") },
+            Err(e) => {
+                return SyncReport {
+                    result: Err(e),
+                    stats: SyncStats::default(),
+                    duration: started.elapsed(),
+                    sink: sink.take().expect("sink"),
+                };
+            }
         };
         let mut store = self.store_for(Some(connector), session);
         store.data_mut().session.sink = sink.take();
@@ -568,14 +596,22 @@ impl Runtime {
         let sink = session.sink.take().expect("the sink stays in the session");
         let duration = started.elapsed();
         match &result {
-            Ok(outcome) => tracing::info!(connector = %connector.manifest.id, ?outcome, accepted = stats.accepted(), rejected = stats.rejected_total(), ms = duration.as_millis() as u64, "sync finished"),
-            Err(e) => tracing::warn!(connector = %connector.manifest.id, code = %e.code(), accepted = stats.accepted(), rejected = stats.rejected_total(), ms = duration.as_millis() as u64, "sync failed"),
+            Ok(outcome) => {
+                tracing::info!(connector = %connector.manifest.id, ?outcome, accepted = stats.accepted(), rejected = stats.rejected_total(), ms = duration.as_millis() as u64, "sync finished")
+            }
+            Err(e) => {
+                tracing::warn!(connector = %connector.manifest.id, code = %e.code(), accepted = stats.accepted(), rejected = stats.rejected_total(), ms = duration.as_millis() as u64, "sync failed")
+            }
         }
         SyncReport { result, stats, duration, sink }
     }
 
     /// Asks the connector for the CRM's users, pseudonymising ids and checking e-mails.
-    pub async fn roster(&self, connector: &LoadedConnector, setup: IntegrationSetup) -> Result<Vec<RosterUser>, SyncError> {
+    pub async fn roster(
+        &self,
+        connector: &LoadedConnector,
+        setup: IntegrationSetup,
+    ) -> Result<Vec<RosterUser>, SyncError> {
         let key = setup.tenant_key.clone();
         let session = self.session_for(connector, setup, None)?;
         let mut store = self.store_for(Some(connector), session);
@@ -603,7 +639,12 @@ impl Runtime {
                 continue;
             }
             users.push(RosterUser {
-                owner: crate::ingest::pseudonym::keyed_hash(&key, Domain::Owner, &connector.manifest.id, &entry.crm_user_id),
+                owner: crate::ingest::pseudonym::keyed_hash(
+                    &key,
+                    Domain::Owner,
+                    &connector.manifest.id,
+                    &entry.crm_user_id,
+                ),
                 email: entry.email.to_ascii_lowercase(),
             });
         }
@@ -613,7 +654,8 @@ impl Runtime {
 
 fn looks_like_email(s: &str) -> bool {
     s.len() <= 254
-        && s.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
+        && s.split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.'))
         && s.bytes().all(|b| b.is_ascii_graphic())
 }
 

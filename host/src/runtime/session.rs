@@ -179,10 +179,7 @@ fn violation_to_wit(v: ContractViolation) -> wit::EmitError {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn raw_change(c: wit::KpiChange) -> RawChange {
@@ -216,7 +213,10 @@ impl host::Host for SyncState {
         Ok(now_ms())
     }
 
-    async fn http_get(&mut self, request: wit::HttpRequest) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
+    async fn http_get(
+        &mut self,
+        request: wit::HttpRequest,
+    ) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
         let s = &mut self.session;
         s.stats.http_requests += 1;
         let Some(policy) = s.egress.as_ref() else {
@@ -240,7 +240,9 @@ impl host::Host for SyncState {
             }
         };
         match s.http.get(policy, url, &headers, &s.credentials).await {
-            Ok(answer) => Ok(Ok(wit::HttpResponse { status: answer.status, headers: answer.headers, body: answer.body })),
+            Ok(answer) => {
+                Ok(Ok(wit::HttpResponse { status: answer.status, headers: answer.headers, body: answer.body }))
+            }
             Err(failure) => Ok(Err(match failure {
                 HttpFailure::Denied => wit::HttpError::Denied,
                 HttpFailure::Timeout => wit::HttpError::Timeout,
@@ -313,11 +315,8 @@ impl host::Host for SyncState {
             s.stats.logs_dropped += 1;
             return Ok(());
         }
-        let fields: BTreeMap<&str, i64> = fields
-            .iter()
-            .filter(|(k, _)| s.manifest.declares_code(k))
-            .map(|(k, v)| (k.as_str(), *v))
-            .collect();
+        let fields: BTreeMap<&str, i64> =
+            fields.iter().filter(|(k, _)| s.manifest.declares_code(k)).map(|(k, v)| (k.as_str(), *v)).collect();
         let fields = serde_json::to_string(&fields).unwrap_or_default();
         let connector = s.manifest.id.as_str();
         match level {
