@@ -11,6 +11,11 @@ use tracing_subscriber::util::SubscriberInitExt;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = || EnvFilter::try_from_env("ONEUP_LOG").unwrap_or_else(|_| EnvFilter::new("warn,oneup=info"));
+    // The demo prints its own story on stdout; its full log goes to its file.
+    let stderr_filter = || match &cli.command {
+        Command::Demo(_) => EnvFilter::try_from_env("ONEUP_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
+        _ => filter(),
+    };
     // The demo also writes its log to a file, so that it can sweep its own logs.
     let log_file = match &cli.command {
         Command::Demo(args) => match args.prepare_log_file() {
@@ -26,11 +31,11 @@ fn main() -> ExitCode {
         .map(|f| tracing_subscriber::fmt::layer().json().with_writer(std::sync::Mutex::new(f)).with_filter(filter()));
     let registry = tracing_subscriber::registry().with(file_layer);
     match cli.log_format {
-        LogFormat::Text => {
-            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter())).init()
-        }
+        LogFormat::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter()))
+            .init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(filter()))
+            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(stderr_filter()))
             .init(),
     }
 

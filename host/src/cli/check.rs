@@ -14,7 +14,7 @@ use super::facts::{FactTable, TableSink};
 use super::output::{change_json, micros_to_decimal};
 use super::{SandboxArgs, parse_key_value};
 use crate::ingest::pseudonym::TenantKey;
-use crate::runtime::{IntegrationSetup, Runtime};
+use crate::runtime::{IntegrationSetup, Runtime, SyncError};
 
 /// Arguments of `oneup connector check`.
 #[derive(Debug, Args)]
@@ -76,6 +76,15 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("roster: {} CRM users with an e-mail", users.len());
                 emails = users.into_iter().map(|u| (u.owner.to_string(), u.email)).collect();
             }
+            Err(e @ SyncError::Setup(_)) => {
+                eprintln!("error: {e}");
+                if args.config.iter().any(|(_, v)| v.starts_with("http://")) && !args.sandbox.allow_loopback_http {
+                    eprintln!(
+                        "hint: plain-http loopback base URLs need ONEUP_ALLOW_LOOPBACK_HTTP=1 (tests and demos only)"
+                    );
+                }
+                return Ok(ExitCode::from(1));
+            }
             Err(e) => eprintln!("roster failed: {e}"),
         }
     }
@@ -86,10 +95,8 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         table: table.clone(),
         on_change: Some(Box::new(move |change| {
             let mut line = change_json(change);
-            if let Some(owner) = line.get("owner").and_then(|o| o.as_str()) {
-                if let Some(email) = printed_emails.get(owner) {
-                    line["owner_email"] = serde_json::json!(email);
-                }
+            if let Some(email) = line.get("owner").and_then(|o| o.as_str()).and_then(|o| printed_emails.get(o)) {
+                line["owner_email"] = serde_json::json!(email);
             }
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");

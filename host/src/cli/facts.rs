@@ -72,13 +72,16 @@ impl FactTable {
     }
 }
 
+/// Called for every committed change.
+pub type ChangeHook = Box<dyn FnMut(&Change) + Send>;
+
 /// A sink that applies committed changes to a shared `FactTable`, optionally calling a
 /// function for each change (the check tool prints them).
 pub struct TableSink {
     /// The table changes are applied to.
     pub table: Arc<Mutex<FactTable>>,
     /// Called for every committed change, before it is applied.
-    pub on_change: Option<Box<dyn FnMut(&Change) + Send>>,
+    pub on_change: Option<ChangeHook>,
 }
 
 impl SyncSink for TableSink {

@@ -4,6 +4,7 @@
 mod check;
 mod demo;
 mod facts;
+mod fake;
 pub mod output;
 
 use std::path::PathBuf;
@@ -45,6 +46,16 @@ pub enum Command {
     /// Run the demo: fake CRMs full of personal data, a sync, the totals, and a sweep
     /// showing that none of the personal data was kept.
     Demo(DemoArgs),
+    /// Serve a built-in fake CRM on loopback (for `connector check` and development).
+    #[command(subcommand)]
+    FakeCrm(FakeCrmCommand),
+}
+
+/// Fake CRM servers.
+#[derive(Debug, Subcommand)]
+pub enum FakeCrmCommand {
+    /// A fake Pipedrive (API v2 deals and activities, v1 users) full of invented personal data.
+    Pipedrive(fake::FakePipedriveArgs),
 }
 
 /// Connector commands.
@@ -117,5 +128,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Connector(ConnectorCommand::Check(args)) => check::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::FakeCrm(FakeCrmCommand::Pipedrive(args)) => fake::run(args).await,
     }
 }
