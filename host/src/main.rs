@@ -1,5 +1,6 @@
 //! The `oneup` binary: parse the command line, set up logging, run.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -32,7 +33,12 @@ fn main() -> ExitCode {
     let registry = tracing_subscriber::registry().with(file_layer);
     match cli.log_format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr)
+                    .with_filter(stderr_filter()),
+            )
             .init(),
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_filter(stderr_filter()))

@@ -1,3 +1,5 @@
 //! End-to-end tests: the real runtime and binary, real components, fake CRMs on loopback.
 
+mod check_cli;
+mod pipedrive;
 mod sandbox;

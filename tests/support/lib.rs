@@ -77,8 +77,7 @@ pub fn runtime() -> Runtime {
 
 /// A runtime with the given limits.
 pub fn runtime_with(limits: SandboxLimits) -> Runtime {
-    let mut http = oneup::runtime::http::HttpLimits::default();
-    http.base_backoff = Duration::from_millis(20);
+    let http = oneup::runtime::http::HttpLimits { base_backoff: Duration::from_millis(20), ..Default::default() };
     Runtime::new(RuntimeConfig {
         cache_dir: Some(workspace_root().join("target").join("test-compile-cache")),
         limits,
@@ -201,4 +200,33 @@ impl Write for LogCapture {
 /// Counts of rejected changes by reason, for assertions.
 pub fn rejected(report: &SyncReport) -> BTreeMap<String, u64> {
     report.stats.rejected.clone()
+}
+
+/// The path of a component by crate name (`oneup-connector-pipedrive`), for the `oneup`
+/// binary's command line.
+pub fn component_path(crate_name: &str) -> PathBuf {
+    let path = wasm_dir().join(format!("{}.wasm", crate_name.replace('-', "_")));
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// The Pipedrive connector's crate name.
+pub const PIPEDRIVE: &str = "oneup-connector-pipedrive";
+
+/// A fake Pipedrive on loopback serving a generated company (`users` salespeople, `deals`
+/// deals, `activities` activities), accepting `token`.
+///
+/// The data ends at the wall clock, as a real account's does: the connector looks for deals
+/// deleted since shortly before its first sync by the host's clock, so a company frozen in
+/// the past would hide every later deletion from it.
+pub async fn fake_pipedrive(
+    seed: u64,
+    users: usize,
+    deals: usize,
+    activities: usize,
+    token: &str,
+) -> oneup_fake_crm::pipedrive::FakePipedrive {
+    use oneup_fake_crm::pipedrive::{Dataset, DatasetSpec, FakePipedrive};
+    let spec = DatasetSpec::new(seed, users, deals, activities).ending_at(oneup_fake_crm::Timestamp::now_utc());
+    FakePipedrive::start(Dataset::generate_with(&spec), token).await.expect("the fake Pipedrive starts")
 }

@@ -14,7 +14,7 @@ use super::facts::{FactTable, TableSink};
 use super::output::{change_json, micros_to_decimal};
 use super::{SandboxArgs, parse_key_value};
 use crate::ingest::pseudonym::TenantKey;
-use crate::runtime::{IntegrationSetup, Runtime, SyncError};
+use crate::runtime::{IntegrationSetup, LoadError, Runtime};
 
 /// Arguments of `oneup connector check`.
 #[derive(Debug, Args)]
@@ -44,6 +44,10 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(args.sandbox.runtime_config(true)).context("failed to start the sandbox runtime")?;
     let connector = match runtime.load_file(&args.file).await {
         Ok(c) => c,
+        Err(e @ LoadError::Io(_)) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
         Err(e) => {
             eprintln!("error: {}: {e}", args.file.display());
             return Ok(ExitCode::from(2));
@@ -69,21 +73,19 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         debug: debug.then(|| -> crate::runtime::DebugSink { Box::new(|msg: &str| eprintln!("debug: {msg}")) }),
     };
 
+    // A misconfiguration (undeclared key, missing setting, base URL refused) is reported
+    // once, before anything runs, with exit code 2 like any other usage error.
+    if let Err(e) = runtime.check_setup(&connector, &setup(false)) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
+
     let mut emails: HashMap<String, String> = HashMap::new();
     if !args.no_roster {
         match runtime.roster(&connector, setup(true)).await {
             Ok(users) => {
                 eprintln!("roster: {} CRM users with an e-mail", users.len());
                 emails = users.into_iter().map(|u| (u.owner.to_string(), u.email)).collect();
-            }
-            Err(e @ SyncError::Setup(_)) => {
-                eprintln!("error: {e}");
-                if args.config.iter().any(|(_, v)| v.starts_with("http://")) && !args.sandbox.allow_loopback_http {
-                    eprintln!(
-                        "hint: plain-http loopback base URLs need ONEUP_ALLOW_LOOPBACK_HTTP=1 (tests and demos only)"
-                    );
-                }
-                return Ok(ExitCode::from(1));
             }
             Err(e) => eprintln!("roster failed: {e}"),
         }

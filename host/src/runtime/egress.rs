@@ -61,6 +61,11 @@ pub enum EgressError {
     /// The base URL's scheme is not `https` (nor `http` on loopback when that is allowed).
     #[error("the base URL must use https (http only on loopback, when allowed)")]
     BaseUrlScheme,
+    /// A plain-http loopback base URL on a host that does not allow them.
+    #[error(
+        "the base URL is plain http on loopback: use https, or allow loopback URLs with ONEUP_ALLOW_LOOPBACK_HTTP=1 (tests and demos only)"
+    )]
+    LoopbackHttpNotAllowed,
     /// The base URL carries a user name or password.
     #[error("the base URL must not carry userinfo")]
     BaseUrlUserinfo,
@@ -179,6 +184,7 @@ impl EgressError {
             Self::InvalidPattern { .. } => "invalid_host_pattern",
             Self::BaseUrlUnparsable => "base_url_unparsable",
             Self::BaseUrlScheme => "base_url_scheme",
+            Self::LoopbackHttpNotAllowed => "loopback_http_not_allowed",
             Self::BaseUrlUserinfo => "base_url_userinfo",
             Self::BaseUrlQueryOrFragment => "base_url_query_or_fragment",
             Self::BaseUrlPort => "base_url_port",
@@ -466,6 +472,9 @@ impl EgressPolicy {
                 if !base.host().as_ref().is_some_and(is_loopback) {
                     return Err(denied(EgressError::BaseUrlScheme));
                 }
+            }
+            "http" if base.host().as_ref().is_some_and(is_loopback) => {
+                return Err(denied(EgressError::LoopbackHttpNotAllowed));
             }
             _ => return Err(denied(EgressError::BaseUrlScheme)),
         }
@@ -1055,7 +1064,7 @@ mod tests {
             let none: [&str; 0] = [];
             assert_eq!(
                 EgressPolicy::from_declared(&none, base, false).unwrap_err(),
-                EgressError::BaseUrlScheme,
+                EgressError::LoopbackHttpNotAllowed,
                 "{base}"
             );
             let policy = EgressPolicy::from_declared(&none, base, true).expect(base);

@@ -14,6 +14,7 @@ pub mod bindings;
 pub mod egress;
 pub mod http;
 pub mod manifest;
+pub mod registry;
 mod session;
 
 use std::collections::BTreeMap;
@@ -512,6 +513,19 @@ impl Runtime {
             violation: None,
             debug: setup.debug,
         })
+    }
+
+    /// Checks an integration's settings against the connector without running anything:
+    /// declared keys, required values, the base URL against the egress rules, the
+    /// credentials' shape.
+    pub fn check_setup(&self, connector: &LoadedConnector, setup: &IntegrationSetup) -> Result<(), SyncError> {
+        let probe = IntegrationSetup {
+            config: setup.config.clone(),
+            secrets: setup.secrets.clone(),
+            tenant_key: setup.tenant_key.clone(),
+            debug: None,
+        };
+        self.session_for(connector, probe, None).map(drop)
     }
 
     /// Instantiates the connector in a fresh store and drops it without calling it: a health
