@@ -184,9 +184,13 @@ impl HttpResponse {
 
     /// Decodes the body as JSON into `T`, which may borrow strings from the body.
     /// A body that does not decode is [`codes::BAD_JSON`] with the answer's status.
+    ///
+    /// The body is checked as UTF-8 once, as a whole, and then parsed as text: cheaper than
+    /// checking each of the many short strings of a large page on its own.
     pub fn json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ConnectorError> {
-        serde_json::from_slice(self.body.as_bytes())
-            .map_err(|_| ConnectorError::with_status(codes::BAD_JSON, self.status))
+        let bad = || ConnectorError::with_status(codes::BAD_JSON, self.status);
+        let text = std::str::from_utf8(self.body.as_bytes()).map_err(|_| bad())?;
+        serde_json::from_str(text).map_err(|_| bad())
     }
 }
 

@@ -4,6 +4,9 @@
 //! Start reading at `runtime` (the sandbox and the WIT imports), then `ingest` (what is
 //! done to every value a connector emits), then `cli` (the commands).
 
+pub mod api;
 pub mod cli;
 pub mod ingest;
 pub mod runtime;
+pub mod scheduler;
+pub mod store;

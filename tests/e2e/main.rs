@@ -3,3 +3,4 @@
 mod check_cli;
 mod pipedrive;
 mod sandbox;
+mod store;

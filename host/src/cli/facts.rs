@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::ingest::model::{Change, Cursor, Fact, KeyedHash, Value};
-use crate::runtime::{BoxFuture, SyncSink};
+use crate::runtime::{BoxFuture, SyncSink, SyncStats};
 
 /// Totals of one owner for one metric: a count, or money per currency in micro-units.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,7 +85,12 @@ pub struct TableSink {
 }
 
 impl SyncSink for TableSink {
-    fn commit<'a>(&'a mut self, changes: Vec<Change>, cursor: Option<&'a Cursor>) -> BoxFuture<'a, anyhow::Result<()>> {
+    fn commit<'a>(
+        &'a mut self,
+        changes: Vec<Change>,
+        cursor: Option<&'a Cursor>,
+        _stats: &'a SyncStats,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let mut table = self.table.lock().map_err(|_| anyhow::anyhow!("fact table lock poisoned"))?;
             for change in changes {

@@ -6,6 +6,7 @@ mod demo;
 mod facts;
 mod fake;
 pub mod output;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -43,6 +44,10 @@ pub enum Command {
     /// Work with connector components.
     #[command(subcommand)]
     Connector(ConnectorCommand),
+    /// Run the service: the HTTP API and the sync scheduler.
+    Serve(serve::ServeArgs),
+    /// Apply pending database migrations and exit (`serve` also applies them at start).
+    Migrate(serve::MigrateArgs),
     /// Run the demo: fake CRMs full of personal data, a sync, the totals, and a sweep
     /// showing that none of the personal data was kept.
     Demo(DemoArgs),
@@ -128,6 +133,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Connector(ConnectorCommand::Check(args)) => check::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
+        Command::Migrate(args) => serve::migrate(args).await,
         Command::FakeCrm(FakeCrmCommand::Pipedrive(args)) => fake::run(args).await,
     }
 }

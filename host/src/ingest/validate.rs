@@ -323,6 +323,11 @@ impl Validator {
             return Err(ContractViolation::BatchTooLarge { len: batch.len(), max: self.limits.max_batch });
         }
         let mut accepted = Accepted { changes: Vec::with_capacity(batch.len()), rejected: BTreeMap::new() };
+        // Hashing is the costly part of a change. A batch credits few owners many times,
+        // and a record's changes come together (a won deal's count and amount), so a few
+        // recent owners and the last source are remembered for the batch.
+        let mut owners = HashCache::default();
+        let mut sources = HashCache::default();
         for (index, raw) in batch.into_iter().enumerate() {
             match raw {
                 RawChange::Upsert { metric, owner, source_id, occurred_at_ms, value } => {
@@ -337,8 +342,8 @@ impl Validator {
                         Ok(value) => accepted.changes.push(Change::Upsert(Fact {
                             // The slug is a declared one, so the connector's string is kept.
                             metric,
-                            owner: self.pseudonyms.owner(&owner),
-                            source: self.pseudonyms.source(&source_id),
+                            owner: owners.get_or(owner, |o| self.pseudonyms.owner(o)),
+                            source: sources.get_or(source_id, |s| self.pseudonyms.source(s)),
                             occurred_at_ms,
                             value,
                         })),
@@ -350,7 +355,8 @@ impl Validator {
                         return Err(ContractViolation::UndeclaredMetric { index });
                     }
                     self.check_id(index, IdField::Source, &source_id)?;
-                    accepted.changes.push(Change::Retract { metric, source: self.pseudonyms.source(&source_id) });
+                    let source = sources.get_or(source_id, |s| self.pseudonyms.source(s));
+                    accepted.changes.push(Change::Retract { metric, source });
                 }
             }
         }
@@ -394,6 +400,32 @@ impl Validator {
             return Err(RejectReason::OutOfRange);
         }
         Ok(value)
+    }
+}
+
+/// The few most recent raw ids of a batch and their hashes.
+#[derive(Default)]
+struct HashCache {
+    entries: Vec<(String, KeyedHash)>,
+    next: usize,
+}
+
+impl HashCache {
+    const SIZE: usize = 8;
+
+    /// The hash of `raw`, computed by `hash` unless it was seen recently.
+    fn get_or(&mut self, raw: String, hash: impl FnOnce(&str) -> KeyedHash) -> KeyedHash {
+        if let Some((_, h)) = self.entries.iter().find(|(r, _)| *r == raw) {
+            return *h;
+        }
+        let h = hash(&raw);
+        if self.entries.len() < Self::SIZE {
+            self.entries.push((raw, h));
+        } else {
+            self.entries[self.next] = (raw, h);
+            self.next = (self.next + 1) % Self::SIZE;
+        }
+        h
     }
 }
 

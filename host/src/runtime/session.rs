@@ -23,8 +23,14 @@ use crate::ingest::validate::{ContractViolation, Validator};
 /// committed to the store by ingestion. Called at every checkpoint with everything emitted
 /// since the previous one, and once more at the end of a successful sync (`cursor` none).
 pub trait SyncSink: Send {
-    /// Takes the changes since the last commit, and the cursor that follows them.
-    fn commit<'a>(&'a mut self, changes: Vec<Change>, cursor: Option<&'a Cursor>) -> BoxFuture<'a, anyhow::Result<()>>;
+    /// Takes the changes since the last commit, the cursor that follows them, and the sync's
+    /// counts so far (rejections included, for sinks that record them with the batch).
+    fn commit<'a>(
+        &'a mut self,
+        changes: Vec<Change>,
+        cursor: Option<&'a Cursor>,
+        stats: &'a SyncStats,
+    ) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
 /// Receives a connector's free-text debug output: only the local developer tool has one.
@@ -161,7 +167,7 @@ impl Session {
         let changes = std::mem::take(&mut self.pending);
         let n = changes.len() as u64;
         if let Some(sink) = self.sink.as_mut() {
-            sink.commit(changes, cursor).await?;
+            sink.commit(changes, cursor, &self.stats).await?;
         }
         self.stats.committed += n;
         Ok(())

@@ -1,0 +1,136 @@
+//! The API's one error type and how it becomes an HTTP answer.
+//!
+//! Policy: every error answers `{"error":{"code","message"}}` with the status the contract
+//! names: 400 bad input, 401 no or bad token, 403 wrong role, 404 unknown (another
+//! tenant's ids included: they are indistinguishable from unknown ones), 409 conflict, 422
+//! a rule of the domain broken. 5xx answers never carry internal detail: the detail is
+//! logged with a correlation code and the client gets a generic message.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// An error answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed (JSON, types, unknown fields, bad parameters).
+    #[error("{message}")]
+    BadRequest {
+        /// A stable code (`bad_json`, `invalid_field`, …).
+        code: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
+    /// 401: no token, or a token that is not valid.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 403: a valid token whose role may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404: nothing with that id in this tenant.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: a unique key taken, or a state that conflicts.
+    #[error("{message}")]
+    Conflict {
+        /// A stable code.
+        code: &'static str,
+        /// What conflicts.
+        message: String,
+    },
+    /// 422: well-formed but breaks a rule of the domain.
+    #[error("{message}")]
+    Unprocessable {
+        /// A stable code.
+        code: &'static str,
+        /// Which rule.
+        message: String,
+    },
+    /// 500: anything else; details are logged, not returned.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 with a code and message.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, message: message.into() }
+    }
+
+    /// A 422 with a code and message.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Unprocessable { code, message: message.into() }
+    }
+
+    /// A 409 with a code and message.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Conflict { code, message: message.into() }
+    }
+
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code of the body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(err) => {
+                tracing::error!(error = format!("{err:#}"), "internal error answering a request");
+                "internal error; the details are in the server log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (status, Json(json!({"error": {"code": self.code(), "message": message}}))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { what } => ApiError::NotFound(what),
+            StoreError::Conflict { what } => ApiError::conflict("conflict", format!("{what} already exists")),
+            StoreError::Invalid { what } => ApiError::bad_request("invalid", format!("invalid {what}")),
+            StoreError::IntegrationDisabled => {
+                ApiError::conflict("integration_disabled", "the integration is disabled")
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::Internal(err)
+    }
+}

@@ -1,0 +1,115 @@
+//! Request extractors: JSON bodies and query strings whose rejections are `ApiError`s, and
+//! the bearer-token principals (operator, tenant user).
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::{Principal, Role};
+
+/// A JSON body; malformed JSON, wrong types and unknown fields answer 400.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::bad_request("unsupported_content_type", "expected `Content-Type: application/json`"))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::bad_request("bad_json", format!("the body is not valid JSON: {}", e.body_text())))
+            }
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::bad_request("invalid_body", e.body_text())),
+            Err(other) => Err(ApiError::bad_request("bad_body", other.body_text())),
+        }
+    }
+}
+
+/// A query string; bad parameters answer 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(ApiError::bad_request("invalid_query", e.body_text()))
+            }
+            Err(other) => Err(ApiError::bad_request("invalid_query", other.body_text())),
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
+    let value = value.to_str().map_err(|_| ApiError::Unauthorized)?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(token.trim())
+}
+
+/// The operator, authenticated by `ONEUP_OPERATOR_TOKEN`.
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        let Some(expected) = state.operator_token_hash else {
+            return Err(ApiError::Forbidden("no operator token is configured on this server (ONEUP_OPERATOR_TOKEN)"));
+        };
+        let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Compare digests without an early exit.
+        if given.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0 {
+            Ok(Operator)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// A tenant user, authenticated by one of their API tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct User(pub Principal);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts)?;
+        match state.store.authenticate(token).await? {
+            Some(principal) => Ok(User(principal)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+impl User {
+    /// Fails with 403 unless the user is an admin.
+    pub fn require_admin(&self) -> Result<Principal, ApiError> {
+        match self.0.role {
+            Role::Admin => Ok(self.0),
+            _ => Err(ApiError::Forbidden("this needs the admin role")),
+        }
+    }
+
+    /// Fails with 403 unless the user is a manager or an admin.
+    pub fn require_manager(&self) -> Result<Principal, ApiError> {
+        match self.0.role {
+            Role::Admin | Role::Manager => Ok(self.0),
+            Role::Member => Err(ApiError::Forbidden("this needs the manager or admin role")),
+        }
+    }
+}

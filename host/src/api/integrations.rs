@@ -1,0 +1,336 @@
+//! Installed connectors, integrations (the opt-in), sync runs and owner mapping.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery, User};
+use super::tenants::{audit, parse_id};
+use crate::ingest::pseudonym::{Domain, keyed_hash};
+use crate::ingest::validate::is_identifier;
+use crate::runtime::manifest::Manifest;
+use crate::runtime::{IntegrationSetup, LoadedConnector, SyncError};
+use crate::store::{Actor, EnableIntegration, Integration, Run, RunId, RunStatus, StoreError, UserId};
+
+fn connector<'a>(state: &'a AppState, id: &str) -> Result<&'a LoadedConnector, ApiError> {
+    state.registry.get(id).ok_or(ApiError::NotFound("connector"))
+}
+
+fn manifest_json(m: &Manifest) -> Value {
+    json!({
+        "id": m.id,
+        "version": m.version,
+        "contract": m.contract,
+        "metrics": m.metrics,
+        "config": m.config,
+        "secrets": m.secrets.iter().map(|s| json!({"key": s.key, "required": s.required})).collect::<Vec<_>>(),
+        "base_url_key": m.base_url_key,
+        "allowed_hosts": m.allowed_hosts,
+        "auth": m.auth,
+        "default_sync_interval_secs": m.default_sync_interval.as_secs(),
+    })
+}
+
+/// `GET /v1/connectors` (any user).
+pub(super) async fn list_connectors(State(state): State<AppState>, _: User) -> impl IntoResponse {
+    axum::Json(json!({"connectors": state.registry.iter().map(|c| manifest_json(c.manifest())).collect::<Vec<_>>()}))
+}
+
+fn integration_json(i: &Integration) -> Value {
+    json!({
+        "connector": i.connector_id,
+        "enabled": i.enabled,
+        "config": i.config,
+        "metrics": i.metrics,
+        "sync_interval_secs": i.sync_interval_secs,
+        "enabled_by": i.enabled_by,
+        "enabled_at_ms": i.enabled_at_ms,
+        "disabled_at_ms": i.disabled_at_ms,
+        "next_sync_at_ms": i.next_sync_at_ms,
+        "has_secrets": i.has_secrets,
+    })
+}
+
+/// `GET /v1/integrations` (admin).
+pub(super) async fn list_integrations(
+    State(state): State<AppState>,
+    user: User,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    let all = state.store.integrations(p.tenant_id).await?;
+    Ok(axum::Json(json!({"integrations": all.iter().map(integration_json).collect::<Vec<_>>()})))
+}
+
+/// `GET /v1/integrations/{connector}` (admin).
+pub(super) async fn get_integration(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    Ok(axum::Json(integration_json(&state.store.integration(p.tenant_id, &id).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EnableBody {
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default)]
+    secrets: BTreeMap<String, String>,
+    /// Seconds between scheduled syncs (default: the connector's).
+    sync_interval_secs: Option<u64>,
+}
+
+/// `PUT /v1/integrations/{connector}` (admin): enables it with its settings (the opt-in,
+/// recorded with who, when and which metrics). Nothing is written unless every setting is
+/// valid.
+pub(super) async fn enable(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<EnableBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    let loaded = connector(&state, &id)?;
+    let m = loaded.manifest();
+    for key in body.config.keys() {
+        if !m.config.iter().any(|s| &s.key == key) {
+            return Err(ApiError::bad_request(
+                "unknown_config_key",
+                format!("`{key}` is not a config key of {}", m.id),
+            ));
+        }
+    }
+    for key in body.secrets.keys() {
+        if !m.secrets.iter().any(|s| &s.key == key) {
+            return Err(ApiError::bad_request(
+                "unknown_secret_key",
+                format!("`{key}` is not a secret key of {}", m.id),
+            ));
+        }
+    }
+    for spec in m.config.iter().filter(|s| s.required && s.default.is_none()) {
+        if !body.config.contains_key(&spec.key) {
+            return Err(ApiError::bad_request("missing_config", format!("config `{}` is required", spec.key)));
+        }
+    }
+    for spec in m.secrets.iter().filter(|s| s.required) {
+        if body.secrets.get(&spec.key).is_none_or(|v| v.is_empty()) {
+            return Err(ApiError::bad_request("missing_secret", format!("secret `{}` is required", spec.key)));
+        }
+    }
+    let interval = body.sync_interval_secs.unwrap_or(m.default_sync_interval.as_secs());
+    if !(60..=7 * 86_400).contains(&interval) {
+        return Err(ApiError::bad_request("invalid_field", "`sync_interval_secs` must be between 60 and 604800"));
+    }
+    let tenant_key = state.store.tenant_key(p.tenant_id).await?;
+    let setup =
+        IntegrationSetup { config: body.config.clone(), secrets: body.secrets.clone(), tenant_key, debug: None };
+    if let Err(e) = state.runtime.check_setup(loaded, &setup) {
+        let message = match e {
+            SyncError::Setup(m) => m,
+            other => other.to_string(),
+        };
+        return Err(ApiError::unprocessable("invalid_settings", message));
+    }
+    let metrics: Vec<String> = m.metrics.iter().map(|x| x.slug.clone()).collect();
+    let secrets = crate::store::Secrets::new(body.secrets);
+    let integration = state
+        .store
+        .enable_integration(
+            p.tenant_id,
+            &EnableIntegration {
+                connector_id: &m.id,
+                config: &body.config,
+                secrets: &secrets,
+                metrics: &metrics,
+                sync_interval_secs: interval,
+                enabled_by: p.user_id,
+            },
+        )
+        .await?;
+    audit(
+        &state,
+        p.tenant_id,
+        Actor::User(p.user_id),
+        "integration.enabled",
+        &format!("{} metrics={}", m.id, metrics.join(",")),
+    )
+    .await?;
+    state.scheduler.wake();
+    Ok(axum::Json(integration_json(&integration)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DisableQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+/// `DELETE /v1/integrations/{connector}` (admin): disables it and destroys its secrets;
+/// `?purge=true` also deletes its facts.
+pub(super) async fn disable(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<DisableQuery>,
+) -> Result<StatusCode, ApiError> {
+    let p = user.require_admin()?;
+    let purged = state.store.disable_integration(p.tenant_id, &id, q.purge).await?;
+    let action = if q.purge { "integration.disabled_purged" } else { "integration.disabled" };
+    audit(&state, p.tenant_id, Actor::User(p.user_id), action, &format!("{id} facts_purged={purged}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SyncQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+fn run_json(run: &Run) -> Value {
+    json!({
+        "id": run.id,
+        "connector": run.connector_id,
+        "status": run.status,
+        "events_accepted": run.accepted(),
+        "events_rejected": run.rejected_total(),
+        "error": run.error_code,
+        "upserts": run.upserts,
+        "retractions": run.retractions,
+        "rejected": run.rejected,
+        "unmapped": run.unmapped,
+        "waiting_for_rate": run.waiting_rate,
+        "checkpoints": run.checkpoints,
+        "attempts": run.attempts,
+        "created_at_ms": run.created_at_ms,
+        "started_at_ms": run.started_at_ms,
+        "finished_at_ms": run.finished_at_ms,
+        "duration_ms": run.duration_ms(),
+    })
+}
+
+fn finished(run: &Run) -> bool {
+    matches!(run.status, RunStatus::Succeeded | RunStatus::Failed)
+}
+
+/// `POST /v1/integrations/{connector}/sync` (admin): queues a run now (or returns the one
+/// already queued or running); `?wait=true` waits for it to finish.
+pub(super) async fn sync_now(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SyncQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    let p = user.require_admin()?;
+    let run_id = state.store.queue_run(p.tenant_id, &id).await.map_err(|e| match e {
+        StoreError::IntegrationDisabled => ApiError::conflict("integration_disabled", "the integration is disabled"),
+        other => other.into(),
+    })?;
+    state.scheduler.wake();
+    if !q.wait {
+        return Ok((StatusCode::ACCEPTED, axum::Json(json!({"run_id": run_id}))).into_response());
+    }
+    let deadline = Instant::now() + state.sync_wait;
+    loop {
+        let run = state.store.run(p.tenant_id, run_id).await?;
+        if finished(&run) {
+            return Ok((StatusCode::OK, axum::Json(run_json(&run))).into_response());
+        }
+        if Instant::now() >= deadline {
+            let mut body = run_json(&run);
+            body["run_id"] = json!(run_id);
+            return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET /v1/integrations/{connector}/runs` (admin): the latest runs.
+pub(super) async fn list_runs(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    state.store.integration(p.tenant_id, &id).await?;
+    let runs = state.store.runs(p.tenant_id, &id, 50).await?;
+    Ok(axum::Json(json!({"runs": runs.iter().map(run_json).collect::<Vec<_>>()})))
+}
+
+/// `GET /v1/integrations/{connector}/runs/{run_id}` (admin).
+pub(super) async fn get_run(
+    State(state): State<AppState>,
+    user: User,
+    Path((id, run)): Path<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    let run_id: RunId = parse_id("run", &run)?;
+    let run = state.store.run(p.tenant_id, run_id).await?;
+    if run.connector_id != id {
+        return Err(ApiError::NotFound("run"));
+    }
+    Ok(axum::Json(run_json(&run)))
+}
+
+/// `GET /v1/integrations/{connector}/owners` (admin): how many CRM owners and facts wait
+/// for a mapping, by keyed hash, and the mappings in place.
+pub(super) async fn owners(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    state.store.integration(p.tenant_id, &id).await?;
+    let unmapped = state.store.unmapped_owners(p.tenant_id, &id).await?;
+    let mapped = state.store.owner_mappings(p.tenant_id, &id).await?;
+    Ok(axum::Json(json!({
+        "unmapped_owners": unmapped.len(),
+        "unmapped_facts": unmapped.iter().map(|u| u.facts).sum::<u64>(),
+        "unmapped": unmapped.iter().map(|u| json!({"owner": u.owner.to_string(), "facts": u.facts})).collect::<Vec<_>>(),
+        "mapped": mapped.iter().map(|(h, u)| json!({"owner": h.to_string(), "user_id": u})).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MapOwnerBody {
+    crm_user_id: String,
+    user_id: String,
+}
+
+/// `PUT /v1/integrations/{connector}/owners` (admin): maps a CRM owner, entered by its CRM
+/// user id (hashed at once, never kept), to a user; its waiting facts count for them.
+pub(super) async fn map_owner(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MapOwnerBody>,
+) -> Result<StatusCode, ApiError> {
+    let p = user.require_admin()?;
+    state.store.integration(p.tenant_id, &id).await?;
+    let crm_id = body.crm_user_id.trim();
+    if !is_identifier(crm_id) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "`crm_user_id` must be the CRM's user id (letters, digits, -_.:)",
+        ));
+    }
+    let target: UserId = body.user_id.parse().map_err(|_| ApiError::NotFound("user"))?;
+    state.store.user(p.tenant_id, target).await?;
+    let key = state.store.tenant_key(p.tenant_id).await?;
+    let owner = keyed_hash(&key, Domain::Owner, &id, crm_id);
+    state.store.map_owners(p.tenant_id, &id, &[(owner, target)]).await?;
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "owner.mapped", &format!("{id} {owner} {target}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

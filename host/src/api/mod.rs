@@ -1,0 +1,134 @@
+//! The HTTP API: axum routes, auth extractors, DTOs. The only module that knows HTTP and
+//! JSON shapes; handlers are thin and call the store, the runtime and the scheduler.
+//!
+//! Routes are those of `shared/contract.md`. Every request body is checked strictly
+//! (unknown fields are refused), every error is `{"error":{"code","message"}}`, and ids of
+//! another tenant answer 404 exactly like unknown ones.
+
+mod error;
+mod extract;
+mod integrations;
+mod kpis;
+mod system;
+mod tenants;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use sha2::{Digest, Sha256};
+
+pub use self::error::ApiError;
+use crate::runtime::Runtime;
+use crate::runtime::registry::Registry;
+use crate::scheduler::Scheduler;
+use crate::store::Store;
+
+/// Everything a handler may use.
+pub struct App {
+    /// The database.
+    pub store: Store,
+    /// The sandbox runtime (for checking integration settings).
+    pub runtime: Arc<Runtime>,
+    /// The installed connectors.
+    pub registry: Arc<Registry>,
+    /// The sync scheduler of this node.
+    pub scheduler: Scheduler,
+    /// SHA-256 of `ONEUP_OPERATOR_TOKEN`, when one is set.
+    pub operator_token_hash: Option<[u8; 32]>,
+    /// How long `?wait=true` waits for a run at most.
+    pub sync_wait: Duration,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+impl App {
+    /// Hashes the operator token for constant-time comparison.
+    pub fn hash_operator_token(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+}
+
+/// Request counters, by status class.
+#[derive(Default)]
+pub struct Metrics {
+    requests: [AtomicU64; 5],
+}
+
+impl Metrics {
+    fn record(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(class, count)` pairs, `1xx` to `5xx`.
+    pub fn requests(&self) -> [(String, u64); 5] {
+        std::array::from_fn(|i| (format!("{}xx", i + 1), self.requests[i].load(Ordering::Relaxed)))
+    }
+}
+
+/// The state handlers receive.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/tenants", post(tenants::create_tenant))
+        .route("/users", post(tenants::create_user).get(tenants::list_users))
+        .route("/users/{id}", axum::routing::delete(tenants::delete_user))
+        .route("/users/{id}/tokens", post(tenants::create_token))
+        .route("/teams", post(tenants::create_team).get(tenants::list_teams))
+        .route("/teams/{id}/members/{user_id}", put(tenants::add_member).delete(tenants::remove_member))
+        .route("/fx-rates", put(tenants::set_fx_rates).get(tenants::get_fx_rates))
+        .route("/me", get(tenants::me).patch(tenants::update_me))
+        .route("/connectors", get(integrations::list_connectors))
+        .route("/integrations", get(integrations::list_integrations))
+        .route(
+            "/integrations/{connector}",
+            put(integrations::enable).delete(integrations::disable).get(integrations::get_integration),
+        )
+        .route("/integrations/{connector}/sync", post(integrations::sync_now))
+        .route("/integrations/{connector}/runs", get(integrations::list_runs))
+        .route("/integrations/{connector}/runs/{run_id}", get(integrations::get_run))
+        .route("/integrations/{connector}/owners", get(integrations::owners).put(integrations::map_owner))
+        .route("/kpis", get(kpis::kpis))
+        .route("/audit", get(system::audit))
+        .route("/privacy/register", get(system::privacy_register));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics))
+        .fallback(system::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The matched route, not the path: paths carry ids, never needed in logs.
+            let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+            tracing::info_span!("http", method = %req.method(), route)
+        }))
+        .with_state(state)
+}
+
+async fn count_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(req).await;
+    state.metrics.record(response.status().as_u16());
+    response
+}

@@ -1,0 +1,120 @@
+//! Liveness, metrics, the processing register, the audit log, and the 404 fallback.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiQuery, User};
+
+/// `GET /healthz`: the process answers and the database answers.
+pub(super) async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    state.store.ping().await?;
+    Ok(axum::Json(json!({"status": "ok"})))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut out = String::new();
+    out.push_str("# HELP oneup_http_requests_total HTTP requests answered, by status class.\n");
+    out.push_str("# TYPE oneup_http_requests_total counter\n");
+    for (class, n) in state.metrics.requests() {
+        out.push_str(&format!("oneup_http_requests_total{{class=\"{class}\"}} {n}\n"));
+    }
+    out.push_str("# HELP oneup_connectors_installed Connector components installed on this node.\n");
+    out.push_str("# TYPE oneup_connectors_installed gauge\n");
+    out.push_str(&format!("oneup_connectors_installed {}\n", state.registry.len()));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// `GET /v1/privacy/register` (any user): the processing register, machine-readable.
+pub(super) async fn privacy_register(_: User) -> impl IntoResponse {
+    axum::Json(json!({
+        "controller_role": "processor for each tenant",
+        "categories": [
+            {
+                "category": "account data",
+                "data": ["name", "work e-mail", "role", "team memberships", "API token hashes"],
+                "subjects": "the tenant's users",
+                "purpose": "sign-in, attributing performance figures to the user, navigating the platform",
+                "legal_basis": "contract",
+                "retention": "as long as the account exists; erased with it (DELETE /v1/users/{id})",
+            },
+            {
+                "category": "performance figures",
+                "data": ["metric", "value (count or money)", "time", "keyed hash of the CRM owner id", "keyed hash of the CRM record id"],
+                "subjects": "the tenant's users",
+                "purpose": "KPIs, targets, contests and incentives inside the tenant",
+                "legal_basis": "legitimate interest of the tenant (operational performance management)",
+                "retention": "while the integration exists; purged on request (DELETE /v1/integrations/{id}?purge=true); unattributed when the user is erased",
+                "source": "the tenant's CRM, opt-in per integration, read-only",
+                "not_kept": ["names, e-mails or details of customers or contacts", "deal titles, notes, free text", "raw CRM ids", "CRM users' e-mails (compared, then dropped)"],
+            },
+            {
+                "category": "integration credentials",
+                "data": ["CRM API tokens or OAuth refresh tokens"],
+                "purpose": "reading the tenant's CRM",
+                "retention": "encrypted at rest; destroyed when the integration is disabled",
+            },
+            {
+                "category": "audit log",
+                "data": ["who (user id), what, when, to which ids"],
+                "purpose": "accountability for consent and administration",
+                "retention": "append-only, for the life of the tenant",
+            },
+        ],
+        "processors": [
+            {
+                "name": "Intercom (customer messaging)",
+                "data": ["name", "e-mail address"],
+                "purpose": "support conversations with the user",
+                "direction": "outbound: the one flow of personal data out of the platform",
+            }
+        ],
+        "sharing": "performance data is visible inside the tenant only, to the roles the tenant allows; never sold or shared",
+        "integrations": "opt-in; data flows from the CRM to oneup only; nothing is ever written to a CRM",
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+/// `GET /v1/audit?after=&limit=` (admin): the append-only audit log, oldest first.
+pub(super) async fn audit(
+    State(state): State<AppState>,
+    user: User,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    if !(1..=1000).contains(&q.limit) {
+        return Err(ApiError::bad_request("invalid_query", "`limit` must be between 1 and 1000"));
+    }
+    let entries = state.store.audit_log(p.tenant_id, q.after, q.limit).await?;
+    Ok(axum::Json(json!({
+        "entries": entries.iter().map(|e| json!({
+            "seq": e.seq,
+            "at_ms": e.at_ms,
+            "actor": e.actor.to_stored(),
+            "action": e.action,
+            "subject": e.subject,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// Any other path.
+pub(super) async fn not_found() -> ApiError {
+    ApiError::NotFound("route")
+}

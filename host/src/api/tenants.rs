@@ -1,0 +1,351 @@
+//! Tenants, users, tokens, teams, exchange rates and the user's own record.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, Operator, User};
+use crate::ingest::Currency;
+use crate::store::{
+    Actor, AuditEntry, FxRate, NewTenant, NewUser, Principal, Role, TeamId, TenantId, UserId, UserUpdate,
+};
+
+/// Checks a display name: 1 to 200 characters, no control characters.
+pub(super) fn check_name(field: &'static str, name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("invalid_field", format!("`{field}` must be 1 to 200 characters")));
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks an e-mail address's shape (one `@`, a dotted domain, no spaces, at most 254).
+pub(super) fn check_email(field: &'static str, email: &str) -> Result<String, ApiError> {
+    let email = email.trim();
+    let ok = email.len() <= 254
+        && email.bytes().all(|b| b.is_ascii_graphic() || b >= 0x80)
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if !ok {
+        return Err(ApiError::bad_request("invalid_field", format!("`{field}` is not an e-mail address")));
+    }
+    Ok(email.to_owned())
+}
+
+/// Parses an id from a path: anything that is not one of this tenant's ids is 404.
+pub(super) fn parse_id<T: std::str::FromStr>(what: &'static str, raw: &str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(what))
+}
+
+/// Records an audit entry; a failure to audit fails the request.
+pub(super) async fn audit(
+    state: &AppState,
+    tenant: TenantId,
+    actor: Actor,
+    action: &str,
+    subject: &str,
+) -> Result<(), ApiError> {
+    state.store.append_audit(tenant, &AuditEntry { actor, action, subject }).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewTenantBody {
+    name: String,
+    timezone: String,
+    currency: String,
+    admin: NewAdminBody,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewAdminBody {
+    name: String,
+    email: String,
+}
+
+/// `POST /v1/tenants` (operator).
+pub(super) async fn create_tenant(
+    State(state): State<AppState>,
+    _: Operator,
+    ApiJson(body): ApiJson<NewTenantBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let name = check_name("name", &body.name)?;
+    if jiff::tz::TimeZone::get(&body.timezone).is_err() {
+        return Err(ApiError::bad_request("invalid_field", "`timezone` is not an IANA time zone (e.g. Europe/London)"));
+    }
+    let currency = Currency::parse(&body.currency)
+        .ok_or_else(|| ApiError::bad_request("invalid_field", "`currency` is not an ISO 4217 code (e.g. GBP)"))?;
+    let admin_name = check_name("admin.name", &body.admin.name)?;
+    let admin_email = check_email("admin.email", &body.admin.email)?;
+    let created = state
+        .store
+        .create_tenant(&NewTenant {
+            name: &name,
+            timezone: &body.timezone,
+            currency,
+            admin_name: &admin_name,
+            admin_email: &admin_email,
+        })
+        .await?;
+    let tenant = created.tenant.id;
+    audit(&state, tenant, Actor::Operator, "tenant.created", &tenant.to_string()).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": tenant,
+            "admin": {"id": created.admin.id, "token": created.admin_token.token},
+        })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewUserBody {
+    name: String,
+    email: String,
+    role: Role,
+}
+
+/// `POST /v1/users` (admin).
+pub(super) async fn create_user(
+    State(state): State<AppState>,
+    user: User,
+    ApiJson(body): ApiJson<NewUserBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let admin = user.require_admin()?;
+    let name = check_name("name", &body.name)?;
+    let email = check_email("email", &body.email)?;
+    let created = state
+        .store
+        .create_user(admin.tenant_id, &NewUser { name: &name, email: &email, role: body.role })
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict { .. } => {
+                ApiError::conflict("email_taken", "a user with this e-mail address already exists in the tenant")
+            }
+            other => other.into(),
+        })?;
+    audit(&state, admin.tenant_id, Actor::User(admin.user_id), "user.created", &created.id.to_string()).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": created.id}))))
+}
+
+fn user_json(u: &crate::store::User) -> Value {
+    json!({"id": u.id, "name": u.name, "email": u.email, "role": u.role})
+}
+
+/// `GET /v1/users` (manager+).
+pub(super) async fn list_users(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_manager()?;
+    let users = state.store.users(p.tenant_id).await?;
+    Ok(axum::Json(json!({"users": users.iter().map(user_json).collect::<Vec<_>>()})))
+}
+
+/// The user acted on: the admin may act on anyone of the tenant, others only on themselves.
+fn self_or_admin(p: &Principal, target: UserId) -> Result<(), ApiError> {
+    if p.role == Role::Admin || p.user_id == target {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("only an admin or that user may do this"))
+    }
+}
+
+/// `POST /v1/users/{id}/tokens` (admin, or that user).
+pub(super) async fn create_token(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.0;
+    let target: UserId = parse_id("user", &id)?;
+    // Existence first, so that another tenant's id is 404 whoever asks.
+    state.store.user(p.tenant_id, target).await?;
+    self_or_admin(&p, target)?;
+    let issued = state.store.create_token(p.tenant_id, target).await?;
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "token.created", &target.to_string()).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"token": issued.token}))))
+}
+
+/// `DELETE /v1/users/{id}` (admin, or that user): erasure.
+pub(super) async fn delete_user(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let p = user.0;
+    let target: UserId = parse_id("user", &id)?;
+    state.store.user(p.tenant_id, target).await?;
+    self_or_admin(&p, target)?;
+    state.store.delete_user(p.tenant_id, target).await?;
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "user.erased", &target.to_string()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewTeamBody {
+    name: String,
+}
+
+/// `POST /v1/teams` (admin).
+pub(super) async fn create_team(
+    State(state): State<AppState>,
+    user: User,
+    ApiJson(body): ApiJson<NewTeamBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    let name = check_name("name", &body.name)?;
+    let team = state.store.create_team(p.tenant_id, &name).await.map_err(|e| match e {
+        crate::store::StoreError::Conflict { .. } => {
+            ApiError::conflict("team_exists", "a team with this name already exists")
+        }
+        other => other.into(),
+    })?;
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "team.created", &team.id.to_string()).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": team.id}))))
+}
+
+/// `GET /v1/teams` (manager+).
+pub(super) async fn list_teams(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_manager()?;
+    let mut teams = Vec::new();
+    for team in state.store.teams(p.tenant_id).await? {
+        let members = state.store.team_members(p.tenant_id, team.id).await?;
+        teams.push(json!({"id": team.id, "name": team.name, "members": members}));
+    }
+    Ok(axum::Json(json!({"teams": teams})))
+}
+
+/// `PUT /v1/teams/{id}/members/{user_id}` (admin).
+pub(super) async fn add_member(
+    State(state): State<AppState>,
+    user: User,
+    Path((team, member)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let p = user.require_admin()?;
+    let team: TeamId = parse_id("team", &team)?;
+    let member: UserId = parse_id("user", &member)?;
+    state.store.add_team_member(p.tenant_id, team, member).await?;
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "team.member_added", &format!("{team} {member}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/teams/{id}/members/{user_id}` (admin).
+pub(super) async fn remove_member(
+    State(state): State<AppState>,
+    user: User,
+    Path((team, member)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let p = user.require_admin()?;
+    let team: TeamId = parse_id("team", &team)?;
+    let member: UserId = parse_id("user", &member)?;
+    state.store.remove_team_member(p.tenant_id, team, member).await?;
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "team.member_removed", &format!("{team} {member}")).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FxBody {
+    rates: BTreeMap<String, String>,
+}
+
+/// `PUT /v1/fx-rates` (admin): one unit of each currency is worth `rate` of the tenant
+/// currency. Amounts waiting for a rate are converted at once.
+pub(super) async fn set_fx_rates(
+    State(state): State<AppState>,
+    user: User,
+    ApiJson(body): ApiJson<FxBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    if body.rates.is_empty() {
+        return Err(ApiError::bad_request("invalid_field", "`rates` is empty"));
+    }
+    let mut rates = Vec::with_capacity(body.rates.len());
+    for (code, rate) in &body.rates {
+        let currency = Currency::parse(code)
+            .ok_or_else(|| ApiError::bad_request("invalid_field", format!("`{code}` is not an ISO 4217 code")))?;
+        let parsed = FxRate::parse(rate).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_field",
+                format!("the rate of {code} must be a positive decimal string such as \"0.85\""),
+            )
+        })?;
+        rates.push((currency, parsed));
+    }
+    state.store.set_fx_rates(p.tenant_id, &rates).await?;
+    let converted = state.store.convert_waiting(p.tenant_id).await?;
+    let codes: Vec<&str> = rates.iter().map(|(c, _)| c.as_str()).collect();
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "fx_rates.set", &codes.join(",")).await?;
+    let all = state.store.fx_rates(p.tenant_id).await?;
+    Ok(axum::Json(json!({
+        "rates": all.iter().map(|(c, r)| (c.as_str().to_owned(), Value::String(r.to_string()))).collect::<serde_json::Map<_, _>>(),
+        "converted": converted,
+    })))
+}
+
+/// `GET /v1/fx-rates` (manager+).
+pub(super) async fn get_fx_rates(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_manager()?;
+    let all = state.store.fx_rates(p.tenant_id).await?;
+    let waiting = state.store.waiting_for_rate(p.tenant_id).await?;
+    Ok(axum::Json(json!({
+        "rates": all.iter().map(|(c, r)| (c.as_str().to_owned(), Value::String(r.to_string()))).collect::<serde_json::Map<_, _>>(),
+        "waiting_for_rate": waiting.iter().map(|(c, n)| (c.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
+    })))
+}
+
+/// `GET /v1/me`: the user's own record.
+pub(super) async fn me(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
+    let p = user.0;
+    let me = state.store.user(p.tenant_id, p.user_id).await?;
+    let tenant = state.store.tenant(p.tenant_id).await?;
+    let mut body = user_json(&me);
+    body["tenant"] = json!({"id": tenant.id, "name": tenant.name, "timezone": tenant.timezone, "currency": tenant.currency.as_str()});
+    Ok(axum::Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateMeBody {
+    name: Option<String>,
+    email: Option<String>,
+}
+
+/// `PATCH /v1/me`: rectification of the user's own name and e-mail.
+pub(super) async fn update_me(
+    State(state): State<AppState>,
+    user: User,
+    ApiJson(body): ApiJson<UpdateMeBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.0;
+    let name = body.name.as_deref().map(|n| check_name("name", n)).transpose()?;
+    let email = body.email.as_deref().map(|e| check_email("email", e)).transpose()?;
+    if name.is_none() && email.is_none() {
+        return Err(ApiError::bad_request("invalid_body", "nothing to change: give `name` and/or `email`"));
+    }
+    let updated = state
+        .store
+        .update_user(p.tenant_id, p.user_id, &UserUpdate { name: name.as_deref(), email: email.as_deref(), role: None })
+        .await
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict { .. } => {
+                ApiError::conflict("email_taken", "a user with this e-mail address already exists in the tenant")
+            }
+            other => other.into(),
+        })?;
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "user.rectified", &p.user_id.to_string()).await?;
+    Ok(axum::Json(user_json(&updated)))
+}

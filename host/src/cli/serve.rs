@@ -1,0 +1,185 @@
+//! `oneup serve` (the HTTP API and the sync scheduler) and `oneup migrate`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::SandboxArgs;
+use crate::api::{App, AppState, Metrics};
+use crate::runtime::Runtime;
+use crate::runtime::registry::Registry;
+use crate::scheduler::{Scheduler, SchedulerConfig, default_node_name};
+use crate::store::{MasterKey, Store};
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The database: `postgres://user@host/db`, or `sqlite://FILE?mode=rwc` (the default:
+    /// `oneup.sqlite` in the working directory).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://oneup.sqlite?mode=rwc")]
+    pub database_url: String,
+    /// The master key sealing secrets at rest, as 64 hex digits. Without it, the key is read
+    /// from `--master-key-file`, which is created (owner-only) on first start.
+    #[arg(long, env = "ONEUP_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// The master key file used when `ONEUP_MASTER_KEY` is not set.
+    #[arg(long, env = "ONEUP_MASTER_KEY_FILE", default_value = "oneup.key")]
+    pub master_key_file: PathBuf,
+}
+
+impl StoreArgs {
+    /// Opens the store and applies pending migrations.
+    pub async fn connect(&self) -> anyhow::Result<Store> {
+        let key = match &self.master_key {
+            Some(hex) => MasterKey::from_hex(hex).context("ONEUP_MASTER_KEY must be 64 hex digits")?,
+            None => MasterKey::load_or_create(&self.master_key_file)
+                .with_context(|| format!("failed to read or create {}", self.master_key_file.display()))?,
+        };
+        let shown = redact_url(&self.database_url);
+        Store::connect(&self.database_url, key).await.with_context(|| format!("failed to open the database {shown}"))
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Arguments of `oneup serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ONEUP_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+    /// Folder of connector components: every `*.wasm` there is installed at start.
+    #[arg(long, env = "ONEUP_CONNECTORS_DIR")]
+    pub connectors: Option<PathBuf>,
+    /// The operator's bearer token (creates tenants). Without it, no operator route works.
+    #[arg(long, env = "ONEUP_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
+    /// This node's name on the runs it claims (default: hostname-pid).
+    #[arg(long, env = "ONEUP_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Syncs this node runs at once.
+    #[arg(long, env = "ONEUP_MAX_SYNCS", default_value_t = 4)]
+    pub max_syncs: usize,
+    /// Seconds a claim on a sync lasts without renewal; a node that dies loses its runs
+    /// to other nodes after this long.
+    #[arg(long, env = "ONEUP_LEASE_SECS", default_value_t = 60)]
+    pub lease_secs: u64,
+    /// Seconds between looks for due syncs.
+    #[arg(long, env = "ONEUP_POLL_SECS", default_value_t = 2)]
+    pub poll_secs: u64,
+    /// Seconds `POST …/sync?wait=true` waits for a run at most.
+    #[arg(long, default_value_t = 120)]
+    pub sync_wait_secs: u64,
+    /// Where the data lives.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Sandbox settings.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// Runs the service until SIGINT or SIGTERM, then stops claiming syncs, lets running ones
+/// finish within the grace period, and exits.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let store = args.store.connect().await?;
+    let mut sandbox = args.sandbox.runtime_config(false);
+    if sandbox.cache_dir.is_none() {
+        sandbox.cache_dir = Some(PathBuf::from(".oneup/cache"));
+    }
+    let runtime = Arc::new(Runtime::new(sandbox).context("failed to start the sandbox runtime")?);
+    let registry = match &args.connectors {
+        Some(dir) => Registry::install_dir(&runtime, dir).await.context("failed to install connectors")?,
+        None => {
+            tracing::warn!("no --connectors folder: no connector is installed");
+            Registry::default()
+        }
+    };
+    for c in registry.iter() {
+        let m = c.manifest();
+        tracing::info!(connector = %m.id, version = %m.version, contract = %m.contract, "connector installed");
+    }
+    let registry = Arc::new(registry);
+    let scheduler = Scheduler::start(
+        store.clone(),
+        runtime.clone(),
+        registry.clone(),
+        SchedulerConfig {
+            node: args.node_name.clone().unwrap_or_else(default_node_name),
+            lease: Duration::from_secs(args.lease_secs.max(3)),
+            poll: Duration::from_secs(args.poll_secs.max(1)),
+            max_concurrent: args.max_syncs.max(1),
+            ..SchedulerConfig::default()
+        },
+    );
+    let state = AppState(Arc::new(App {
+        store: store.clone(),
+        runtime,
+        registry,
+        scheduler: scheduler.clone(),
+        operator_token_hash: args.operator_token.as_deref().filter(|t| !t.is_empty()).map(App::hash_operator_token),
+        sync_wait: Duration::from_secs(args.sync_wait_secs),
+        metrics: Metrics::default(),
+    }));
+    let listener =
+        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("failed to listen on {}", args.bind))?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, "listening");
+    // One line on stdout, for scripts and tests that bind port 0.
+    println!("oneup listening on http://{local}");
+    axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("stopping: no new syncs are claimed; waiting for running ones");
+    scheduler.shutdown().await;
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Arguments of `oneup migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Where the data lives.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Applies pending migrations and exits.
+pub async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let store = args.store.connect().await?;
+    store.close().await;
+    println!("migrations applied to {}", redact_url(&args.store.database_url));
+    Ok(ExitCode::SUCCESS)
+}

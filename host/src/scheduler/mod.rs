@@ -1,0 +1,248 @@
+//! Sync jobs: which integration syncs when, on which node, exactly once.
+//!
+//! Work is shared through the database, never through a home-made cluster: every node ticks
+//! `Store::enqueue_due_runs` (safe from several nodes at once), then claims queued runs (or
+//! running ones whose lease expired) with `Store::claim_run`, which uses
+//! `FOR UPDATE SKIP LOCKED` on Postgres. A claimed run holds a lease that a background task
+//! renews; every commit of the run presents the lease, so a node that lost its run (it
+//! paused too long, its lease expired, another node took over) can no longer write. A node
+//! that dies mid-run leaves the lease to expire, and the run resumes elsewhere from its last
+//! committed checkpoint.
+
+mod sink;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+pub use self::sink::StoreSink;
+use crate::runtime::registry::Registry;
+use crate::runtime::{IntegrationSetup, Runtime, SyncError, SyncOutcome};
+use crate::store::{Lease, Store, StoreError};
+
+/// How the scheduler runs.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// This node's name, recorded on the runs it claims.
+    pub node: String,
+    /// How long a claim lasts without renewal.
+    pub lease: Duration,
+    /// How often the node looks for due and queued runs when nothing wakes it.
+    pub poll: Duration,
+    /// Syncs this node runs at once.
+    pub max_concurrent: usize,
+    /// How long shutdown waits for running syncs before leaving them to be resumed.
+    pub grace: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            node: default_node_name(),
+            lease: Duration::from_secs(60),
+            poll: Duration::from_secs(2),
+            max_concurrent: 4,
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `hostname-pid`, for operators reading run records.
+pub fn default_node_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let host = if host.is_empty() { "node".to_owned() } else { host };
+    format!("{host}-{}", std::process::id())
+}
+
+struct Inner {
+    store: Store,
+    runtime: Arc<Runtime>,
+    registry: Arc<Registry>,
+    config: SchedulerConfig,
+    wake: Notify,
+    running: AtomicUsize,
+    idle: Notify,
+    stop: watch::Sender<bool>,
+}
+
+/// A handle on the scheduler loop of this node.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+impl Scheduler {
+    /// Starts the loop on the current tokio runtime.
+    pub fn start(store: Store, runtime: Arc<Runtime>, registry: Arc<Registry>, config: SchedulerConfig) -> Self {
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            store,
+            runtime,
+            registry,
+            config,
+            wake: Notify::new(),
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+            stop,
+        });
+        tokio::spawn(run_loop(inner.clone()));
+        Scheduler { inner }
+    }
+
+    /// Looks for work now (after a run was queued).
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Stops claiming, waits up to the grace period for running syncs, and returns. Syncs
+    /// still running then are abandoned; their leases expire and they resume elsewhere from
+    /// their last checkpoint.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        self.inner.wake.notify_one();
+        let wait = async {
+            while self.inner.running.load(Ordering::SeqCst) > 0 {
+                let notified = self.inner.idle.notified();
+                if self.inner.running.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(self.inner.config.grace, wait).await.is_err() {
+            tracing::warn!(running = self.inner.running.load(Ordering::SeqCst), "shutdown left syncs to be resumed");
+        }
+    }
+}
+
+async fn run_loop(inner: Arc<Inner>) {
+    let mut stop = inner.stop.subscribe();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = inner.store.enqueue_due_runs(64).await {
+            tracing::warn!(code = e.code(), error = %e, "could not queue due runs");
+        }
+        while inner.running.load(Ordering::SeqCst) < inner.config.max_concurrent && !*stop.borrow() {
+            match inner.store.claim_run(&inner.config.node, inner.config.lease).await {
+                Ok(Some(lease)) => {
+                    inner.running.fetch_add(1, Ordering::SeqCst);
+                    let inner = inner.clone();
+                    tokio::spawn(async move {
+                        execute(&inner, lease).await;
+                        inner.running.fetch_sub(1, Ordering::SeqCst);
+                        inner.idle.notify_waiters();
+                        inner.wake.notify_one();
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(code = e.code(), error = %e, "could not claim a run");
+                    break;
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.poll) => {}
+            _ = inner.wake.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Runs one claimed sync to its end and records the result.
+async fn execute(inner: &Inner, lease: Lease) {
+    let tenant = lease.tenant_id;
+    let connector_id = lease.connector_id.clone();
+    let span =
+        tracing::info_span!("sync", %tenant, connector = %connector_id, run = %lease.run_id, attempt = lease.attempt);
+    let _enter = span.enter();
+    drop(_enter);
+
+    // Keep the lease alive while the sync runs; a lost lease makes every later commit fail.
+    let renewing = {
+        let store = inner.store.clone();
+        let mut lease = lease.clone();
+        let period = inner.config.lease / 3;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(e) = store.renew_lease(&mut lease, period * 3).await {
+                    tracing::warn!(code = e.code(), "stopped renewing a lease");
+                    return;
+                }
+            }
+        })
+    };
+    let (error, rejected) = match sync_once(inner, &lease).await {
+        Ok(rejected) => (None, rejected),
+        Err((code, rejected)) => (Some(code), rejected),
+    };
+    renewing.abort();
+    match inner.store.finish_run(&lease, error.as_deref(), &rejected).await {
+        Ok(()) => match &error {
+            None => tracing::info!(%tenant, connector = %connector_id, run = %lease.run_id, "run succeeded"),
+            Some(code) => tracing::warn!(%tenant, connector = %connector_id, run = %lease.run_id, code, "run failed"),
+        },
+        Err(StoreError::LeaseLost) => {
+            tracing::warn!(%tenant, connector = %connector_id, run = %lease.run_id, "run lost its lease; another node has it")
+        }
+        Err(e) => tracing::error!(code = e.code(), error = %e, "could not record the end of a run"),
+    }
+}
+
+type Rejected = BTreeMap<String, u64>;
+
+/// The sync itself. Returns the rejections not yet committed, and the error code if any.
+async fn sync_once(inner: &Inner, lease: &Lease) -> Result<Rejected, (String, Rejected)> {
+    let fail = |code: &str| (code.to_owned(), Rejected::new());
+    let store = &inner.store;
+    let tenant = lease.tenant_id;
+    let integration = store.integration(tenant, &lease.connector_id).await.map_err(|e| fail(e.code()))?;
+    if !integration.enabled {
+        return Err(fail("integration_disabled"));
+    }
+    let Some(connector) = inner.registry.get(&lease.connector_id) else {
+        return Err(fail("connector_not_installed"));
+    };
+    let secrets = store.integration_secrets(tenant, &lease.connector_id).await.map_err(|e| fail(e.code()))?;
+    let tenant_key = store.tenant_key(tenant).await.map_err(|e| fail(e.code()))?;
+    let setup = || IntegrationSetup {
+        config: integration.config.clone(),
+        secrets: secrets.expose().clone(),
+        tenant_key: tenant_key.clone(),
+        debug: None,
+    };
+
+    // Owner mapping: the roster's e-mails are compared with the tenant's users, then dropped.
+    match inner.runtime.roster(connector, setup()).await {
+        Ok(roster) => {
+            let users = store.users(tenant).await.map_err(|e| fail(e.code()))?;
+            let by_email: BTreeMap<String, _> =
+                users.iter().map(|u| (crate::store::tenants::normalize_email(&u.email), u.id)).collect();
+            let mappings: Vec<_> =
+                roster.iter().filter_map(|r| by_email.get(&r.email).map(|user| (r.owner, *user))).collect();
+            if !mappings.is_empty() {
+                store.map_owners(tenant, &lease.connector_id, &mappings).await.map_err(|e| fail(e.code()))?;
+            }
+        }
+        Err(e) => tracing::warn!(code = %e.code(), "roster failed; owners keep their current mapping"),
+    }
+
+    let (sink, committed) = StoreSink::new(store.clone(), lease.clone());
+    let report = inner.runtime.sync(connector, setup(), integration.cursor.as_ref(), Box::new(sink)).await;
+    let uncommitted = committed.uncommitted(&report.stats);
+    match report.result {
+        Ok(SyncOutcome::Complete) => Ok(uncommitted),
+        Ok(SyncOutcome::BudgetExhausted) => {
+            tracing::info!("the CRM's request budget ran out; the next sync resumes from the checkpoint");
+            Ok(uncommitted)
+        }
+        Err(SyncError::Commit(_)) => Err(("commit_failed".to_owned(), uncommitted)),
+        Err(e) => Err((e.code(), uncommitted)),
+    }
+}

@@ -1,0 +1,713 @@
+//! KPI facts: the ingestion commit, conversion into the tenant currency, and the totals the
+//! engine reads.
+//!
+//! # The commit
+//! [`Store::commit`] applies one batch of validated changes, and the cursor that follows
+//! them, in one transaction that also checks the run's lease and that the integration is
+//! still enabled, and adds the batch to the run's counts. Either all of it lands or none:
+//! a crash anywhere leaves the previous checkpoint intact, and the connector resumes from
+//! its cursor. Re-applying a batch is harmless: an upsert replaces the fact of the same
+//! (integration, metric, source hash), a retraction of a missing fact deletes nothing.
+//! Within a batch the last change per key wins. A fact re-sent unchanged is not rewritten
+//! (its `confirmed_at` moves on at most daily), so re-syncing unchanged data is cheap.
+//!
+//! On Postgres the batch is set-based: one `DELETE … WHERE (metric, source_hash) IN
+//! (SELECT * FROM UNNEST(…))` for the retractions and one `INSERT … SELECT FROM
+//! UNNEST(…) ON CONFLICT DO UPDATE` per [`PG_CHUNK`] upserts, the columns sent as arrays,
+//! so a batch costs a handful of round trips whatever its size. On SQLite one prepared
+//! statement is reused for every row inside the transaction (SQLite runs in-process, so a
+//! statement costs no round trip).
+//!
+//! # Money
+//! An amount in the tenant currency is kept as it is; another currency is converted with
+//! the tenant's rate (see [`super::fx`]) when committed. Without a rate the amount is kept
+//! with `amount_tenant_micros` NULL, counted on the run as waiting, left out of totals, and
+//! converted by [`Store::convert_waiting`] once the rate is set.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::{PgPool, SqlitePool};
+use uuid::Uuid;
+
+use super::error::StoreError;
+use super::fx::FxRate;
+use super::integrations::{cursor_json, keyed_hash};
+use super::runs::{Lease, merge_rejected};
+use super::tenants::parse_currency;
+use super::types::{TenantId, UserId, now_ms, to_i64, to_u64};
+use super::{BeginWrite, Pool, Store};
+use crate::ingest::{Change, Currency, Cursor, Fact, KeyedHash, Value};
+
+/// How stale `confirmed_at` may get before an unchanged fact is rewritten to move it on
+/// (one day; it must match the literal in the upsert statement).
+pub const CONFIRM_EVERY_MS: i64 = 86_400_000;
+
+/// Upserts per `INSERT … UNNEST` statement on Postgres.
+pub const PG_CHUNK: usize = 10_000;
+
+/// What one commit did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    /// Upsert changes in the batch.
+    pub upserts: u64,
+    /// Retraction changes in the batch.
+    pub retractions: u64,
+    /// Facts that retractions actually deleted (a retraction of an unknown fact deletes none).
+    pub deleted: u64,
+    /// Facts written whose CRM owner is not mapped to a user.
+    pub unmapped: u64,
+    /// Facts written whose amount waits for an exchange rate.
+    pub waiting_rate: u64,
+}
+
+/// A stored fact, as read back (tests, exports, operators' checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFact {
+    /// The integration's connector.
+    pub connector_id: String,
+    /// The metric slug.
+    pub metric: String,
+    /// The keyed hash of the CRM record id.
+    pub source: KeyedHash,
+    /// The keyed hash of the CRM owner id.
+    pub owner: KeyedHash,
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub occurred_at_ms: i64,
+    /// The value as the connector reported it.
+    pub value: Value,
+    /// A money value in the tenant currency, in micros; `None` for counts and for amounts
+    /// waiting for a rate.
+    pub amount_tenant_micros: Option<i64>,
+    /// When a sync last wrote or re-sent it, in milliseconds since the Unix epoch; re-sent
+    /// unchanged, it moves on at most once per [`CONFIRM_EVERY_MS`].
+    pub confirmed_at_ms: i64,
+}
+
+/// Whom a total belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Owner {
+    /// A user of the tenant (through an owner mapping).
+    User(UserId),
+    /// A CRM owner not mapped to any user yet, by connector and keyed hash.
+    Unmapped {
+        /// The connector whose CRM the owner is in.
+        connector_id: String,
+        /// The keyed hash of the CRM user id.
+        owner: KeyedHash,
+    },
+}
+
+/// One owner's total of one metric over a time range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KpiTotal {
+    /// Whose total.
+    pub owner: Owner,
+    /// The sum: of counts, or of money in micros of the tenant currency.
+    pub value: i128,
+    /// How many facts went into it.
+    pub facts: u64,
+    /// Money facts left out because their currency has no rate yet.
+    pub waiting_rate: u64,
+}
+
+/// CRM owners of one integration that no user is mapped to, and their facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedOwner {
+    /// The keyed hash of the CRM user id.
+    pub owner: KeyedHash,
+    /// How many facts wait for the mapping.
+    pub facts: u64,
+}
+
+/// A fact ready to be written: the columns of one row.
+struct Row<'a> {
+    metric: &'a str,
+    source: [u8; 16],
+    owner: [u8; 16],
+    occurred_at: i64,
+    kind: &'static str,
+    count: Option<i64>,
+    amount: Option<i64>,
+    currency: Option<&'a str>,
+    amount_tenant: Option<i64>,
+}
+
+/// A batch reduced to its effect: the last change per (metric, source), in key order.
+struct Batch<'a> {
+    upserts: Vec<&'a Fact>,
+    retractions: Vec<(&'a str, [u8; 16])>,
+    counts: CommitCounts,
+}
+
+impl<'a> Batch<'a> {
+    fn new(changes: &'a [Change]) -> Self {
+        let mut last: BTreeMap<(&'a str, [u8; 16]), Option<&'a Fact>> = BTreeMap::new();
+        let mut counts = CommitCounts::default();
+        for change in changes {
+            match change {
+                Change::Upsert(fact) => {
+                    counts.upserts += 1;
+                    last.insert((fact.metric.as_str(), fact.source.to_bytes()), Some(fact));
+                }
+                Change::Retract { metric, source } => {
+                    counts.retractions += 1;
+                    last.insert((metric.as_str(), source.to_bytes()), None);
+                }
+            }
+        }
+        let mut upserts = Vec::new();
+        let mut retractions = Vec::new();
+        for (key, fact) in last {
+            match fact {
+                Some(fact) => upserts.push(fact),
+                None => retractions.push(key),
+            }
+        }
+        Self { upserts, retractions, counts }
+    }
+
+    /// The rows to write, converted with the tenant's currency and rates; counts unmapped
+    /// owners and amounts waiting for a rate.
+    fn rows(&mut self, money: &MoneyContext, mapped: &HashSet<Vec<u8>>) -> Vec<Row<'a>> {
+        let mut rows = Vec::with_capacity(self.upserts.len());
+        for fact in &self.upserts {
+            let owner = fact.owner.to_bytes();
+            if !mapped.contains(&owner[..]) {
+                self.counts.unmapped += 1;
+            }
+            let (kind, count, amount, currency, amount_tenant) = match &fact.value {
+                Value::Count(n) => ("count", Some(*n), None, None, None),
+                Value::Money { micros, currency } => {
+                    let converted = money.convert(*micros, *currency);
+                    if converted.is_none() {
+                        self.counts.waiting_rate += 1;
+                    }
+                    ("money", None, Some(*micros), Some(currency.as_str()), converted)
+                }
+            };
+            rows.push(Row {
+                metric: &fact.metric,
+                source: fact.source.to_bytes(),
+                owner,
+                occurred_at: fact.occurred_at_ms,
+                kind,
+                count,
+                amount,
+                currency,
+                amount_tenant,
+            });
+        }
+        rows
+    }
+}
+
+/// The tenant currency and rates, for converting amounts.
+struct MoneyContext {
+    currency: Currency,
+    rates: BTreeMap<Currency, FxRate>,
+}
+
+impl MoneyContext {
+    fn from_rows(currency: &str, rates: Vec<(String, String)>) -> Result<Self, StoreError> {
+        let rates = rates
+            .into_iter()
+            .map(|(currency, rate)| {
+                let rate = FxRate::parse(&rate).map_err(|_| StoreError::Corrupt { what: "exchange rate" })?;
+                Ok((parse_currency(&currency)?, rate))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Self { currency: parse_currency(currency)?, rates })
+    }
+
+    /// Micros of `currency` in micros of the tenant currency; `None` without a rate.
+    fn convert(&self, micros: i64, currency: Currency) -> Option<i64> {
+        if currency == self.currency { Some(micros) } else { self.rates.get(&currency)?.convert(micros) }
+    }
+}
+
+/// A fact's value in the tenant currency (counts as they are), NULL while waiting for a rate.
+const FACT_VALUE: &str = "CASE WHEN f.kind = 'count' THEN f.count ELSE f.amount_tenant_micros END";
+const INSERT_FACT_COLUMNS: &str = "INSERT INTO facts (tenant_id, connector_id, metric, source_hash, owner_hash, \
+     occurred_at, kind, count, amount_micros, currency, amount_tenant_micros, confirmed_at)";
+/// Replaces a fact of the same key, unless nothing would change: a fact re-sent with the
+/// same values is not rewritten (on Postgres a rewrite is a new row version and new index
+/// entries, which would make re-syncs of unchanged data cost as much as the first sync),
+/// except to move `confirmed_at` on once it is [`CONFIRM_EVERY_MS`] old.
+const ON_CONFLICT_REPLACE: &str = "ON CONFLICT (tenant_id, connector_id, metric, source_hash) DO UPDATE SET \
+     owner_hash = excluded.owner_hash, occurred_at = excluded.occurred_at, kind = excluded.kind, \
+     count = excluded.count, amount_micros = excluded.amount_micros, currency = excluded.currency, \
+     amount_tenant_micros = excluded.amount_tenant_micros, confirmed_at = excluded.confirmed_at \
+     WHERE facts.owner_hash IS DISTINCT FROM excluded.owner_hash \
+     OR facts.occurred_at IS DISTINCT FROM excluded.occurred_at OR facts.kind IS DISTINCT FROM excluded.kind \
+     OR facts.count IS DISTINCT FROM excluded.count \
+     OR facts.amount_micros IS DISTINCT FROM excluded.amount_micros \
+     OR facts.currency IS DISTINCT FROM excluded.currency \
+     OR facts.amount_tenant_micros IS DISTINCT FROM excluded.amount_tenant_micros \
+     OR facts.confirmed_at < excluded.confirmed_at - 86400000";
+const SELECT_LEASED_RUN: &str = "SELECT r.rejected, i.enabled FROM sync_runs r \
+     JOIN integrations i ON i.tenant_id = r.tenant_id AND i.connector_id = r.connector_id \
+     WHERE r.tenant_id = $1 AND r.id = $2 AND r.status = 'running' AND r.lease_owner = $3";
+const UPDATE_RUN_COUNTS: &str = "UPDATE sync_runs SET checkpoints = checkpoints + 1, upserts = upserts + $3, \
+     retractions = retractions + $4, unmapped = unmapped + $5, waiting_rate = waiting_rate + $6, rejected = $7 \
+     WHERE tenant_id = $1 AND id = $2";
+
+impl Store {
+    /// Commits one batch of a run: its changes, the cursor that follows them (if any) and
+    /// the rejections the validator counted since the previous commit, in one transaction
+    /// (see the module docs). [`StoreError::LeaseLost`] if the run is no longer held by
+    /// `lease`, [`StoreError::IntegrationDisabled`] if the integration was disabled; in
+    /// both cases, and on any error, nothing is written.
+    pub async fn commit(
+        &self,
+        lease: &Lease,
+        changes: &[Change],
+        cursor: Option<&Cursor>,
+        rejected: &BTreeMap<String, u64>,
+    ) -> Result<CommitCounts, StoreError> {
+        let batch = Batch::new(changes);
+        let cursor = cursor.map(cursor_json);
+        match &self.pool {
+            Pool::Postgres(pool) => commit_pg(pool, lease, batch, cursor.as_deref(), rejected).await,
+            Pool::Sqlite(pool) => commit_sqlite(pool, lease, batch, cursor.as_deref(), rejected).await,
+        }
+    }
+
+    /// Converts the tenant's amounts that wait for a rate, with the rates set now. Returns
+    /// how many were converted.
+    pub async fn convert_waiting(&self, tenant: TenantId) -> Result<u64, StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin_write().await?;
+                let same = sqlx::query(
+                    "UPDATE facts f SET amount_tenant_micros = f.amount_micros FROM tenants t \
+                     WHERE f.tenant_id = $1 AND t.tenant_id = f.tenant_id AND f.kind = 'money' \
+                     AND f.amount_tenant_micros IS NULL AND f.currency = t.currency",
+                )
+                .bind(tenant.as_uuid())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                // round(numeric) rounds halves away from zero, as FxRate::convert does;
+                // results outside BIGINT stay waiting, as FxRate::convert's None does.
+                let converted = sqlx::query(
+                    "UPDATE facts f SET amount_tenant_micros = round(f.amount_micros * r.rate::numeric)::bigint \
+                     FROM fx_rates r \
+                     WHERE f.tenant_id = $1 AND r.tenant_id = f.tenant_id AND r.currency = f.currency \
+                     AND f.kind = 'money' AND f.amount_tenant_micros IS NULL \
+                     AND abs(round(f.amount_micros * r.rate::numeric)) <= 9223372036854775807",
+                )
+                .bind(tenant.as_uuid())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(same + converted)
+            }
+            Pool::Sqlite(pool) => {
+                let mut tx = pool.begin_write().await?;
+                let money = load_money_context(&mut tx, tenant.as_uuid()).await?;
+                let waiting: Vec<(String, String, Vec<u8>, i64, String)> = sqlx::query_as(
+                    "SELECT connector_id, metric, source_hash, amount_micros, currency FROM facts \
+                     WHERE tenant_id = $1 AND kind = 'money' AND amount_tenant_micros IS NULL",
+                )
+                .bind(tenant.as_uuid())
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut converted = 0;
+                for (connector_id, metric, source, micros, currency) in waiting {
+                    let Some(amount) = money.convert(micros, parse_currency(&currency)?) else { continue };
+                    sqlx::query(
+                        "UPDATE facts SET amount_tenant_micros = $5 \
+                         WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 AND source_hash = $4",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(&connector_id)
+                    .bind(&metric)
+                    .bind(&source)
+                    .bind(amount)
+                    .execute(&mut *tx)
+                    .await?;
+                    converted += 1;
+                }
+                tx.commit().await?;
+                Ok(converted)
+            }
+        }
+    }
+
+    /// How many of the tenant's amounts wait for a rate, by currency.
+    pub async fn waiting_for_rate(&self, tenant: TenantId) -> Result<BTreeMap<Currency, u64>, StoreError> {
+        let rows: Vec<(String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT currency, COUNT(*) FROM facts \
+                 WHERE tenant_id = $1 AND kind = 'money' AND amount_tenant_micros IS NULL GROUP BY currency",
+            )
+            .bind(tenant.as_uuid())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(|(currency, n)| Ok((parse_currency(&currency)?, to_u64(n)))).collect()
+    }
+
+    /// Totals of one metric per owner over `[from_ms, to_ms)`: counts summed, money summed
+    /// in micros of the tenant currency (amounts waiting for a rate left out and counted).
+    /// Facts of mapped CRM owners go to their user; the others are listed per CRM owner.
+    /// Ordered by owner.
+    pub async fn kpi_totals(
+        &self,
+        tenant: TenantId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<KpiTotal>, StoreError> {
+        // The sum is taken in two parts, millions and the rest, each of which fits a BIGINT
+        // far longer than the whole would (SQLite's SUM fails on overflow); the parts are
+        // added up in i128. Division and remainder truncate the same way on both backends.
+        type TotalRow = (Option<Uuid>, Option<String>, Option<Vec<u8>>, Option<i64>, Option<i64>, i64, i64);
+        let rows: Vec<TotalRow> = on_pool!(self, pool => {
+            sqlx::query_as(&format!(
+                "SELECT m.user_id, \
+                 CASE WHEN m.user_id IS NULL THEN f.connector_id END, \
+                 CASE WHEN m.user_id IS NULL THEN f.owner_hash END, \
+                 CAST(SUM({FACT_VALUE} / 1000000) AS BIGINT), CAST(SUM({FACT_VALUE} % 1000000) AS BIGINT), \
+                 COUNT(*), \
+                 SUM(CASE WHEN f.kind = 'money' AND f.amount_tenant_micros IS NULL THEN 1 ELSE 0 END) \
+                 FROM facts f \
+                 LEFT JOIN owner_mappings m ON m.tenant_id = f.tenant_id AND m.connector_id = f.connector_id \
+                 AND m.owner_hash = f.owner_hash \
+                 WHERE f.tenant_id = $1 AND f.metric = $2 AND f.occurred_at >= $3 AND f.occurred_at < $4 \
+                 GROUP BY 1, 2, 3"
+            ))
+            .bind(tenant.as_uuid())
+            .bind(metric)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(pool)
+            .await?
+        });
+        let mut totals = rows
+            .into_iter()
+            .map(|(user, connector_id, owner, millions, rest, facts, waiting)| {
+                let owner = match (user, connector_id, owner) {
+                    (Some(user), _, _) => Owner::User(UserId::from_uuid(user)),
+                    (None, Some(connector_id), Some(owner)) => {
+                        Owner::Unmapped { connector_id, owner: keyed_hash(&owner)? }
+                    }
+                    _ => return Err(StoreError::Corrupt { what: "kpi owner" }),
+                };
+                let value = i128::from(millions.unwrap_or(0)) * 1_000_000 + i128::from(rest.unwrap_or(0));
+                Ok(KpiTotal { owner, value, facts: to_u64(facts), waiting_rate: to_u64(waiting) })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        totals.sort_by(|a, b| a.owner.cmp(&b.owner));
+        Ok(totals)
+    }
+
+    /// Every fact of one integration of the tenant, by metric and source hash.
+    pub async fn facts(&self, tenant: TenantId, connector_id: &str) -> Result<Vec<StoredFact>, StoreError> {
+        type FactRow =
+            (String, Vec<u8>, Vec<u8>, i64, String, Option<i64>, Option<i64>, Option<String>, Option<i64>, i64);
+        let rows: Vec<FactRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT metric, source_hash, owner_hash, occurred_at, kind, count, amount_micros, currency, \
+                 amount_tenant_micros, confirmed_at FROM facts WHERE tenant_id = $1 AND connector_id = $2 \
+                 ORDER BY metric, source_hash",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(metric, source, owner, occurred_at, kind, count, amount, currency, amount_tenant, confirmed_at)| {
+                let value = match (kind.as_str(), count, amount, currency) {
+                    ("count", Some(n), None, None) => Value::Count(n),
+                    ("money", None, Some(micros), Some(currency)) => {
+                        Value::Money { micros, currency: parse_currency(&currency)? }
+                    }
+                    _ => return Err(StoreError::Corrupt { what: "fact value" }),
+                };
+                Ok(StoredFact {
+                    connector_id: connector_id.to_owned(),
+                    metric,
+                    source: keyed_hash(&source)?,
+                    owner: keyed_hash(&owner)?,
+                    occurred_at_ms: occurred_at,
+                    value,
+                    amount_tenant_micros: amount_tenant,
+                    confirmed_at_ms: confirmed_at,
+                })
+            })
+            .collect()
+    }
+
+    /// The CRM owners of one integration of the tenant that have facts but no mapping to a
+    /// user, with how many facts wait for each.
+    pub async fn unmapped_owners(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+    ) -> Result<Vec<UnmappedOwner>, StoreError> {
+        let rows: Vec<(Vec<u8>, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT f.owner_hash, COUNT(*) FROM facts f \
+                 LEFT JOIN owner_mappings m ON m.tenant_id = f.tenant_id AND m.connector_id = f.connector_id \
+                 AND m.owner_hash = f.owner_hash \
+                 WHERE f.tenant_id = $1 AND f.connector_id = $2 AND m.user_id IS NULL \
+                 GROUP BY f.owner_hash ORDER BY f.owner_hash",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(|(owner, n)| Ok(UnmappedOwner { owner: keyed_hash(&owner)?, facts: to_u64(n) })).collect()
+    }
+}
+
+/// Reads the tenant currency and rates inside a transaction.
+async fn load_money_context<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    tenant: Uuid,
+) -> Result<MoneyContext, StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    Uuid: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    String: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    (String,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (String, String): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let currency: Option<(String,)> = sqlx::query_as("SELECT currency FROM tenants WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (currency,) = currency.ok_or(StoreError::NotFound { what: "tenant" })?;
+    let rates: Vec<(String, String)> = sqlx::query_as("SELECT currency, rate FROM fx_rates WHERE tenant_id = $1")
+        .bind(tenant)
+        .fetch_all(&mut **tx)
+        .await?;
+    MoneyContext::from_rows(&currency, rates)
+}
+
+/// The owner hashes of one integration that are mapped to a user.
+async fn load_mapped<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    tenant: Uuid,
+    connector_id: &str,
+) -> Result<HashSet<Vec<u8>>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    Uuid: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (Vec<u8>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let rows: Vec<(Vec<u8>,)> =
+        sqlx::query_as("SELECT owner_hash FROM owner_mappings WHERE tenant_id = $1 AND connector_id = $2")
+            .bind(tenant)
+            .bind(connector_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(rows.into_iter().map(|(hash,)| hash).collect())
+}
+
+/// Checks the lease and the integration under lock; returns the stored rejection counts.
+fn check_leased(row: Option<(String, bool)>) -> Result<String, StoreError> {
+    match row {
+        None => Err(StoreError::LeaseLost),
+        Some((_, false)) => Err(StoreError::IntegrationDisabled),
+        Some((rejected, true)) => Ok(rejected),
+    }
+}
+
+async fn commit_pg(
+    pool: &PgPool,
+    lease: &Lease,
+    mut batch: Batch<'_>,
+    cursor: Option<&str>,
+    rejected: &BTreeMap<String, u64>,
+) -> Result<CommitCounts, StoreError> {
+    let tenant = lease.tenant_id.as_uuid();
+    let connector = lease.connector_id.as_str();
+    let mut tx = pool.begin().await?;
+    // Lock the run and the integration: commits of a run are serialised, and a concurrent
+    // disable (which updates the integration row) waits for this commit or makes it fail.
+    let row: Option<(String, bool)> = sqlx::query_as(&format!("{SELECT_LEASED_RUN} FOR UPDATE"))
+        .bind(tenant)
+        .bind(lease.run_id.as_uuid())
+        .bind(&lease.owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let stored_rejected = check_leased(row)?;
+    let money = load_money_context(&mut tx, tenant).await?;
+    let mapped = load_mapped(&mut tx, tenant, connector).await?;
+    let now = now_ms();
+
+    if !batch.retractions.is_empty() {
+        let metrics: Vec<&str> = batch.retractions.iter().map(|(m, _)| *m).collect();
+        let sources: Vec<[u8; 16]> = batch.retractions.iter().map(|(_, s)| *s).collect();
+        batch.counts.deleted = sqlx::query(
+            "DELETE FROM facts WHERE tenant_id = $1 AND connector_id = $2 \
+             AND (metric, source_hash) IN (SELECT * FROM UNNEST($3::text[], $4::bytea[]))",
+        )
+        .bind(tenant)
+        .bind(connector)
+        .bind(&metrics)
+        .bind(&sources)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+
+    let rows = batch.rows(&money, &mapped);
+    let insert = format!(
+        "{INSERT_FACT_COLUMNS} SELECT $1, $2, u.metric, u.source_hash, u.owner_hash, u.occurred_at, u.kind, \
+         u.count, u.amount_micros, u.currency, u.amount_tenant_micros, $3 \
+         FROM UNNEST($4::text[], $5::bytea[], $6::bytea[], $7::bigint[], $8::text[], $9::bigint[], \
+         $10::bigint[], $11::text[], $12::bigint[]) \
+         AS u(metric, source_hash, owner_hash, occurred_at, kind, count, amount_micros, currency, \
+         amount_tenant_micros) {ON_CONFLICT_REPLACE}"
+    );
+    for chunk in rows.chunks(PG_CHUNK) {
+        let metric: Vec<&str> = chunk.iter().map(|r| r.metric).collect();
+        let source: Vec<[u8; 16]> = chunk.iter().map(|r| r.source).collect();
+        let owner: Vec<[u8; 16]> = chunk.iter().map(|r| r.owner).collect();
+        let occurred_at: Vec<i64> = chunk.iter().map(|r| r.occurred_at).collect();
+        let kind: Vec<&str> = chunk.iter().map(|r| r.kind).collect();
+        let count: Vec<Option<i64>> = chunk.iter().map(|r| r.count).collect();
+        let amount: Vec<Option<i64>> = chunk.iter().map(|r| r.amount).collect();
+        let currency: Vec<Option<&str>> = chunk.iter().map(|r| r.currency).collect();
+        let amount_tenant: Vec<Option<i64>> = chunk.iter().map(|r| r.amount_tenant).collect();
+        sqlx::query(&insert)
+            .bind(tenant)
+            .bind(connector)
+            .bind(now)
+            .bind(&metric)
+            .bind(&source)
+            .bind(&owner)
+            .bind(&occurred_at)
+            .bind(&kind)
+            .bind(&count)
+            .bind(&amount)
+            .bind(&currency)
+            .bind(&amount_tenant)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    finish_commit_pg(&mut tx, lease, &batch.counts, cursor, &stored_rejected, rejected).await?;
+    tx.commit().await?;
+    Ok(batch.counts)
+}
+
+async fn finish_commit_pg(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    lease: &Lease,
+    counts: &CommitCounts,
+    cursor: Option<&str>,
+    stored_rejected: &str,
+    rejected: &BTreeMap<String, u64>,
+) -> Result<(), StoreError> {
+    if let Some(cursor) = cursor {
+        sqlx::query("UPDATE integrations SET cursor = $3 WHERE tenant_id = $1 AND connector_id = $2")
+            .bind(lease.tenant_id.as_uuid())
+            .bind(&lease.connector_id)
+            .bind(cursor)
+            .execute(&mut **tx)
+            .await?;
+    }
+    sqlx::query(UPDATE_RUN_COUNTS)
+        .bind(lease.tenant_id.as_uuid())
+        .bind(lease.run_id.as_uuid())
+        .bind(to_i64(counts.upserts))
+        .bind(to_i64(counts.retractions))
+        .bind(to_i64(counts.unmapped))
+        .bind(to_i64(counts.waiting_rate))
+        .bind(merge_rejected(stored_rejected, rejected)?)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+async fn commit_sqlite(
+    pool: &SqlitePool,
+    lease: &Lease,
+    mut batch: Batch<'_>,
+    cursor: Option<&str>,
+    rejected: &BTreeMap<String, u64>,
+) -> Result<CommitCounts, StoreError> {
+    let tenant = lease.tenant_id.as_uuid();
+    let connector = lease.connector_id.as_str();
+    // BEGIN IMMEDIATE: this transaction holds SQLite's one write lock from here on.
+    let mut tx = pool.begin_write().await?;
+    let row: Option<(String, bool)> = sqlx::query_as(SELECT_LEASED_RUN)
+        .bind(tenant)
+        .bind(lease.run_id.as_uuid())
+        .bind(&lease.owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let stored_rejected = check_leased(row)?;
+    let money = load_money_context(&mut tx, tenant).await?;
+    let mapped = load_mapped(&mut tx, tenant, connector).await?;
+    let now = now_ms();
+
+    let tenant_bytes = tenant.as_bytes().to_vec();
+    for (metric, source) in &batch.retractions {
+        batch.counts.deleted += sqlx::query(
+            "DELETE FROM facts WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 AND source_hash = $4",
+        )
+        .bind(&tenant_bytes)
+        .bind(connector)
+        .bind(*metric)
+        .bind(&source[..])
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+
+    let rows = batch.rows(&money, &mapped);
+    let insert = format!(
+        "{INSERT_FACT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) {ON_CONFLICT_REPLACE}"
+    );
+    for row in &rows {
+        sqlx::query(&insert)
+            .bind(&tenant_bytes)
+            .bind(connector)
+            .bind(row.metric)
+            .bind(&row.source[..])
+            .bind(&row.owner[..])
+            .bind(row.occurred_at)
+            .bind(row.kind)
+            .bind(row.count)
+            .bind(row.amount)
+            .bind(row.currency)
+            .bind(row.amount_tenant)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    if let Some(cursor) = cursor {
+        sqlx::query("UPDATE integrations SET cursor = $3 WHERE tenant_id = $1 AND connector_id = $2")
+            .bind(tenant)
+            .bind(connector)
+            .bind(cursor)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(UPDATE_RUN_COUNTS)
+        .bind(tenant)
+        .bind(lease.run_id.as_uuid())
+        .bind(to_i64(batch.counts.upserts))
+        .bind(to_i64(batch.counts.retractions))
+        .bind(to_i64(batch.counts.unmapped))
+        .bind(to_i64(batch.counts.waiting_rate))
+        .bind(merge_rejected(&stored_rejected, rejected)?)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(batch.counts)
+}

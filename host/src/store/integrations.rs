@@ -1,0 +1,382 @@
+//! Integrations (a connector enabled for a tenant: the opt-in), their sealed secrets and
+//! cursors, and the mapping of CRM owners to tenant users.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use uuid::Uuid;
+
+use super::crypto::secrets_aad;
+use super::error::{StoreError, not_found_on_foreign_key};
+use super::types::{TenantId, UserId, now_ms, to_i64, to_u64};
+use super::{BeginWrite, Store};
+use crate::ingest::{Cursor, KeyedHash};
+
+/// An integration's credentials by declared secret key. Sealed at rest; `Debug` shows
+/// the keys only, so a stray log line cannot leak a value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secrets(BTreeMap<String, String>);
+
+impl Secrets {
+    /// Wraps credentials by key.
+    pub fn new(secrets: BTreeMap<String, String>) -> Self {
+        Self(secrets)
+    }
+
+    /// The value under `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The credentials by key.
+    pub fn expose(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+
+    /// The credentials by key, by value.
+    pub fn into_inner(self) -> BTreeMap<String, String> {
+        self.0
+    }
+}
+
+impl From<BTreeMap<String, String>> for Secrets {
+    fn from(secrets: BTreeMap<String, String>) -> Self {
+        Self(secrets)
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.keys().map(|k| (k, "<redacted>"))).finish()
+    }
+}
+
+/// A connector enabled (or once enabled) for a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integration {
+    /// The connector's id (`pipedrive`).
+    pub connector_id: String,
+    /// Whether it is enabled now.
+    pub enabled: bool,
+    /// Its configuration by declared config key.
+    pub config: BTreeMap<String, String>,
+    /// The metrics the admin consented to when enabling it.
+    pub metrics: Vec<String>,
+    /// The last committed cursor, if any.
+    pub cursor: Option<Cursor>,
+    /// How often the scheduler syncs it, in seconds.
+    pub sync_interval_secs: u64,
+    /// Who enabled it (the consent).
+    pub enabled_by: Option<UserId>,
+    /// When it was last enabled, in milliseconds since the Unix epoch.
+    pub enabled_at_ms: Option<i64>,
+    /// When it was last disabled, in milliseconds since the Unix epoch.
+    pub disabled_at_ms: Option<i64>,
+    /// When the scheduler queues its next run; `None` while disabled.
+    pub next_sync_at_ms: Option<i64>,
+    /// Whether sealed secrets are held (false once disabled: they are destroyed).
+    pub has_secrets: bool,
+}
+
+/// What enabling an integration records.
+#[derive(Debug, Clone, Copy)]
+pub struct EnableIntegration<'a> {
+    /// The connector's id.
+    pub connector_id: &'a str,
+    /// Its configuration, already checked against the connector's declared keys.
+    pub config: &'a BTreeMap<String, String>,
+    /// Its credentials, sealed before they are written.
+    pub secrets: &'a Secrets,
+    /// The metrics consented to.
+    pub metrics: &'a [String],
+    /// How often to sync, in seconds (at least 1).
+    pub sync_interval_secs: u64,
+    /// The admin giving the consent.
+    pub enabled_by: UserId,
+}
+
+const SELECT_INTEGRATION: &str = "SELECT connector_id, enabled, config, metrics, cursor, sync_interval_secs, \
+     enabled_by, enabled_at, disabled_at, next_sync_at, secrets IS NOT NULL FROM integrations";
+
+type IntegrationRow =
+    (String, bool, String, String, Option<String>, i64, Option<Uuid>, Option<i64>, Option<i64>, Option<i64>, bool);
+
+fn integration_from_row(row: IntegrationRow) -> Result<Integration, StoreError> {
+    let (connector_id, enabled, config, metrics, cursor, interval, enabled_by, enabled_at, disabled_at, next, secrets) =
+        row;
+    Ok(Integration {
+        connector_id,
+        enabled,
+        config: serde_json::from_str(&config).map_err(|_| StoreError::Corrupt { what: "integration config" })?,
+        metrics: serde_json::from_str(&metrics).map_err(|_| StoreError::Corrupt { what: "integration metrics" })?,
+        cursor: cursor.as_deref().map(parse_cursor).transpose()?,
+        sync_interval_secs: to_u64(interval),
+        enabled_by: enabled_by.map(UserId::from_uuid),
+        enabled_at_ms: enabled_at,
+        disabled_at_ms: disabled_at,
+        next_sync_at_ms: next,
+        has_secrets: secrets,
+    })
+}
+
+/// Reads a stored cursor (a JSON object of declared keys to numbers, checked when written).
+pub(crate) fn parse_cursor(json: &str) -> Result<Cursor, StoreError> {
+    let marks: BTreeMap<String, i64> =
+        serde_json::from_str(json).map_err(|_| StoreError::Corrupt { what: "integration cursor" })?;
+    Ok(Cursor::from_checked(marks))
+}
+
+/// The stored form of a cursor.
+pub(crate) fn cursor_json(cursor: &Cursor) -> String {
+    serde_json::to_string(cursor.marks()).expect("a map of strings to integers serialises")
+}
+
+impl Store {
+    /// Enables an integration (the opt-in), recording the consent: who, when, which metrics.
+    ///
+    /// Enabling again replaces config, secrets and consent. The cursor is kept when the
+    /// config is unchanged and starts over otherwise (another CRM account, say). The
+    /// scheduler will queue a first run at once.
+    pub async fn enable_integration(
+        &self,
+        tenant: TenantId,
+        enable: &EnableIntegration<'_>,
+    ) -> Result<Integration, StoreError> {
+        if enable.sync_interval_secs == 0 {
+            return Err(StoreError::Invalid { what: "sync interval" });
+        }
+        let config = serde_json::to_string(enable.config).expect("a map of strings serialises");
+        let metrics = serde_json::to_string(enable.metrics).expect("a list of strings serialises");
+        let secrets = serde_json::to_vec(&enable.secrets.0).expect("a map of strings serialises");
+        let sealed = self.key.seal(&secrets_aad(tenant.as_uuid(), enable.connector_id), &secrets);
+        let now = now_ms();
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO integrations (tenant_id, connector_id, enabled, config, secrets, cursor, \
+                 sync_interval_secs, metrics, enabled_by, enabled_at, disabled_at, next_sync_at) \
+                 VALUES ($1, $2, TRUE, $3, $4, NULL, $5, $6, $7, $8, NULL, $8) \
+                 ON CONFLICT (tenant_id, connector_id) DO UPDATE SET enabled = TRUE, config = excluded.config, \
+                 secrets = excluded.secrets, \
+                 cursor = CASE WHEN integrations.config = excluded.config THEN integrations.cursor ELSE NULL END, \
+                 sync_interval_secs = excluded.sync_interval_secs, metrics = excluded.metrics, \
+                 enabled_by = excluded.enabled_by, enabled_at = excluded.enabled_at, disabled_at = NULL, \
+                 next_sync_at = excluded.next_sync_at",
+            )
+            .bind(tenant.as_uuid())
+            .bind(enable.connector_id)
+            .bind(&config)
+            .bind(&sealed)
+            .bind(to_i64(enable.sync_interval_secs))
+            .bind(&metrics)
+            .bind(enable.enabled_by.as_uuid())
+            .bind(now)
+            .execute(pool)
+            .await
+            .map_err(not_found_on_foreign_key("tenant"))?;
+        });
+        self.integration(tenant, enable.connector_id).await
+    }
+
+    /// Disables an integration: its secrets are destroyed (the column set to NULL, not just
+    /// hidden), queued runs fail with `integration_disabled`, and a running run's next
+    /// commit is refused. With `purge`, its facts, owner mappings and cursor are deleted
+    /// too. Returns how many facts were purged.
+    pub async fn disable_integration(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        purge: bool,
+    ) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let purged = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE integrations SET enabled = FALSE, secrets = NULL, next_sync_at = NULL, \
+                 disabled_at = $3, cursor = CASE WHEN $4 THEN NULL ELSE cursor END \
+                 WHERE tenant_id = $1 AND connector_id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(now)
+            .bind(purge)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if done == 0 {
+                return Err(StoreError::NotFound { what: "integration" });
+            }
+            sqlx::query(
+                "UPDATE sync_runs SET status = 'failed', error_code = 'integration_disabled', finished_at = $3 \
+                 WHERE tenant_id = $1 AND connector_id = $2 AND status = 'queued'",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let mut purged = 0;
+            if purge {
+                purged = sqlx::query("DELETE FROM facts WHERE tenant_id = $1 AND connector_id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(connector_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query("DELETE FROM owner_mappings WHERE tenant_id = $1 AND connector_id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(connector_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            purged
+        });
+        Ok(purged)
+    }
+
+    /// An integration of the tenant, enabled or not.
+    pub async fn integration(&self, tenant: TenantId, connector_id: &str) -> Result<Integration, StoreError> {
+        let row: Option<IntegrationRow> = on_pool!(self, pool => {
+            sqlx::query_as(&format!("{SELECT_INTEGRATION} WHERE tenant_id = $1 AND connector_id = $2"))
+                .bind(tenant.as_uuid())
+                .bind(connector_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        integration_from_row(row.ok_or(StoreError::NotFound { what: "integration" })?)
+    }
+
+    /// Every integration of the tenant, by connector id.
+    pub async fn integrations(&self, tenant: TenantId) -> Result<Vec<Integration>, StoreError> {
+        let rows: Vec<IntegrationRow> = on_pool!(self, pool => {
+            sqlx::query_as(&format!("{SELECT_INTEGRATION} WHERE tenant_id = $1 ORDER BY connector_id"))
+                .bind(tenant.as_uuid())
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(integration_from_row).collect()
+    }
+
+    /// The unsealed secrets of an enabled integration: for the runtime's credential
+    /// injection only. [`StoreError::NotFound`] once disabled.
+    pub async fn integration_secrets(&self, tenant: TenantId, connector_id: &str) -> Result<Secrets, StoreError> {
+        let sealed: Option<Option<Vec<u8>>> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT secrets FROM integrations WHERE tenant_id = $1 AND connector_id = $2 AND enabled",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .fetch_optional(pool)
+            .await?
+        });
+        let sealed = sealed.flatten().ok_or(StoreError::NotFound { what: "integration secrets" })?;
+        let plain = self.key.open(&secrets_aad(tenant.as_uuid(), connector_id), &sealed)?;
+        serde_json::from_slice(&plain).map(Secrets).map_err(|_| StoreError::Corrupt { what: "integration secrets" })
+    }
+
+    /// Replaces the secrets of an enabled integration (a rotated refresh token, say).
+    pub async fn replace_secrets(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        secrets: &Secrets,
+    ) -> Result<(), StoreError> {
+        let plain = serde_json::to_vec(&secrets.0).expect("a map of strings serialises");
+        let sealed = self.key.seal(&secrets_aad(tenant.as_uuid(), connector_id), &plain);
+        let done = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE integrations SET secrets = $3 WHERE tenant_id = $1 AND connector_id = $2 AND enabled",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(&sealed)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotFound { what: "integration" });
+        }
+        Ok(())
+    }
+
+    /// The last committed cursor of an integration (`None` before the first checkpoint).
+    pub async fn cursor(&self, tenant: TenantId, connector_id: &str) -> Result<Option<Cursor>, StoreError> {
+        let row: Option<Option<String>> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT cursor FROM integrations WHERE tenant_id = $1 AND connector_id = $2")
+                .bind(tenant.as_uuid())
+                .bind(connector_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        let cursor = row.ok_or(StoreError::NotFound { what: "integration" })?;
+        cursor.as_deref().map(parse_cursor).transpose()
+    }
+
+    /// Maps CRM owners (keyed hashes of their CRM user ids under this connector) to users of
+    /// the tenant, replacing earlier mappings of the same owners, in one transaction. Their
+    /// facts are attributed to the users from then on, past facts included.
+    /// [`StoreError::NotFound`] if a user is not in the tenant.
+    pub async fn map_owners(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        mappings: &[(KeyedHash, UserId)],
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            for (owner, user) in mappings {
+                sqlx::query(
+                    "INSERT INTO owner_mappings (tenant_id, connector_id, owner_hash, user_id) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tenant_id, connector_id, owner_hash) DO UPDATE SET user_id = excluded.user_id",
+                )
+                .bind(tenant.as_uuid())
+                .bind(connector_id)
+                .bind(&owner.as_bytes()[..])
+                .bind(user.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .map_err(not_found_on_foreign_key("user"))?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Removes the mapping of a CRM owner; its facts wait under the hash again.
+    pub async fn unmap_owner(&self, tenant: TenantId, connector_id: &str, owner: KeyedHash) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM owner_mappings WHERE tenant_id = $1 AND connector_id = $2 AND owner_hash = $3")
+                .bind(tenant.as_uuid())
+                .bind(connector_id)
+                .bind(&owner.as_bytes()[..])
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The owner mappings of one integration of the tenant, by hash.
+    pub async fn owner_mappings(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+    ) -> Result<Vec<(KeyedHash, UserId)>, StoreError> {
+        let rows: Vec<(Vec<u8>, Uuid)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT owner_hash, user_id FROM owner_mappings WHERE tenant_id = $1 AND connector_id = $2 \
+                 ORDER BY owner_hash",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(|(hash, user)| Ok((keyed_hash(&hash)?, UserId::from_uuid(user)))).collect()
+    }
+}
+
+/// Reads a stored 16-byte keyed hash.
+pub(crate) fn keyed_hash(bytes: &[u8]) -> Result<KeyedHash, StoreError> {
+    <[u8; 16]>::try_from(bytes).map(KeyedHash::from_bytes).map_err(|_| StoreError::Corrupt { what: "keyed hash" })
+}
