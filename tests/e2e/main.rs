@@ -3,4 +3,5 @@
 mod check_cli;
 mod pipedrive;
 mod sandbox;
+mod service;
 mod store;

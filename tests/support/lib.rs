@@ -1,6 +1,7 @@
 //! Shared helpers of the end-to-end tests: the wasm components (built once per test run),
 //! a runtime configured for loopback, sinks that collect what a sync commits, a tiny
-//! request-counting HTTP server, and a log capture for privacy sweeps.
+//! request-counting HTTP server, a log capture for privacy sweeps, and (in `app`) the real
+//! `oneup serve` process with an API client and a database of its own.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,6 +14,12 @@ use std::time::Duration;
 use oneup::cli::{FactTable, TableSink};
 use oneup::ingest::TenantKey;
 use oneup::runtime::{IntegrationSetup, LoadedConnector, Runtime, RuntimeConfig, SandboxLimits, SyncReport};
+
+pub mod app;
+pub use app::{
+    Answer, Api, Backend, DEFAULT_DATABASE_URL, MASTER_KEY_HEX, OPERATOR_TOKEN, Scratch, Service, ServiceOptions,
+    TestDatabase, eventually, postgres_skipped,
+};
 
 /// The folder holding the components: `$ONEUP_TEST_WASM_DIR` (set by `cargo xtask test`),
 /// else built here once with cargo into a separate target folder.

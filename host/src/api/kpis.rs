@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, User};
-use crate::cli::output::micros_to_decimal;
+use crate::cli::output::money_to_decimal;
 use crate::ingest::MetricKind;
 use crate::store::{Owner, UserId};
 
@@ -48,10 +48,12 @@ pub(super) fn metric_kind(state: &AppState, metric: &str) -> Option<MetricKind> 
     state.registry.iter().find_map(|c| c.manifest().metrics.iter().find(|m| m.slug == metric).map(|m| m.kind))
 }
 
-fn render(kind: MetricKind, value: i128) -> Value {
+/// Counts as integers; money as a decimal string in the tenant currency, rounded to its
+/// minor units (the sums are kept exact in micro-units until here).
+fn render(kind: MetricKind, value: i128, currency: &str) -> Value {
     match kind {
         MetricKind::Count => json!(value),
-        MetricKind::Money => json!(micros_to_decimal(value)),
+        MetricKind::Money => json!(money_to_decimal(value, currency)),
     }
 }
 
@@ -109,8 +111,8 @@ pub(super) async fn kpis(
         "currency": tenant.currency.as_str(),
         "from": q.from,
         "to": q.to,
-        "rows": rows.iter().map(|(id, key, v)| json!({ *key: id, "value": render(kind, *v) })).collect::<Vec<_>>(),
-        "unattributed": render(kind, unattributed),
+        "rows": rows.iter().map(|(id, key, v)| json!({ *key: id, "value": render(kind, *v, tenant.currency.as_str()) })).collect::<Vec<_>>(),
+        "unattributed": render(kind, unattributed, tenant.currency.as_str()),
         "waiting_for_rate": waiting_rate,
     })))
 }

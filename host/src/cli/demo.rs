@@ -1,26 +1,30 @@
-//! `oneup demo`: the whole promise in one command.
+//! `oneup demo`: the whole promise in one command, on the embedded store.
 //!
-//! Starts a fake Pipedrive on loopback full of invented personal data, loads the sandboxed
-//! Pipedrive connector, creates a demo tenant whose users are matched to CRM owners by
-//! e-mail, syncs, prints per-user totals (checked against what the CRM holds), makes a few
-//! edits in the CRM and syncs again to show the corrections, then sweeps everything it kept
-//! and everything it logged for every personal-data string the fake served.
+//! Starts a fake Pipedrive on loopback full of invented personal data, then the real
+//! service in-process (SQLite store, sandbox runtime, scheduler, HTTP API on loopback), and
+//! drives it through its own HTTP API exactly as an operator and an admin would: a tenant,
+//! its users, the Pipedrive opt-in, exchange rates, a sync. It prints the KPI totals read
+//! back from the store (checked against what the CRM holds), makes edits in the CRM and
+//! syncs again to show the corrections, then sweeps its whole database and its log for
+//! every personal-data string the fake served.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use oneup_fake_crm::Timestamp;
-use oneup_fake_crm::pipedrive::{Crm, DatasetSpec, DealStatus, FakePipedrive, format_cents};
+use oneup_fake_crm::pipedrive::{Crm, Dataset, DatasetSpec, DealStatus, FakePipedrive};
+use serde_json::{Value, json};
 
-use super::facts::{FactTable, TableSink};
-use super::output::{change_json, micros_to_decimal};
-use crate::ingest::model::KeyedHash;
-use crate::ingest::pseudonym::TenantKey;
-use crate::runtime::{IntegrationSetup, LoadedConnector, Runtime, RuntimeConfig, SyncOutcome};
+use crate::api::{App, AppState, Metrics};
+use crate::runtime::registry::Registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::store::{MasterKey, Store};
 
 /// Arguments of `oneup demo`.
 #[derive(Debug, Args)]
@@ -28,7 +32,7 @@ pub struct DemoArgs {
     /// Folder with the connector components (`pipedrive.wasm`, …).
     #[arg(long, env = "ONEUP_CONNECTORS_DIR", default_value = "dist/connectors")]
     pub connectors: PathBuf,
-    /// Folder for the demo's store, log and compile cache (emptied first).
+    /// Folder for the demo's database, log and compile cache (emptied first).
     #[arg(long, default_value = ".oneup/demo")]
     pub work_dir: PathBuf,
     /// Deals in the fake Pipedrive.
@@ -55,15 +59,38 @@ impl DemoArgs {
         self.work_dir.join("oneup.log")
     }
 
-    fn store_path(&self) -> PathBuf {
-        self.work_dir.join("facts.jsonl")
+    fn db_path(&self) -> PathBuf {
+        self.work_dir.join("oneup.sqlite")
     }
 }
 
-/// A user of the demo tenant.
-struct DemoUser {
-    name: String,
-    email: String,
+/// A tiny client of the service's own API.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).bearer_auth(token);
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(serde_json::to_vec(&body)?);
+        }
+        let resp = req.send().await.with_context(|| format!("{method} {path} failed"))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let value: Value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? };
+        if !status.is_success() {
+            bail!("{method} {path} answered {status}: {value}");
+        }
+        Ok(value)
+    }
 }
 
 /// Runs the demo.
@@ -72,63 +99,133 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !wasm.is_file() {
         bail!("{} not found: build the connectors first (`cargo xtask demo` does)", wasm.display());
     }
-
     println!("== oneup demo ==");
-    let token = hex::encode(TenantKey::random().expose_bytes())[..32].to_owned();
+
+    // A fake CRM full of personal data.
+    let crm_token = hex::encode(crate::ingest::TenantKey::random().expose_bytes())[..32].to_owned();
     let spec = DatasetSpec::new(args.seed, 5, args.deals, args.deals * 2).ending_at(Timestamp::now_utc());
-    let fake = FakePipedrive::start(oneup_fake_crm::pipedrive::Dataset::generate_with(&spec), token.clone())
+    let fake = FakePipedrive::start(Dataset::generate_with(&spec), crm_token.clone())
         .await
         .context("failed to start the fake Pipedrive")?;
     let crm_users: Vec<(u64, String, String)> =
         fake.with(|crm: &mut Crm| crm.users().iter().map(|u| (u.id, u.name.clone(), u.email.clone())).collect());
     println!(
-        "fake Pipedrive on {} with {} users, {} deals, {} activities, full of personal data",
+        "fake Pipedrive on {}: {} salespeople, {} deals, {} activities, full of (invented) personal data",
         fake.base_url(),
         crm_users.len(),
         args.deals,
         args.deals * 2
     );
 
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(args.work_dir.join("cache")),
-        allow_loopback_http: true,
-        ..Default::default()
-    })
-    .context("failed to start the sandbox runtime")?;
-    let connector = runtime.load_file(&wasm).await.with_context(|| format!("failed to load {}", wasm.display()))?;
-    let m = connector.manifest();
-    println!("installed connector {} {} (contract {})", m.id, m.version, m.contract);
-
-    // The demo tenant: the CRM's salespeople have accounts (an admin typed in their work
-    // e-mails), plus a manager who is not in the CRM.
-    let mut users: Vec<DemoUser> =
-        crm_users.iter().map(|(_, name, email)| DemoUser { name: name.clone(), email: email.clone() }).collect();
-    users.push(DemoUser { name: "Morgan Demo-Manager".into(), email: "manager@oneup-demo.example".into() });
-    println!("demo tenant with {} users; Pipedrive enabled by the admin (opt-in)", users.len());
-
-    let tenant_key = TenantKey::random();
-    let setup = || IntegrationSetup {
-        config: BTreeMap::from([("base_url".to_owned(), fake.base_url())]),
-        secrets: BTreeMap::from([("api_token".to_owned(), token.clone())]),
-        tenant_key: tenant_key.clone(),
-        debug: None,
-    };
-
-    // Owner mapping: roster e-mails are compared with the tenant's users, then dropped.
-    let roster = runtime.roster(&connector, setup()).await.context("the roster call failed")?;
-    let mut owner_to_user: HashMap<KeyedHash, usize> = HashMap::new();
-    for entry in &roster {
-        if let Some(i) = users.iter().position(|u| u.email.eq_ignore_ascii_case(&entry.email)) {
-            owner_to_user.insert(entry.owner, i);
-        }
+    // The real service, in-process, on the embedded store.
+    let db_url = format!("sqlite://{}?mode=rwc", args.db_path().display());
+    let store = Store::connect(&db_url, MasterKey::random()).await.context("failed to open the demo database")?;
+    println!("store: SQLite at {} (production uses Postgres through DATABASE_URL)", args.db_path().display());
+    let runtime = Arc::new(
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(args.work_dir.join("cache")),
+            allow_loopback_http: true,
+            ..Default::default()
+        })
+        .context("failed to start the sandbox runtime")?,
+    );
+    let registry =
+        Arc::new(Registry::install_dir(&runtime, &args.connectors).await.context("failed to install connectors")?);
+    for c in registry.iter() {
+        let m = c.manifest();
+        println!("installed connector {} {} (contract {}), sandboxed", m.id, m.version, m.contract);
     }
-    drop(roster);
-    println!("mapped {} CRM owners to users by e-mail (e-mails compared, not kept)", owner_to_user.len());
+    let scheduler = Scheduler::start(
+        store.clone(),
+        runtime.clone(),
+        registry.clone(),
+        SchedulerConfig { poll: Duration::from_millis(200), ..SchedulerConfig::default() },
+    );
+    let operator_token = hex::encode(crate::ingest::TenantKey::random().expose_bytes());
+    let state = AppState(Arc::new(App {
+        store: store.clone(),
+        runtime,
+        registry,
+        scheduler: scheduler.clone(),
+        operator_token_hash: Some(App::hash_operator_token(&operator_token)),
+        sync_wait: Duration::from_secs(300),
+        metrics: Metrics::default(),
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, crate::api::router(state)).await });
+    println!("service listening on {base} (HTTP API + scheduler)\n");
+    let api = Api { http: reqwest::Client::new(), base };
+    use reqwest::Method;
 
-    let table = Arc::new(Mutex::new(FactTable::default()));
-    sync(&runtime, &connector, setup(), &table, "first sync").await?;
-    print_totals(&table, &users, &owner_to_user)?;
-    verify(&fake, &table, &crm_users, &owner_to_user, &users)?;
+    // The operator creates the tenant; its admin adds the salespeople (by their work
+    // e-mail) and a manager, opts in to Pipedrive and sets exchange rates.
+    let tenant = api
+        .call(
+            Method::POST,
+            "/v1/tenants",
+            &operator_token,
+            Some(json!({
+                "name": "Halvorsen Sales (demo)",
+                "timezone": "Europe/London",
+                "currency": "GBP",
+                "admin": {"name": "Avery Demo-Admin", "email": "admin@oneup-demo.example"},
+            })),
+        )
+        .await?;
+    let admin = tenant["admin"]["token"].as_str().context("no admin token")?.to_owned();
+    println!("POST /v1/tenants            -> tenant {} (GBP, Europe/London)", tenant["id"].as_str().unwrap_or("?"));
+    let mut user_ids: BTreeMap<String, String> = BTreeMap::new();
+    for (_, name, email) in &crm_users {
+        let created = api
+            .call(Method::POST, "/v1/users", &admin, Some(json!({"name": name, "email": email, "role": "member"})))
+            .await?;
+        user_ids.insert(email.to_lowercase(), created["id"].as_str().unwrap_or_default().to_owned());
+    }
+    let manager = api
+        .call(
+            Method::POST,
+            "/v1/users",
+            &admin,
+            Some(json!({"name": "Morgan Demo-Manager", "email": "manager@oneup-demo.example", "role": "manager"})),
+        )
+        .await?;
+    let manager_id = manager["id"].as_str().unwrap_or_default().to_owned();
+    let manager_token = api.call(Method::POST, &format!("/v1/users/{manager_id}/tokens"), &admin, None).await?["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!("POST /v1/users              -> {} salespeople (by work e-mail) and a manager", crm_users.len());
+    api.call(
+        Method::PUT,
+        "/v1/integrations/pipedrive",
+        &admin,
+        Some(json!({"config": {"base_url": fake.base_url()}, "secrets": {"api_token": crm_token}})),
+    )
+    .await?;
+    println!("PUT /v1/integrations/pipedrive -> enabled (the opt-in: who, when, which metrics, in the audit log)");
+    api.call(
+        Method::PUT,
+        "/v1/fx-rates",
+        &admin,
+        Some(json!({"rates": {"EUR": "0.85", "USD": "0.79", "SEK": "0.074"}})),
+    )
+    .await?;
+    println!("PUT /v1/fx-rates            -> EUR 0.85, USD 0.79, SEK 0.074 (in GBP)");
+
+    sync(&api, &admin, "first sync").await?;
+    let users = api.call(Method::GET, "/v1/users", &admin, None).await?;
+    let names: BTreeMap<String, String> = users["users"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|u| (u["id"].as_str().unwrap_or("").to_owned(), u["name"].as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let totals = kpis(&api, &manager_token).await?;
+    print_totals(&totals, &names);
+    verify(&fake, &totals, &crm_users, &user_ids)?;
 
     // Edits in the CRM: an amount changed, a won deal lost, a deal deleted, a call undone.
     let edits = fake.with(|crm: &mut Crm| -> anyhow::Result<Vec<String>> {
@@ -157,143 +254,147 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(out)
     })?;
     println!("\nedits in Pipedrive: {}", edits.join("; "));
-    sync(&runtime, &connector, setup(), &table, "incremental sync").await?;
-    print_totals(&table, &users, &owner_to_user)?;
-    verify(&fake, &table, &crm_users, &owner_to_user, &users)?;
+    sync(&api, &admin, "incremental sync").await?;
+    let totals = kpis(&api, &manager_token).await?;
+    print_totals(&totals, &names);
+    verify(&fake, &totals, &crm_users, &user_ids)?;
 
-    // What the host keeps: the facts, written out as the store would hold them.
-    {
-        let table = table.lock().map_err(|_| anyhow::anyhow!("fact table lock poisoned"))?;
-        let mut out = String::new();
-        for fact in table.facts() {
-            out.push_str(&change_json(&crate::ingest::model::Change::Upsert(fact.clone())).to_string());
-            out.push('\n');
-        }
-        std::fs::write(args.store_path(), out).context("failed to write the fact store")?;
-    }
+    let audit = api.call(Method::GET, "/v1/audit", &admin, None).await?;
+    let consent = audit["entries"]
+        .as_array()
+        .and_then(|e| e.iter().find(|x| x["action"] == "integration.enabled"))
+        .map(|x| format!("{} by {}: {}", x["action"], x["actor"], x["subject"]))
+        .unwrap_or_default();
+    println!("\naudit: {consent}");
 
-    // The sweep: every personal-data string the fake served, in everything kept and logged.
-    let canaries = fake.with(|crm: &mut Crm| crm.canaries());
+    // Stop the service, then sweep everything it kept and logged.
+    scheduler.shutdown().await;
+    server.abort();
+    let tables = store.dump_tables().await.context("failed to dump the database")?;
+    store.close().await;
+    let contact = fake.with(|crm: &mut Crm| crm.contact_canaries());
+    let people = fake.with(|crm: &mut Crm| crm.user_canaries());
     fake.shutdown().await;
-    let kept = std::fs::read_to_string(args.store_path()).context("failed to read back the fact store")?;
     let logged = std::fs::read_to_string(args.log_path()).context("failed to read back the demo log")?;
+    let mut raw = std::fs::read(args.db_path()).context("failed to read the database file")?;
+    if let Ok(wal) = std::fs::read(args.db_path().with_extension("sqlite-wal")) {
+        raw.extend_from_slice(&wal);
+    }
+    let raw = String::from_utf8_lossy(&raw);
     let mut found = 0usize;
-    for canary in &canaries {
-        for (what, text) in [("store", &kept), ("log", &logged)] {
-            if text.contains(canary.as_str()) {
-                found += 1;
-                println!("  FOUND personal data in the {what}: {canary}");
+    let mut report = |what: &str, canary: &str| {
+        found += 1;
+        println!("  FOUND personal data in {what}: {canary}");
+    };
+    for canary in contact.iter().chain(&people) {
+        if logged.contains(canary.as_str()) {
+            report("the log", canary);
+        }
+        for t in &tables {
+            // The tenant's own users are account data the admin typed in, not CRM data.
+            if t.table == "users" && people.contains(canary) {
+                continue;
+            }
+            if t.rows.iter().any(|r| r.contains(canary.as_str())) {
+                report(&format!("table {}", t.table), canary);
             }
         }
     }
+    for canary in &contact {
+        if raw.contains(canary.as_str()) {
+            report("the database file", canary);
+        }
+    }
+    let rows: usize = tables.iter().map(|t| t.rows.len()).sum();
     println!(
-        "\nprivacy sweep: {} personal-data strings served by the fake CRM, searched in the store ({} bytes) and the log ({} bytes): {found} found",
-        canaries.len(),
-        kept.len(),
+        "\nprivacy sweep: {} personal-data strings the fake CRM served ({} about customers and contacts, {} about the CRM's users),\n\
+         searched in {} rows of {} tables, the raw database file and the log ({} bytes): {found} found",
+        contact.len() + people.len(),
+        contact.len(),
+        people.len(),
+        rows,
+        tables.len(),
         logged.len()
     );
+    println!("(the salespeople's names and e-mails are in the users table as account data the admin entered)");
     Ok(if found == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn sync(
-    runtime: &Runtime,
-    connector: &LoadedConnector,
-    setup: IntegrationSetup,
-    table: &Arc<Mutex<FactTable>>,
-    label: &str,
-) -> anyhow::Result<()> {
-    let since = table.lock().map_err(|_| anyhow::anyhow!("fact table lock poisoned"))?.cursor.clone();
-    let sink = TableSink { table: table.clone(), on_change: None };
-    let report = runtime.sync(connector, setup, since.as_ref(), Box::new(sink)).await;
-    let s = &report.stats;
-    match &report.result {
-        Ok(SyncOutcome::Complete) => println!(
-            "\n{label}: {} requests, {} upserts, {} retractions, {} rejected, {} ms",
-            s.http_requests,
-            s.upserts,
-            s.retractions,
-            s.rejected_total(),
-            report.duration.as_millis()
-        ),
-        Ok(other) => println!("\n{label}: ended early ({other:?})"),
-        Err(e) => bail!("{label} failed: {e}"),
+async fn sync(api: &Api, admin: &str, label: &str) -> anyhow::Result<()> {
+    let run = api.call(reqwest::Method::POST, "/v1/integrations/pipedrive/sync?wait=true", admin, None).await?;
+    if run["status"] != "succeeded" {
+        bail!("{label} did not succeed: {run}");
     }
+    println!(
+        "\nPOST /v1/integrations/pipedrive/sync?wait=true ({label}) -> {}: {} upserts, {} retractions, {} rejected, {} waiting for an owner mapping, {} ms",
+        run["status"].as_str().unwrap_or("?"),
+        run["upserts"],
+        run["retractions"],
+        run["events_rejected"],
+        run["unmapped"],
+        run["duration_ms"]
+    );
     Ok(())
 }
 
-fn print_totals(
-    table: &Arc<Mutex<FactTable>>,
-    users: &[DemoUser],
-    owners: &HashMap<KeyedHash, usize>,
-) -> anyhow::Result<()> {
-    let table = table.lock().map_err(|_| anyhow::anyhow!("fact table lock poisoned"))?;
-    let mut per_user: BTreeMap<usize, BTreeMap<String, String>> = BTreeMap::new();
-    let mut unmapped = 0u64;
-    for ((owner, metric), total) in table.totals() {
-        let Some(&user) = owners.get(&owner) else {
-            unmapped += total.facts;
-            continue;
-        };
-        let value = if total.money.is_empty() {
-            total.count.to_string()
-        } else {
-            total.money.iter().map(|(c, m)| format!("{} {c}", micros_to_decimal(*m))).collect::<Vec<_>>().join(" + ")
-        };
-        per_user.entry(user).or_default().insert(metric, value);
+/// KPI rows per metric: user id -> value, read from the store through the API.
+type Totals = BTreeMap<&'static str, BTreeMap<String, Value>>;
+
+async fn kpis(api: &Api, manager: &str) -> anyhow::Result<Totals> {
+    let today = jiff::ZonedDateTime::now().date();
+    let from = today.checked_sub(jiff::Span::new().days(400))?;
+    let to = today.checked_add(jiff::Span::new().days(1))?;
+    let mut out = Totals::new();
+    for metric in ["deals_won", "revenue", "calls", "meetings"] {
+        let path = format!("/v1/kpis?metric={metric}&from={from}&to={to}&group_by=user");
+        let body = api.call(reqwest::Method::GET, &path, manager, None).await?;
+        let rows = body["rows"].as_array().cloned().unwrap_or_default();
+        out.insert(
+            metric,
+            rows.into_iter().map(|r| (r["user_id"].as_str().unwrap_or("").to_owned(), r["value"].clone())).collect(),
+        );
     }
-    println!("{:<32} {:>9} {:>6} {:>8}  revenue", "user", "deals_won", "calls", "meetings");
-    for (i, user) in users.iter().enumerate() {
-        let row = per_user.get(&i).cloned().unwrap_or_default();
-        let get = |k: &str| row.get(k).cloned().unwrap_or_else(|| "0".into());
+    Ok(out)
+}
+
+fn print_totals(totals: &Totals, names: &BTreeMap<String, String>) {
+    println!("GET /v1/kpis (read back from the store, last 400 days):");
+    println!("  {:<32} {:>9} {:>6} {:>8} {:>16}", "user", "deals_won", "calls", "meetings", "revenue (GBP)");
+    let mut by_name: Vec<(&String, &String)> = names.iter().map(|(id, name)| (name, id)).collect();
+    by_name.sort();
+    for (name, id) in by_name {
+        let get =
+            |m: &str| totals.get(m).and_then(|r| r.get(id)).map(|v| v.to_string().replace('"', "")).unwrap_or_default();
         println!(
-            "{:<32} {:>9} {:>6} {:>8}  {}",
-            user.name,
+            "  {:<32} {:>9} {:>6} {:>8} {:>16}",
+            name,
             get("deals_won"),
             get("calls"),
             get("meetings"),
             get("revenue")
         );
     }
-    if unmapped > 0 {
-        println!("({unmapped} facts wait for an owner mapping)");
-    }
-    Ok(())
 }
 
-/// Checks the synced totals against what the fake CRM holds, per user.
+/// Checks the counts read back from the store against what the fake CRM holds, per user.
 fn verify(
     fake: &FakePipedrive,
-    table: &Arc<Mutex<FactTable>>,
+    totals: &Totals,
     crm_users: &[(u64, String, String)],
-    owners: &HashMap<KeyedHash, usize>,
-    users: &[DemoUser],
+    user_ids: &BTreeMap<String, String>,
 ) -> anyhow::Result<()> {
     let expected = fake.with(|crm: &mut Crm| crm.expected_totals());
-    let table = table.lock().map_err(|_| anyhow::anyhow!("fact table lock poisoned"))?;
-    let totals = table.totals();
     let mut mismatches = Vec::new();
-    for (crm_id, _, email) in crm_users {
-        let Some(user) = users.iter().position(|u| &u.email == email) else { continue };
-        let Some(owner) = owners.iter().find(|(_, i)| **i == user).map(|(h, _)| *h) else { continue };
+    for (crm_id, name, email) in crm_users {
+        let Some(user) = user_ids.get(&email.to_lowercase()) else { continue };
         let want = expected.get(crm_id).cloned().unwrap_or_default();
-        let got = |metric: &str| totals.get(&(owner, metric.to_owned())).cloned().unwrap_or_default();
-        if got("deals_won").count as u64 != want.deals_won
-            || got("calls").count as u64 != want.calls
-            || got("meetings").count as u64 != want.meetings
-        {
-            mismatches.push(users[user].name.clone());
-            continue;
-        }
-        let revenue = got("revenue");
-        for (currency, cents) in &want.revenue_cents {
-            let micros = revenue.money.get(currency).copied().unwrap_or(0);
-            if micros != i128::from(*cents) * 10_000 {
-                mismatches.push(format!("{} ({currency} {} expected)", users[user].name, format_cents(*cents)));
-            }
+        let got = |m: &str| totals.get(m).and_then(|r| r.get(user)).and_then(Value::as_u64).unwrap_or(0);
+        if got("deals_won") != want.deals_won || got("calls") != want.calls || got("meetings") != want.meetings {
+            mismatches.push(name.clone());
         }
     }
     if mismatches.is_empty() {
-        println!("check: every user's totals match what Pipedrive holds");
+        println!("check: every user's counts match what Pipedrive holds");
         Ok(())
     } else {
         bail!("totals differ from the CRM for: {}", mismatches.join(", "))

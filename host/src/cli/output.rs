@@ -15,6 +15,33 @@ pub fn micros_to_decimal(micros: i128) -> String {
     format!("{sign}{units}.{frac}")
 }
 
+/// The number of decimals (ISO 4217 minor units) a currency is shown with.
+pub fn minor_units(currency: &str) -> u32 {
+    match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX" | "UYI" | "VND"
+        | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        "CLF" | "UYW" => 4,
+        _ => 2,
+    }
+}
+
+/// Formats micro-units rounded (half away from zero) to the currency's minor units:
+/// `12_750_504_999` GBP is `"12750.50"`, in JPY `"12751"`.
+pub fn money_to_decimal(micros: i128, currency: &str) -> String {
+    let places = minor_units(currency);
+    let step = 10i128.pow(6 - places);
+    let half = step / 2;
+    let rounded = if micros >= 0 { (micros + half) / step } else { (micros - half) / step };
+    let sign = if rounded < 0 { "-" } else { "" };
+    let abs = rounded.unsigned_abs();
+    if places == 0 {
+        return format!("{sign}{abs}");
+    }
+    let scale = 10u128.pow(places);
+    format!("{sign}{}.{:0width$}", abs / scale, abs % scale, width = places as usize)
+}
+
 /// Formats epoch milliseconds as RFC 3339 UTC (`2025-06-02T10:01:55Z`, with `.mmm` when
 /// the milliseconds are not zero).
 pub fn rfc3339_ms(ms: i64) -> String {
@@ -83,6 +110,12 @@ mod tests {
         assert_eq!(micros_to_decimal(12_750_500_000), "12750.50");
         assert_eq!(micros_to_decimal(1_234_567), "1.234567");
         assert_eq!(micros_to_decimal(-5_000_000), "-5.00");
+        assert_eq!(money_to_decimal(12_750_504_999, "GBP"), "12750.50");
+        assert_eq!(money_to_decimal(12_750_505_000, "GBP"), "12750.51");
+        assert_eq!(money_to_decimal(-5_000, "GBP"), "-0.01");
+        assert_eq!(money_to_decimal(12_750_500_000, "JPY"), "12751");
+        assert_eq!(money_to_decimal(1_234_567, "KWD"), "1.235");
+        assert_eq!(money_to_decimal(0, "EUR"), "0.00");
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_ms(1_748_858_515_000), "2025-06-02T10:01:55Z");
         assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
