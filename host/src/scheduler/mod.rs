@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
+use tracing::Instrument;
 
 pub use self::sink::StoreSink;
 use crate::runtime::registry::Registry;
@@ -132,8 +133,15 @@ async fn run_loop(inner: Arc<Inner>) {
                 Ok(Some(lease)) => {
                     inner.running.fetch_add(1, Ordering::SeqCst);
                     let inner = inner.clone();
+                    let span = tracing::info_span!(
+                        "sync",
+                        tenant = %lease.tenant_id,
+                        connector = %lease.connector_id,
+                        run = %lease.run_id,
+                        attempt = lease.attempt
+                    );
                     tokio::spawn(async move {
-                        execute(&inner, lease).await;
+                        execute(&inner, lease).instrument(span).await;
                         inner.running.fetch_sub(1, Ordering::SeqCst);
                         inner.idle.notify_waiters();
                         inner.wake.notify_one();
