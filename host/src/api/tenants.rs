@@ -132,14 +132,24 @@ pub(super) async fn create_user(
         .store
         .create_user(admin.tenant_id, &NewUser { name: &name, email: &email, role: body.role })
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict { .. } => {
-                ApiError::conflict("email_taken", "a user with this e-mail address already exists in the tenant")
-            }
-            other => other.into(),
-        })?;
+        .map_err(email_conflict)?;
     audit(&state, admin.tenant_id, Actor::User(admin.user_id), "user.created", &created.id.to_string()).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({"id": created.id}))))
+}
+
+/// A taken e-mail address is a 409 with its own code.
+fn email_conflict(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict { .. } => {
+            ApiError::conflict("email_taken", "a user with this e-mail address already exists in the tenant")
+        }
+        other => other.into(),
+    }
+}
+
+/// Rates as a JSON object of decimal strings by currency code.
+fn rates_json(rates: &BTreeMap<Currency, FxRate>) -> Value {
+    Value::Object(rates.iter().map(|(c, r)| (c.as_str().to_owned(), Value::String(r.to_string()))).collect())
 }
 
 fn user_json(u: &crate::store::User) -> Value {
@@ -291,7 +301,7 @@ pub(super) async fn set_fx_rates(
     audit(&state, p.tenant_id, Actor::User(p.user_id), "fx_rates.set", &codes.join(",")).await?;
     let all = state.store.fx_rates(p.tenant_id).await?;
     Ok(axum::Json(json!({
-        "rates": all.iter().map(|(c, r)| (c.as_str().to_owned(), Value::String(r.to_string()))).collect::<serde_json::Map<_, _>>(),
+        "rates": rates_json(&all),
         "converted": converted,
     })))
 }
@@ -302,7 +312,7 @@ pub(super) async fn get_fx_rates(State(state): State<AppState>, user: User) -> R
     let all = state.store.fx_rates(p.tenant_id).await?;
     let waiting = state.store.waiting_for_rate(p.tenant_id).await?;
     Ok(axum::Json(json!({
-        "rates": all.iter().map(|(c, r)| (c.as_str().to_owned(), Value::String(r.to_string()))).collect::<serde_json::Map<_, _>>(),
+        "rates": rates_json(&all),
         "waiting_for_rate": waiting.iter().map(|(c, n)| (c.as_str().to_owned(), json!(n))).collect::<serde_json::Map<_, _>>(),
     })))
 }
@@ -340,12 +350,7 @@ pub(super) async fn update_me(
         .store
         .update_user(p.tenant_id, p.user_id, &UserUpdate { name: name.as_deref(), email: email.as_deref(), role: None })
         .await
-        .map_err(|e| match e {
-            crate::store::StoreError::Conflict { .. } => {
-                ApiError::conflict("email_taken", "a user with this e-mail address already exists in the tenant")
-            }
-            other => other.into(),
-        })?;
+        .map_err(email_conflict)?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "user.rectified", &p.user_id.to_string()).await?;
     Ok(axum::Json(user_json(&updated)))
 }
