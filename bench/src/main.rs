@@ -1,4 +1,4 @@
-//! `oneup-bench`: the speed figures of issue 2, measured side by side in one run.
+//! `oneup-bench`: the speed figures of issues 2 and 3, measured side by side in one run.
 //!
 //! Run it through `cargo xtask bench`, which builds the connector component and calls
 //! `cargo run --release -p oneup-bench -- --wasm <oneup_connector_pipedrive.wasm> --deals N`.
@@ -15,16 +15,25 @@
 //!    own boundary work (lifting, validation, HMAC; see [`boundary`]) timed natively beside
 //!    it, so the reader can see how much of the sandbox's time is the boundary's.
 //! 3. **Memory.** The process's peak RSS.
+//! 4. **End to end into Postgres** (see [`e2e`]). A fake Pipedrive serving about
+//!    `--e2e-events` changes over loopback HTTP, synced through the sandbox into Postgres
+//!    (`DATABASE_URL`, a fresh database) by the scheduler's `StoreSink` under a claimed
+//!    run's lease, beside raw `COPY` of the same rows into the same table: events per
+//!    second, the ratio against the 0.5 goal, and the resident set sampled during the
+//!    sync. Skipped, saying why, when Postgres does not answer. Sections 1 to 3 run on a
+//!    current-thread Tokio runtime, section 4 on a multi-threaded one, as `oneup serve`.
 //!
 //! The machines are shared and noisy: every figure is a median over repetitions, and the
 //! ratios are taken within the same run.
 
 mod boundary;
 mod crm;
+mod e2e;
+mod proc;
 mod stats;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -77,6 +86,21 @@ struct Args {
     /// the end), e.g. so that `perf report` can still read the compiled guest code.
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Changes the fake CRM's first sync emits, about, in the end-to-end section (the real
+    /// count is printed); 0 skips that section.
+    #[arg(long, default_value_t = 1_000_000)]
+    e2e_events: u64,
+    /// After the end-to-end run, an experiment: the same sync again with its checkpoints
+    /// coalesced by the sink into commits of at least this many changes (0: no experiment).
+    #[arg(long, default_value_t = 0)]
+    e2e_coalesce: usize,
+    /// Runs only the end-to-end section.
+    #[arg(long, conflicts_with = "only")]
+    e2e_only: bool,
+    /// The Postgres server of the end-to-end section; its user must be allowed to create
+    /// databases (a fresh one is created and dropped).
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    database_url: String,
 }
 
 /// One side of the throughput comparison.
@@ -91,12 +115,47 @@ enum Side {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     ensure!(args.reps > 0 && args.probes > 0, "--reps and --probes must be at least 1");
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    tokio.block_on(run(args))
+    let wasm = std::fs::read(&args.wasm).with_context(|| format!("cannot read {}", args.wasm.display()))?;
+    let temporary = args.cache_dir.is_none();
+    let cache_dir = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("oneup-bench-{}", std::process::id())));
+    let result = run_sections(&args, &wasm, &cache_dir);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&cache_dir);
+    }
+    result
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let wasm = std::fs::read(&args.wasm).with_context(|| format!("cannot read {}", args.wasm.display()))?;
+/// Sections 1 to 3 (or one side alone with `--only`) on a current-thread runtime, then
+/// section 4 on a multi-threaded one.
+fn run_sections(args: &Args, wasm: &[u8], cache_dir: &Path) -> anyhow::Result<()> {
+    if !args.e2e_only {
+        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        tokio.block_on(run(args, wasm, cache_dir))?;
+    }
+    if args.only.is_some() {
+        return Ok(());
+    }
+    if args.e2e_events == 0 {
+        println!();
+        println!("4. End to end into Postgres: skipped (--e2e-events 0)");
+        return Ok(());
+    }
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(e2e::section(&e2e::Options {
+        wasm,
+        cache_dir,
+        database_url: &args.database_url,
+        events: args.e2e_events,
+        coalesce: args.e2e_coalesce,
+        seed: args.seed,
+        users: args.users,
+    }))
+}
+
+async fn run(args: &Args, wasm: &[u8], cache_dir: &Path) -> anyhow::Result<()> {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("oneup bench: Pipedrive connector, sandbox (wasmtime) vs native, in one run");
     println!(
@@ -116,22 +175,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let rendered = started.elapsed();
 
     let transport = Arc::new(MemoryTransport::new(recording.clone()));
-    let temporary = args.cache_dir.is_none();
-    let cache_dir = args
-        .cache_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("oneup-bench-{}", std::process::id())));
-    let config = RuntimeConfig { cache_dir: Some(cache_dir.clone()), ..RuntimeConfig::default() };
+    let config = RuntimeConfig { cache_dir: Some(cache_dir.to_owned()), ..RuntimeConfig::default() };
     let runtime = Runtime::with_transport(config, transport.clone())?;
     let fixture = Fixture { runtime, recording, transport, generated, rendered, recorded };
-    let result = match args.only {
-        None => measure(&args, &wasm, &fixture).await,
-        Some(side) => profile(&args, &wasm, &fixture, side).await,
-    };
-    if temporary {
-        let _ = std::fs::remove_dir_all(&cache_dir);
+    match args.only {
+        None => measure(args, wasm, &fixture).await,
+        Some(side) => profile(args, wasm, &fixture, side).await,
     }
-    result
 }
 
 /// The fake CRM, recorded, and the runtime that serves it to the sandbox.
@@ -340,7 +390,7 @@ async fn measure(args: &Args, wasm: &[u8], fixture: &Fixture) -> anyhow::Result<
 
     // ---- 3. memory --------------------------------------------------------------------
     println!();
-    match peak_rss_kb() {
+    match proc::peak_rss_kb() {
         Some(kb) => println!(
             "3. Peak RSS of this process (VmHWM): {:.1} MB (the fake CRM's dataset and {:.1} MB of recorded JSON included)",
             kb as f64 / 1024.0,
@@ -531,11 +581,4 @@ impl SyncSink for CountingSink {
 /// "MET" or "MISSED", with the figure.
 fn verdict(met: bool, figure: &str) -> String {
     if met { format!("MET ({figure})") } else { format!("MISSED ({figure})") }
-}
-
-/// The process's peak resident set size, in KiB, from `/proc/self/status`.
-fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

@@ -383,6 +383,27 @@ impl Service {
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
+
+    /// Sends SIGTERM (what a process manager sends to stop the service gracefully).
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("the service is running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit and returns its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut().expect("the service was started");
+            if let Some(status) = child.try_wait().expect("the process can be waited for") {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the service did not exit within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 impl Drop for Service {

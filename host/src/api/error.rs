@@ -3,7 +3,8 @@
 //! Policy: every error answers `{"error":{"code","message"}}` with the status the contract
 //! names: 400 bad input, 401 no or bad token, 403 wrong role, 404 unknown (another
 //! tenant's ids included: they are indistinguishable from unknown ones), 409 conflict, 422
-//! a rule of the domain broken. 5xx answers never carry internal detail: the detail is
+//! a rule of the domain broken; also 405 for a method a route does not take and 413 for a
+//! body over the limit. 5xx answers never carry internal detail: the detail is
 //! logged with a correlation code and the client gets a generic message.
 
 use axum::Json;
@@ -33,6 +34,12 @@ pub enum ApiError {
     /// 404: nothing with that id in this tenant.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 413: the body is larger than the API accepts.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
     /// 409: a unique key taken, or a state that conflicts.
     #[error("{message}")]
     Conflict {
@@ -78,6 +85,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -92,6 +100,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::PayloadTooLarge { .. } => "body_too_large",
             ApiError::Internal(_) => "internal",
         }
     }

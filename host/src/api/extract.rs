@@ -27,6 +27,9 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
                 Err(ApiError::bad_request("bad_json", format!("the body is not valid JSON: {}", e.body_text())))
             }
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::bad_request("invalid_body", e.body_text())),
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge { limit: super::MAX_BODY_BYTES })
+            }
             Err(other) => Err(ApiError::bad_request("bad_body", other.body_text())),
         }
     }
@@ -59,7 +62,16 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     Ok(token.trim())
 }
 
-/// The operator, authenticated by `ONEUP_OPERATOR_TOKEN`.
+/// Whether `token` is the operator's (`ONEUP_OPERATOR_TOKEN`), compared by digest without an
+/// early exit.
+fn is_operator_token(state: &AppState, token: &str) -> bool {
+    let Some(expected) = state.operator_token_hash else { return false };
+    let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    given.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The operator, authenticated by `ONEUP_OPERATOR_TOKEN`. A valid tenant user's token is
+/// the wrong role here (403); any other token is a bad token (401).
 pub struct Operator;
 
 impl FromRequestParts<AppState> for Operator {
@@ -67,20 +79,22 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = bearer(parts)?;
-        let Some(expected) = state.operator_token_hash else {
+        if state.operator_token_hash.is_none() {
             return Err(ApiError::Forbidden("no operator token is configured on this server (ONEUP_OPERATOR_TOKEN)"));
-        };
-        let given: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Compare digests without an early exit.
-        if given.iter().zip(expected.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0 {
-            Ok(Operator)
-        } else {
-            Err(ApiError::Unauthorized)
+        }
+        if is_operator_token(state, token) {
+            return Ok(Operator);
+        }
+        match state.store.authenticate(token).await? {
+            Some(_) => Err(ApiError::Forbidden("this needs the operator's token, not a tenant user's")),
+            None => Err(ApiError::Unauthorized),
         }
     }
 }
 
-/// A tenant user, authenticated by one of their API tokens.
+/// A tenant user, authenticated by one of their API tokens. The operator's token is the
+/// wrong role here (403: the operator acts on tenants, never inside one); any other token
+/// that is not a user's is a bad token (401).
 #[derive(Debug, Clone, Copy)]
 pub struct User(pub Principal);
 
@@ -91,6 +105,9 @@ impl FromRequestParts<AppState> for User {
         let token = bearer(parts)?;
         match state.store.authenticate(token).await? {
             Some(principal) => Ok(User(principal)),
+            None if is_operator_token(state, token) => {
+                Err(ApiError::Forbidden("the operator's token does not act inside a tenant; use a user's token"))
+            }
             None => Err(ApiError::Unauthorized),
         }
     }

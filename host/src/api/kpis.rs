@@ -50,7 +50,7 @@ pub(super) fn metric_kind(state: &AppState, metric: &str) -> Option<MetricKind> 
 
 /// Counts as integers; money as a decimal string in the tenant currency, rounded to its
 /// minor units (the sums are kept exact in micro-units until here).
-fn render(kind: MetricKind, value: i128, currency: &str) -> Value {
+pub(super) fn render(kind: MetricKind, value: i128, currency: &str) -> Value {
     match kind {
         MetricKind::Count => json!(value),
         MetricKind::Money => json!(money_to_decimal(value, currency)),

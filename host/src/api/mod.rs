@@ -5,11 +5,13 @@
 //! (unknown fields are refused), every error is `{"error":{"code","message"}}`, and ids of
 //! another tenant answer 404 exactly like unknown ones.
 
+mod contests;
 mod error;
 mod extract;
 mod integrations;
 mod kpis;
 mod system;
+mod targets;
 mod tenants;
 
 use std::sync::Arc;
@@ -28,6 +30,10 @@ use crate::runtime::Runtime;
 use crate::runtime::registry::Registry;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
+
+/// The largest request body the API reads; a larger one answers 413 with the usual error
+/// body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Everything a handler may use.
 pub struct App {
@@ -106,15 +112,23 @@ pub fn router(state: AppState) -> Router {
         .route("/integrations/{connector}/runs/{run_id}", get(integrations::get_run))
         .route("/integrations/{connector}/owners", get(integrations::owners).put(integrations::map_owner))
         .route("/kpis", get(kpis::kpis))
+        .route("/contests", post(contests::create_contest))
+        .route("/contests/{id}/leaderboard", get(contests::leaderboard))
+        .route("/targets", post(targets::create_target))
+        .route("/targets/{id}/progress", get(targets::progress))
         .route("/audit", get(system::audit))
-        .route("/privacy/register", get(system::privacy_register));
+        .route("/privacy/register", get(system::privacy_register))
+        .method_not_allowed_fallback(system::method_not_allowed);
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(system::healthz))
         .route("/metrics", get(system::metrics))
         .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1024 * 1024))
+        // Enforced by the body extractors (`ApiJson`), so that the answer is a JSON error;
+        // tower-http's limit layer would answer a bare text body.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The matched route, not the path: paths carry ids, never needed in logs.
             let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();

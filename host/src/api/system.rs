@@ -1,4 +1,4 @@
-//! Liveness, metrics, the processing register, the audit log, and the 404 fallback.
+//! Liveness, metrics, the processing register, the audit log, and the 404 and 405 fallbacks.
 
 use axum::extract::State;
 use axum::http::header;
@@ -117,4 +117,11 @@ pub(super) async fn audit(
 /// Any other path.
 pub(super) async fn not_found() -> ApiError {
     ApiError::NotFound("route")
+}
+
+/// A route that exists, asked with a method it does not take: 405 with the usual error body
+/// (axum's own answer has an empty body).
+pub(super) async fn method_not_allowed() -> impl IntoResponse {
+    let body = json!({"error": {"code": "method_not_allowed", "message": "this route does not take this method"}});
+    (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
 }

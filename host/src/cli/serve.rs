@@ -140,8 +140,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(addr = %local, "listening");
     // One line on stdout, for scripts and tests that bind port 0.
     println!("oneup listening on http://{local}");
-    axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
-    tracing::info!("stopping: no new syncs are claimed; waiting for running ones");
+    // On SIGINT/SIGTERM: stop claiming syncs first, then drain HTTP requests, then give
+    // running syncs their grace period (and hand back those that do not finish).
+    let claiming = scheduler.clone();
+    let signal = async move {
+        shutdown_signal().await;
+        tracing::info!("stopping: no new syncs are claimed; draining requests");
+        claiming.stop_claiming();
+    };
+    axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(signal).await?;
+    tracing::info!("waiting for running syncs");
     scheduler.shutdown().await;
     store.close().await;
     Ok(ExitCode::SUCCESS)

@@ -98,12 +98,17 @@ impl Scheduler {
         self.inner.wake.notify_one();
     }
 
-    /// Stops claiming, waits up to the grace period for running syncs, and returns. Syncs
-    /// still running then are abandoned; their leases expire and they resume elsewhere from
-    /// their last checkpoint.
-    pub async fn shutdown(&self) {
+    /// Stops claiming new runs (the first step of a shutdown); running syncs go on.
+    pub fn stop_claiming(&self) {
         let _ = self.inner.stop.send(true);
         self.inner.wake.notify_one();
+    }
+
+    /// Stops claiming and gives running syncs the grace period to finish. A sync still
+    /// running then is stopped and handed back to the queue: its committed checkpoints
+    /// stay, and any node resumes it from the last one at once (no lease to wait out).
+    pub async fn shutdown(&self) {
+        self.stop_claiming();
         let wait = async {
             while self.inner.running.load(Ordering::SeqCst) > 0 {
                 let notified = self.inner.idle.notified();
@@ -113,8 +118,9 @@ impl Scheduler {
                 notified.await;
             }
         };
-        if tokio::time::timeout(self.inner.config.grace, wait).await.is_err() {
-            tracing::warn!(running = self.inner.running.load(Ordering::SeqCst), "shutdown left syncs to be resumed");
+        // Each sync hands itself back after the grace period; allow a little more for that.
+        if tokio::time::timeout(self.inner.config.grace + Duration::from_secs(10), wait).await.is_err() {
+            tracing::warn!(running = self.inner.running.load(Ordering::SeqCst), "shutdown left syncs to their leases");
         }
     }
 }
@@ -186,11 +192,34 @@ async fn execute(inner: &Inner, lease: Lease) {
             }
         })
     };
-    let (error, rejected) = match sync_once(inner, &lease).await {
+    // On shutdown the sync gets the grace period; after that it is dropped (a commit in
+    // flight rolls back whole) and the run goes back to the queue.
+    let mut stop = inner.stop.subscribe();
+    let grace = inner.config.grace;
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    let outcome = tokio::select! {
+        outcome = sync_once(inner, &lease) => Some(outcome),
+        _ = stopped => None,
+    };
+    renewing.abort();
+    let Some(outcome) = outcome else {
+        match inner.store.release_run(&lease).await {
+            Ok(()) => {
+                tracing::info!(%tenant, connector = %connector_id, run = %lease.run_id, "shutting down: run handed back to the queue")
+            }
+            Err(e) => {
+                tracing::warn!(code = e.code(), "shutting down: could not hand the run back; its lease will expire")
+            }
+        }
+        return;
+    };
+    let (error, rejected) = match outcome {
         Ok(rejected) => (None, rejected),
         Err((code, rejected)) => (Some(code), rejected),
     };
-    renewing.abort();
     match inner.store.finish_run(&lease, error.as_deref(), &rejected).await {
         Ok(()) => match &error {
             None => tracing::info!(%tenant, connector = %connector_id, run = %lease.run_id, "run succeeded"),

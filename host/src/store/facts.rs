@@ -226,7 +226,7 @@ impl MoneyContext {
 }
 
 /// A fact's value in the tenant currency (counts as they are), NULL while waiting for a rate.
-const FACT_VALUE: &str = "CASE WHEN f.kind = 'count' THEN f.count ELSE f.amount_tenant_micros END";
+pub(super) const FACT_VALUE: &str = "CASE WHEN f.kind = 'count' THEN f.count ELSE f.amount_tenant_micros END";
 const INSERT_FACT_COLUMNS: &str = "INSERT INTO facts (tenant_id, connector_id, metric, source_hash, owner_hash, \
      occurred_at, kind, count, amount_micros, currency, amount_tenant_micros, confirmed_at)";
 /// Replaces a fact of the same key, unless nothing would change: a fact re-sent with the
@@ -533,8 +533,15 @@ async fn commit_pg(
     let tenant = lease.tenant_id.as_uuid();
     let connector = lease.connector_id.as_str();
     let mut tx = pool.begin().await?;
-    // Lock the run and the integration: commits of a run are serialised, and a concurrent
-    // disable (which updates the integration row) waits for this commit or makes it fail.
+    // Lock the integration, then the run: commits of a run are serialised, a concurrent
+    // disable (which updates the integration row) waits for this commit or makes it fail,
+    // and every transaction that takes both locks takes them in this order (see `runs.rs`),
+    // so none can deadlock with the scheduler's tick.
+    sqlx::query("SELECT 1 FROM integrations WHERE tenant_id = $1 AND connector_id = $2 FOR UPDATE")
+        .bind(tenant)
+        .bind(connector)
+        .execute(&mut *tx)
+        .await?;
     let row: Option<(String, bool)> = sqlx::query_as(&format!("{SELECT_LEASED_RUN} FOR UPDATE"))
         .bind(tenant)
         .bind(lease.run_id.as_uuid())

@@ -20,10 +20,16 @@ use super::error::StoreError;
 type Embedded = (i64, &'static str, &'static str);
 
 /// The Postgres migrations, in order.
-const POSTGRES: &[Embedded] = &[(1, "initial", include_str!("../../migrations/postgres/0001_initial.sql"))];
+const POSTGRES: &[Embedded] = &[
+    (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
+    (2, "contests targets", include_str!("../../migrations/postgres/0002_contests_targets.sql")),
+];
 
 /// The SQLite migrations, in order.
-const SQLITE: &[Embedded] = &[(1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql"))];
+const SQLITE: &[Embedded] = &[
+    (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (2, "contests targets", include_str!("../../migrations/sqlite/0002_contests_targets.sql")),
+];
 
 /// A list of embedded migrations, as a source for sqlx's migrator.
 #[derive(Debug, Clone, Copy)]

@@ -13,6 +13,7 @@
 //! * [`integrations`]: the opt-in, sealed secrets, cursors, owner mappings.
 //! * [`runs`]: sync runs and the leases that let several nodes share them.
 //! * [`facts`]: the ingestion commit, currency conversion, KPI totals.
+//! * [`engine`]: contests, targets and the dated facts they are measured by.
 //! * [`audit`]: the append-only audit log.
 //! * [`crypto`]: the master key and sealing of secrets at rest.
 //! * [`fx`]: exact exchange-rate arithmetic.
@@ -65,6 +66,7 @@ macro_rules! on_pool {
 pub mod admin;
 pub mod audit;
 pub mod crypto;
+pub mod engine;
 pub mod error;
 pub mod facts;
 pub mod fx;
@@ -76,13 +78,14 @@ pub mod types;
 
 pub use self::audit::{AuditEntry, AuditRecord};
 pub use self::crypto::MasterKey;
+pub use self::engine::{Assignee, Contest, DatedFact, NewContest, NewTarget, Participants, Target};
 pub use self::error::StoreError;
 pub use self::facts::{CommitCounts, KpiTotal, Owner, StoredFact, UnmappedOwner};
 pub use self::fx::FxRate;
 pub use self::integrations::{EnableIntegration, Integration, Secrets};
 pub use self::runs::{Lease, Run, RunStatus};
 pub use self::tenants::{CreatedTenant, IssuedToken, NewTenant, NewUser, Principal, Team, Tenant, User, UserUpdate};
-pub use self::types::{Actor, Role, RunId, TeamId, TenantId, TokenId, UserId};
+pub use self::types::{Actor, ContestId, Role, RunId, TargetId, TeamId, TenantId, TokenId, UserId};
 
 /// Connections in a Postgres pool.
 const PG_MAX_CONNECTIONS: u32 = 8;

@@ -209,7 +209,8 @@ fn millis(d: Duration) -> i64 {
 
 impl Store {
     /// Queues a run of an enabled integration now and returns its id; if one is already
-    /// queued or running, returns that one instead (a sync is never queued twice).
+    /// queued or running, returns that one instead (a sync is never queued twice). A new
+    /// run moves the integration's next scheduled sync one interval on.
     /// [`StoreError::NotFound`] for an unknown integration, [`StoreError::IntegrationDisabled`]
     /// for a disabled one.
     pub async fn queue_run(&self, tenant: TenantId, connector_id: &str) -> Result<RunId, StoreError> {
@@ -217,9 +218,12 @@ impl Store {
         let now = now_ms();
         let run = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let enabled: Option<bool> = sqlx::query_scalar(
-                "SELECT enabled FROM integrations WHERE tenant_id = $1 AND connector_id = $2",
-            )
+            // The integration row is locked first, in the same order as the scheduler's tick
+            // (integration, then run), so that the two cannot deadlock.
+            let enabled: Option<bool> = sqlx::query_scalar(&format!(
+                "SELECT enabled FROM integrations WHERE tenant_id = $1 AND connector_id = $2{}",
+                self.for_update()
+            ))
             .bind(tenant.as_uuid())
             .bind(connector_id)
             .fetch_optional(&mut *tx)
@@ -242,6 +246,17 @@ impl Store {
             .await?
             .rows_affected();
             let run = if inserted == 1 {
+                // A run queued by hand stands in for the scheduled one: the next scheduled
+                // sync is one interval from now, not a second run right after this one.
+                sqlx::query(
+                    "UPDATE integrations SET next_sync_at = $3 + sync_interval_secs * 1000 \
+                     WHERE tenant_id = $1 AND connector_id = $2",
+                )
+                .bind(tenant.as_uuid())
+                .bind(connector_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
                 id
             } else {
                 let existing: Uuid = sqlx::query_scalar(
@@ -406,6 +421,16 @@ impl Store {
         let status = if error_code.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
+            // The integration first, then the run: the lock order of every transaction that
+            // takes both (the tick, queueing, commits), so that none can deadlock.
+            sqlx::query(&format!(
+                "SELECT 1 FROM integrations WHERE tenant_id = $1 AND connector_id = $2{}",
+                self.for_update()
+            ))
+            .bind(lease.tenant_id.as_uuid())
+            .bind(&lease.connector_id)
+            .execute(&mut *tx)
+            .await?;
             let stored: Option<String> = sqlx::query_scalar(&format!(
                 "SELECT rejected FROM sync_runs \
                  WHERE tenant_id = $1 AND id = $2 AND status = 'running' AND lease_owner = $3{}",

@@ -98,6 +98,14 @@ id_type!(
     /// The id of a sync run within a tenant.
     RunId
 );
+id_type!(
+    /// The id of a contest within a tenant.
+    ContestId
+);
+id_type!(
+    /// The id of a target within a tenant.
+    TargetId
+);
 
 /// What a user may do inside their tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,599 @@
+//! Contests, targets, and the dated facts the engine ranks and measures them by.
+//!
+//! The rules live in [`crate::engine`]; this module only keeps the definitions and reads
+//! facts. Participants and assignees are users or teams of the same tenant, enforced by
+//! foreign keys that start with `tenant_id`: another tenant's id fails the insert as an
+//! unknown one would ([`StoreError::NotFound`]), and nothing of the request is written.
+
+use jiff::civil::Date;
+use uuid::Uuid;
+
+use super::error::{StoreError, not_found_on_foreign_key};
+use super::facts::FACT_VALUE;
+use super::types::{ContestId, TargetId, TeamId, TenantId, UserId, now_ms};
+use super::{BeginWrite, Store};
+use crate::engine::PeriodKind;
+
+/// Who takes part in a contest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Participants {
+    /// Users, each ranked on their own facts.
+    Users(Vec<UserId>),
+    /// Teams, each ranked on the sum of its members' facts.
+    Teams(Vec<TeamId>),
+}
+
+impl Participants {
+    /// `users` or `teams`, as stored.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Participants::Users(_) => "users",
+            Participants::Teams(_) => "teams",
+        }
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        match self {
+            Participants::Users(u) => u.len(),
+            Participants::Teams(t) => t.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What it takes to create a contest (checked by the caller: a known metric and format,
+/// `ends_at_ms > starts_at_ms`, participants listed once).
+#[derive(Debug, Clone, Copy)]
+pub struct NewContest<'a> {
+    /// Display name.
+    pub name: &'a str,
+    /// The metric slug it ranks by.
+    pub metric: &'a str,
+    /// The format (`leaderboard`).
+    pub format: &'a str,
+    /// The first instant counted, in milliseconds since the Unix epoch.
+    pub starts_at_ms: i64,
+    /// The first instant no longer counted (exclusive).
+    pub ends_at_ms: i64,
+    /// Who takes part.
+    pub participants: &'a Participants,
+    /// The manager who created it.
+    pub created_by: UserId,
+}
+
+/// A stored contest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contest {
+    /// Its id.
+    pub id: ContestId,
+    /// Display name.
+    pub name: String,
+    /// The metric slug it ranks by.
+    pub metric: String,
+    /// The format.
+    pub format: String,
+    /// The first instant counted, in milliseconds since the Unix epoch.
+    pub starts_at_ms: i64,
+    /// The first instant no longer counted.
+    pub ends_at_ms: i64,
+    /// Who takes part, in the order given at creation (erased users and deleted teams gone).
+    pub participants: Participants,
+    /// Who created it.
+    pub created_by: UserId,
+    /// When, in milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+    /// The final standing as JSON, once frozen.
+    pub frozen: Option<String>,
+    /// When it was frozen.
+    pub frozen_at_ms: Option<i64>,
+}
+
+/// Whose target it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Assignee {
+    /// One user.
+    User(UserId),
+    /// A team: the sum of its members.
+    Team(TeamId),
+}
+
+/// What it takes to create a target (checked by the caller: a known metric, a positive
+/// goal, the first period computed in the tenant's zone).
+#[derive(Debug, Clone, Copy)]
+pub struct NewTarget<'a> {
+    /// Whose.
+    pub assignee: Assignee,
+    /// The metric slug.
+    pub metric: &'a str,
+    /// The period.
+    pub period: PeriodKind,
+    /// The goal per period: a count, or micros of the tenant currency.
+    pub goal: i64,
+    /// The local date it was set from.
+    pub starts_on: Date,
+    /// The first instant of the first period.
+    pub first_start_ms: i64,
+    /// The end (exclusive) of the first period.
+    pub first_end_ms: i64,
+    /// Whether it repeats every period from the first on.
+    pub recurring: bool,
+    /// The manager who created it.
+    pub created_by: UserId,
+}
+
+/// A stored target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its id.
+    pub id: TargetId,
+    /// Whose.
+    pub assignee: Assignee,
+    /// The metric slug.
+    pub metric: String,
+    /// The period.
+    pub period: PeriodKind,
+    /// The goal per period: a count, or micros of the tenant currency.
+    pub goal: i64,
+    /// The local date it was set from.
+    pub starts_on: Date,
+    /// The first instant of the first period.
+    pub first_start_ms: i64,
+    /// The end (exclusive) of the first period.
+    pub first_end_ms: i64,
+    /// Whether it repeats every period from the first on.
+    pub recurring: bool,
+    /// Who created it.
+    pub created_by: UserId,
+    /// When, in milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+}
+
+/// The facts of one user at one instant, summed: a count, or micros of the tenant
+/// currency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DatedFact {
+    /// The user the CRM owner is mapped to.
+    pub user_id: UserId,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The sum of that user's facts at that instant.
+    pub value: i128,
+}
+
+/// A participant as stored: `(user_id, team_id)`, exactly one set.
+type ParticipantRow = (Option<Uuid>, Option<Uuid>);
+type ContestRow = (Uuid, String, String, String, i64, i64, String, Uuid, i64, Option<String>, Option<i64>);
+type TargetRow = (Uuid, Option<Uuid>, Option<Uuid>, String, String, i64, String, i64, i64, bool, Uuid, i64);
+
+const SELECT_TARGET: &str = "SELECT id, user_id, team_id, metric, period, goal, starts_on, first_start, first_end, \
+     recurring, created_by, created_at FROM targets";
+
+fn target_from_row(row: TargetRow) -> Result<Target, StoreError> {
+    let (id, user, team, metric, period, goal, starts_on, first_start, first_end, recurring, created_by, created_at) =
+        row;
+    let assignee = match (user, team) {
+        (Some(user), None) => Assignee::User(UserId::from_uuid(user)),
+        (None, Some(team)) => Assignee::Team(TeamId::from_uuid(team)),
+        _ => return Err(StoreError::Corrupt { what: "target assignee" }),
+    };
+    Ok(Target {
+        id: TargetId::from_uuid(id),
+        assignee,
+        metric,
+        period: PeriodKind::parse(&period).ok_or(StoreError::Corrupt { what: "target period" })?,
+        goal,
+        starts_on: starts_on.parse().map_err(|_| StoreError::Corrupt { what: "target start date" })?,
+        first_start_ms: first_start,
+        first_end_ms: first_end,
+        recurring,
+        created_by: UserId::from_uuid(created_by),
+        created_at_ms: created_at,
+    })
+}
+
+impl Store {
+    /// Creates a contest and its participants in one transaction. [`StoreError::NotFound`]
+    /// (`user` or `team`) if a participant is not in the tenant, [`StoreError::Conflict`]
+    /// if one is listed twice; in both cases nothing is written.
+    pub async fn create_contest(&self, tenant: TenantId, new: &NewContest<'_>) -> Result<Contest, StoreError> {
+        let contest = Contest {
+            id: ContestId::new(),
+            name: new.name.to_owned(),
+            metric: new.metric.to_owned(),
+            format: new.format.to_owned(),
+            starts_at_ms: new.starts_at_ms,
+            ends_at_ms: new.ends_at_ms,
+            participants: new.participants.clone(),
+            created_by: new.created_by,
+            created_at_ms: now_ms(),
+            frozen: None,
+            frozen_at_ms: None,
+        };
+        let (what, ids): (&'static str, Vec<ParticipantRow>) = match new.participants {
+            Participants::Users(users) => ("user", users.iter().map(|u| (Some(u.as_uuid()), None)).collect()),
+            Participants::Teams(teams) => ("team", teams.iter().map(|t| (None, Some(t.as_uuid()))).collect()),
+        };
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO contests (tenant_id, id, name, metric, format, starts_at, ends_at, participants, \
+                 created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(contest.id.as_uuid())
+            .bind(&contest.name)
+            .bind(&contest.metric)
+            .bind(&contest.format)
+            .bind(contest.starts_at_ms)
+            .bind(contest.ends_at_ms)
+            .bind(new.participants.kind())
+            .bind(contest.created_by.as_uuid())
+            .bind(contest.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(not_found_on_foreign_key("tenant"))?;
+            for (position, (user, team)) in ids.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO contest_participants (tenant_id, contest_id, position, user_id, team_id) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(tenant.as_uuid())
+                .bind(contest.id.as_uuid())
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(*user)
+                .bind(*team)
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| {
+                    if StoreError::is_unique_violation(&err) {
+                        StoreError::Conflict { what: "contest participant" }
+                    } else {
+                        not_found_on_foreign_key(what)(err)
+                    }
+                })?;
+            }
+            tx.commit().await?;
+        });
+        Ok(contest)
+    }
+
+    /// A contest of the tenant with its participants.
+    pub async fn contest(&self, tenant: TenantId, contest: ContestId) -> Result<Contest, StoreError> {
+        let (row, participants): (Option<ContestRow>, Vec<ParticipantRow>) = on_pool!(self, pool => {
+            let row = sqlx::query_as(
+                "SELECT id, name, metric, format, starts_at, ends_at, participants, created_by, created_at, \
+                 frozen, frozen_at FROM contests WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(contest.as_uuid())
+            .fetch_optional(pool)
+            .await?;
+            let participants = sqlx::query_as(
+                "SELECT user_id, team_id FROM contest_participants WHERE tenant_id = $1 AND contest_id = $2 \
+                 ORDER BY position",
+            )
+            .bind(tenant.as_uuid())
+            .bind(contest.as_uuid())
+            .fetch_all(pool)
+            .await?;
+            (row, participants)
+        });
+        let (id, name, metric, format, starts_at, ends_at, kind, created_by, created_at, frozen, frozen_at) =
+            row.ok_or(StoreError::NotFound { what: "contest" })?;
+        let corrupt = || StoreError::Corrupt { what: "contest participant" };
+        let participants = match kind.as_str() {
+            "users" => Participants::Users(
+                participants
+                    .into_iter()
+                    .map(|(u, _)| u.map(UserId::from_uuid).ok_or_else(corrupt))
+                    .collect::<Result<_, _>>()?,
+            ),
+            "teams" => Participants::Teams(
+                participants
+                    .into_iter()
+                    .map(|(_, t)| t.map(TeamId::from_uuid).ok_or_else(corrupt))
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ => return Err(StoreError::Corrupt { what: "contest participants kind" }),
+        };
+        Ok(Contest {
+            id: ContestId::from_uuid(id),
+            name,
+            metric,
+            format,
+            starts_at_ms: starts_at,
+            ends_at_ms: ends_at,
+            participants,
+            created_by: UserId::from_uuid(created_by),
+            created_at_ms: created_at,
+            frozen,
+            frozen_at_ms: frozen_at,
+        })
+    }
+
+    /// Freezes a contest's final standing: stores `standing` (JSON) unless one is stored
+    /// already, and returns the one stored now with when it was frozen. The first writer
+    /// wins, so every reader serves the same final standing.
+    pub async fn freeze_contest(
+        &self,
+        tenant: TenantId,
+        contest: ContestId,
+        standing: &str,
+    ) -> Result<(String, i64), StoreError> {
+        let row: Option<(Option<String>, Option<i64>)> = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "UPDATE contests SET frozen = $3, frozen_at = $4 WHERE tenant_id = $1 AND id = $2 AND frozen IS NULL",
+            )
+            .bind(tenant.as_uuid())
+            .bind(contest.as_uuid())
+            .bind(standing)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query_as("SELECT frozen, frozen_at FROM contests WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_uuid())
+                .bind(contest.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            row
+        });
+        match row {
+            None => Err(StoreError::NotFound { what: "contest" }),
+            Some((Some(frozen), Some(at))) => Ok((frozen, at)),
+            Some(_) => Err(StoreError::Corrupt { what: "frozen contest" }),
+        }
+    }
+
+    /// Creates a target. [`StoreError::NotFound`] (`user` or `team`) if the assignee is not
+    /// in the tenant; [`StoreError::Conflict`] (`target`) if the instants it covers overlap
+    /// those of another target of the same assignee, metric and period (a one-off target
+    /// covers its first period, a recurring one everything from its first period on). The
+    /// check and the insert are one transaction holding a lock on the assignee's row (on
+    /// SQLite, the write lock), so two racing requests cannot both pass it.
+    pub async fn create_target(&self, tenant: TenantId, new: &NewTarget<'_>) -> Result<Target, StoreError> {
+        let target = Target {
+            id: TargetId::new(),
+            assignee: new.assignee,
+            metric: new.metric.to_owned(),
+            period: new.period,
+            goal: new.goal,
+            starts_on: new.starts_on,
+            first_start_ms: new.first_start_ms,
+            first_end_ms: new.first_end_ms,
+            recurring: new.recurring,
+            created_by: new.created_by,
+            created_at_ms: now_ms(),
+        };
+        let (table, column, what, assignee, user, team) = match new.assignee {
+            Assignee::User(u) => ("users", "user_id", "user", u.as_uuid(), Some(u.as_uuid()), None),
+            Assignee::Team(t) => ("teams", "team_id", "team", t.as_uuid(), None, Some(t.as_uuid())),
+        };
+        // The instants the new target covers: [first_start, covered_end).
+        let covered_end = if new.recurring { i64::MAX } else { new.first_end_ms };
+        // A row lock that serialises target creation per assignee without blocking the
+        // foreign-key checks of other inserts that reference the row (Postgres); SQLite's
+        // write transaction holds the one write lock already.
+        let for_update = match self.backend() {
+            super::Backend::Postgres => " FOR NO KEY UPDATE",
+            super::Backend::Sqlite => "",
+        };
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let exists: Option<Uuid> =
+                sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE tenant_id = $1 AND id = $2{for_update}"))
+                    .bind(tenant.as_uuid())
+                    .bind(assignee)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound { what });
+            }
+            let overlapping: i64 = sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM targets WHERE tenant_id = $1 AND {column} = $2 AND metric = $3 \
+                 AND period = $4 AND first_start < $5 AND (recurring OR first_end > $6)"
+            ))
+            .bind(tenant.as_uuid())
+            .bind(assignee)
+            .bind(new.metric)
+            .bind(new.period.as_str())
+            .bind(covered_end)
+            .bind(new.first_start_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            if overlapping > 0 {
+                return Err(StoreError::Conflict { what: "target" });
+            }
+            sqlx::query(
+                "INSERT INTO targets (tenant_id, id, user_id, team_id, metric, period, goal, starts_on, first_start, \
+                 first_end, recurring, created_by, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(target.id.as_uuid())
+            .bind(user)
+            .bind(team)
+            .bind(&target.metric)
+            .bind(target.period.as_str())
+            .bind(target.goal)
+            .bind(target.starts_on.to_string())
+            .bind(target.first_start_ms)
+            .bind(target.first_end_ms)
+            .bind(target.recurring)
+            .bind(target.created_by.as_uuid())
+            .bind(target.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(not_found_on_foreign_key(what))?;
+            tx.commit().await?;
+        });
+        Ok(target)
+    }
+
+    /// A target of the tenant.
+    pub async fn target(&self, tenant: TenantId, target: TargetId) -> Result<Target, StoreError> {
+        let row: Option<TargetRow> = on_pool!(self, pool => {
+            sqlx::query_as(&format!("{SELECT_TARGET} WHERE tenant_id = $1 AND id = $2"))
+                .bind(tenant.as_uuid())
+                .bind(target.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        target_from_row(row.ok_or(StoreError::NotFound { what: "target" })?)
+    }
+
+    /// The teams of the tenant a user is a member of.
+    pub async fn teams_of(&self, tenant: TenantId, user: UserId) -> Result<Vec<TeamId>, StoreError> {
+        let rows: Vec<Uuid> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT team_id FROM team_members WHERE tenant_id = $1 AND user_id = $2 ORDER BY team_id",
+            )
+            .bind(tenant.as_uuid())
+            .bind(user.as_uuid())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(TeamId::from_uuid).collect())
+    }
+
+    /// The facts of one metric in `[from_ms, to_ms)` whose CRM owner is mapped to a user,
+    /// summed per user and instant (counts, or micros of the tenant currency; amounts
+    /// waiting for an exchange rate left out). What the engine needs for the moment a
+    /// target was achieved and for the contest tie-break. Ordered by user, then instant.
+    pub async fn dated_facts(
+        &self,
+        tenant: TenantId,
+        metric: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<DatedFact>, StoreError> {
+        // Summed in two parts, as in `kpi_totals`, so no BIGINT sum can overflow.
+        let rows: Vec<(Uuid, i64, i64, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(&format!(
+                "SELECT m.user_id, f.occurred_at, \
+                 CAST(SUM({FACT_VALUE} / 1000000) AS BIGINT), CAST(SUM({FACT_VALUE} % 1000000) AS BIGINT) \
+                 FROM facts f \
+                 JOIN owner_mappings m ON m.tenant_id = f.tenant_id AND m.connector_id = f.connector_id \
+                 AND m.owner_hash = f.owner_hash \
+                 WHERE f.tenant_id = $1 AND f.metric = $2 AND f.occurred_at >= $3 AND f.occurred_at < $4 \
+                 AND {FACT_VALUE} IS NOT NULL \
+                 GROUP BY m.user_id, f.occurred_at ORDER BY m.user_id, f.occurred_at"
+            ))
+            .bind(tenant.as_uuid())
+            .bind(metric)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(user, at, millions, rest)| DatedFact {
+                user_id: UserId::from_uuid(user),
+                at_ms: at,
+                value: i128::from(millions) * 1_000_000 + i128::from(rest),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::Currency;
+    use crate::store::{MasterKey, NewTenant};
+
+    async fn store_with_tenants() -> (Store, TenantId, UserId, TenantId, UserId) {
+        let store = Store::connect("sqlite::memory:", MasterKey::random()).await.unwrap();
+        let mut made = Vec::new();
+        for name in ["a", "b"] {
+            let created = store
+                .create_tenant(&NewTenant {
+                    name,
+                    timezone: "UTC",
+                    currency: Currency::parse("EUR").unwrap(),
+                    admin_name: "Admin",
+                    admin_email: "admin@example.com",
+                })
+                .await
+                .unwrap();
+            made.push((created.tenant.id, created.admin.id));
+        }
+        (store, made[0].0, made[0].1, made[1].0, made[1].1)
+    }
+
+    fn month_target(user: UserId, day: &str, recurring: bool) -> NewTarget<'static> {
+        let starts_on: Date = day.parse().unwrap();
+        let period = crate::engine::Period::containing(PeriodKind::Month, starts_on, &jiff::tz::TimeZone::UTC).unwrap();
+        NewTarget {
+            assignee: Assignee::User(user),
+            metric: "deals_won",
+            period: PeriodKind::Month,
+            goal: 5,
+            starts_on,
+            first_start_ms: period.start_ms,
+            first_end_ms: period.end_ms,
+            recurring,
+            created_by: user,
+        }
+    }
+
+    #[tokio::test]
+    async fn contests_keep_their_participants_and_freeze_once() {
+        let (store, tenant, admin, other, other_admin) = store_with_tenants().await;
+        let participants = Participants::Users(vec![admin]);
+        let new = NewContest {
+            name: "June",
+            metric: "deals_won",
+            format: "leaderboard",
+            starts_at_ms: 0,
+            ends_at_ms: 1000,
+            participants: &participants,
+            created_by: admin,
+        };
+        let contest = store.create_contest(tenant, &new).await.unwrap();
+        assert_eq!(store.contest(tenant, contest.id).await.unwrap(), contest);
+        assert!(matches!(store.contest(other, contest.id).await, Err(StoreError::NotFound { .. })));
+        // The first frozen standing wins.
+        let (first, at) = store.freeze_contest(tenant, contest.id, "[1]").await.unwrap();
+        assert_eq!(first, "[1]");
+        assert_eq!(store.freeze_contest(tenant, contest.id, "[2]").await.unwrap(), ("[1]".to_owned(), at));
+        assert!(matches!(store.freeze_contest(other, contest.id, "[3]").await, Err(StoreError::NotFound { .. })));
+        // Another tenant's user is unknown, and nothing of the contest is written.
+        let theirs = Participants::Users(vec![admin, other_admin]);
+        let err = store.create_contest(tenant, &NewContest { participants: &theirs, ..new }).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { what: "user" }), "{err:?}");
+        let teams = Participants::Teams(vec![TeamId::new()]);
+        let err = store.create_contest(tenant, &NewContest { participants: &teams, ..new }).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { what: "team" }), "{err:?}");
+        let count: i64 =
+            on_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM contests").fetch_one(pool).await.unwrap());
+        assert_eq!(count, 1);
+    }
+
+    #[tokio::test]
+    async fn targets_of_one_assignee_metric_and_period_never_overlap() {
+        let (store, tenant, admin, other, other_admin) = store_with_tenants().await;
+        let june = store.create_target(tenant, &month_target(admin, "2025-06-10", false)).await.unwrap();
+        assert_eq!(store.target(tenant, june.id).await.unwrap(), june);
+        assert!(matches!(store.target(other, june.id).await, Err(StoreError::NotFound { .. })));
+        let conflict = |r: Result<Target, StoreError>| matches!(r, Err(StoreError::Conflict { what: "target" }));
+        assert!(conflict(store.create_target(tenant, &month_target(admin, "2025-06-30", false)).await));
+        assert!(conflict(store.create_target(tenant, &month_target(admin, "2025-02-01", true)).await));
+        store.create_target(tenant, &month_target(admin, "2025-07-01", false)).await.unwrap();
+        store.create_target(tenant, &month_target(admin, "2025-08-01", true)).await.unwrap();
+        assert!(conflict(store.create_target(tenant, &month_target(admin, "2030-01-01", false)).await));
+        // Another period kind is another target.
+        let week = NewTarget { period: PeriodKind::Week, ..month_target(admin, "2025-06-10", false) };
+        store.create_target(tenant, &week).await.unwrap();
+        // Another tenant's user is unknown.
+        let err = store.create_target(tenant, &month_target(other_admin, "2025-06-10", false)).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { what: "user" }), "{err:?}");
+    }
+}
