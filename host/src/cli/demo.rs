@@ -259,6 +259,76 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     print_totals(&totals, &names);
     verify(&fake, &totals, &crm_users, &user_ids)?;
 
+    // A contest over the last 90 days and a monthly target, from the synced data.
+    let salespeople: Vec<&String> = user_ids.values().collect();
+    let now = jiff::Timestamp::now();
+    let starts_at = now.checked_sub(jiff::SignedDuration::from_hours(90 * 24))?;
+    let ends_at = now.checked_add(jiff::SignedDuration::from_hours(24))?;
+    let contest = api
+        .call(
+            Method::POST,
+            "/v1/contests",
+            &manager_token,
+            Some(json!({
+                "name": "Quarter sprint: deals won",
+                "metric": "deals_won",
+                "format": "leaderboard",
+                "starts_at": starts_at.to_string(),
+                "ends_at": ends_at.to_string(),
+                "participants": {"users": salespeople},
+            })),
+        )
+        .await?;
+    let contest_id = contest["id"].as_str().unwrap_or_default().to_owned();
+    let board = api.call(Method::GET, &format!("/v1/contests/{contest_id}/leaderboard"), &manager_token, None).await?;
+    println!(
+        "
+POST /v1/contests + GET /v1/contests/{{id}}/leaderboard (deals won, last 90 days):"
+    );
+    for entry in board["entries"].as_array().cloned().unwrap_or_default() {
+        let id = entry["user_id"].as_str().unwrap_or_default();
+        println!(
+            "  {:>2}. {:<32} {}",
+            entry["rank"],
+            names.get(id).map(String::as_str).unwrap_or("?"),
+            entry["value"].to_string().replace('"', "")
+        );
+    }
+    if let Some((name, id)) =
+        names.iter().find(|(id, _)| salespeople.contains(id)).map(|(id, n)| (n.clone(), id.clone()))
+    {
+        let target = api
+            .call(
+                Method::POST,
+                "/v1/targets",
+                &manager_token,
+                Some(json!({
+                    "assignee": {"user_id": id},
+                    "metric": "revenue",
+                    "period": "month",
+                    "goal": "250000",
+                    "recurring": true,
+                })),
+            )
+            .await?;
+        let target_id = target["id"].as_str().unwrap_or_default().to_owned();
+        let progress =
+            api.call(Method::GET, &format!("/v1/targets/{target_id}/progress"), &manager_token, None).await?;
+        println!(
+            "
+POST /v1/targets + GET /v1/targets/{{id}}/progress (revenue this month, goal GBP 250000.00):"
+        );
+        println!(
+            "  {name}: {} of {} GBP ({:.0}%), expected by now {}, status {}{}",
+            progress["value"].to_string().replace('"', ""),
+            progress["goal"].to_string().replace('"', ""),
+            progress["ratio"].as_f64().unwrap_or(0.0) * 100.0,
+            progress["pace"]["expected"].to_string().replace('"', ""),
+            progress["status"].as_str().unwrap_or("?"),
+            progress["achieved_at"].as_str().map(|t| format!(", achieved at {t}")).unwrap_or_default()
+        );
+    }
+
     let audit = api.call(Method::GET, "/v1/audit", &admin, None).await?;
     let consent = audit["entries"]
         .as_array()
