@@ -41,11 +41,14 @@ enum Cmd {
     },
     /// Release build: `dist/bin/oneup` and `dist/connectors/<id>.wasm`.
     Dist,
-    /// Benchmarks: instantiation time and sandbox vs native throughput.
+    /// Benchmarks: instantiation, sandbox vs native throughput, ingestion into Postgres vs COPY.
     Bench {
         /// Deals parsed in the throughput benchmark.
         #[arg(long, default_value_t = 100_000)]
         deals: usize,
+        /// Changes streamed end to end into Postgres (0 skips that section).
+        #[arg(long, default_value_t = 1_000_000)]
+        e2e_events: u64,
     },
     /// `cargo fmt --check` and `cargo clippy -D warnings` on the host and the wasm crates.
     Lint,
@@ -57,7 +60,7 @@ fn main() -> ExitCode {
         Cmd::Demo => demo(),
         Cmd::Test { no_postgres, cargo_args } => test(no_postgres, &cargo_args),
         Cmd::Dist => dist(),
-        Cmd::Bench { deals } => bench(deals),
+        Cmd::Bench { deals, e2e_events } => bench(deals, e2e_events),
         Cmd::Lint => lint(),
     };
     match result {
@@ -195,7 +198,7 @@ fn dist() -> Result<()> {
     Ok(())
 }
 
-fn bench(deals: usize) -> Result<()> {
+fn bench(deals: usize, e2e_events: u64) -> Result<()> {
     let all: Vec<&str> = CONNECTORS.iter().map(|(k, _)| *k).collect();
     let built = build_wasm(&all)?;
     run(cargo()
@@ -203,7 +206,9 @@ fn bench(deals: usize) -> Result<()> {
         .arg("--wasm")
         .arg(wasm_file(&built, "oneup-connector-pipedrive"))
         .arg("--deals")
-        .arg(deals.to_string()))
+        .arg(deals.to_string())
+        .arg("--e2e-events")
+        .arg(e2e_events.to_string()))
 }
 
 fn lint() -> Result<()> {
