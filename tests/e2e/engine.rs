@@ -29,29 +29,6 @@ const CURRENCY: &str = "GBP";
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 
-/// Runs each named scenario on SQLite (`engine::sqlite::…`) and Postgres
-/// (`engine::postgres::…`).
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(oneup_tests::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(oneup_tests::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_stores!(contests_and_targets_over_synced_data, bad_engine_input_is_refused_and_nothing_is_written);
 
 // ----- helpers ---------------------------------------------------------------------------

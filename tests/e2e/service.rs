@@ -33,29 +33,6 @@ const METRICS: [&str; 4] = ["deals_won", "revenue", "calls", "meetings"];
 
 const LONG: Duration = Duration::from_secs(180);
 
-/// Runs each named scenario on SQLite (`service::sqlite::…`) and Postgres
-/// (`service::postgres::…`).
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(oneup_tests::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(oneup_tests::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_stores!(
     sync_resync_fx_and_crm_edits,
     bad_input_is_refused_and_nothing_is_written,
