@@ -5,98 +5,35 @@
 //! half; otherwise a Postgres that does not answer fails the tests.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use oneup::ingest::{Change, Currency, Cursor, Fact, KeyedHash, RawCursor, Value, Vocabulary};
-use oneup::store::admin::{create_postgres_database, drop_postgres_database, unique_database_name};
 use oneup::store::{
     Actor, AuditEntry, CreatedTenant, EnableIntegration, FxRate, KpiTotal, Lease, MasterKey, NewTenant, NewUser, Owner,
     Role, RunId, RunStatus, Secrets, Store, StoreError, StoredFact, TenantId, UserId, UserUpdate,
 };
 
-const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use oneup_tests::{Backend, TestDatabase};
+
 const LEASE: Duration = Duration::from_secs(60);
 
-/// A store on a database of its own, removed when dropped.
+/// A store on a database of its own (`TestDatabase`), removed when dropped. The store is
+/// declared first so that its pool closes before the database goes.
 struct TestDb {
     store: Store,
     url: String,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    SqliteFile(PathBuf),
-    Postgres { admin_url: String, name: String },
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        match &self.cleanup {
-            Cleanup::SqliteFile(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut file = path.clone().into_os_string();
-                    file.push(suffix);
-                    let _ = std::fs::remove_file(file);
-                }
-            }
-            Cleanup::Postgres { admin_url, name } => {
-                // Drop may run inside the test's runtime (or while panicking): drop the
-                // database from a thread with a runtime of its own. `WITH (FORCE)` closes
-                // the pool's connections that are still open.
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                let dropped = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-                    rt.block_on(drop_postgres_database(&admin_url, &name))
-                })
-                .join();
-                if !matches!(dropped, Ok(Ok(()))) {
-                    eprintln!("could not drop test database {}", self.url);
-                }
-            }
-        }
-    }
+    _db: TestDatabase,
 }
 
 fn master_key() -> MasterKey {
     MasterKey::from_bytes([7; 32])
 }
 
-async fn sqlite_db() -> TestDb {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let path = std::env::temp_dir().join(format!(
-        "oneup-store-{}-{}-{}.sqlite",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        unique_database_name("t")
-    ));
-    let url = format!("sqlite://{}?mode=rwc", path.display());
-    let store = Store::connect(&url, master_key()).await.expect("the SQLite store opens");
-    TestDb { store, url, cleanup: Cleanup::SqliteFile(path) }
-}
-
-/// `None` only when `ONEUP_TEST_NO_POSTGRES=1`.
-async fn postgres_db() -> Option<TestDb> {
-    if std::env::var("ONEUP_TEST_NO_POSTGRES").is_ok_and(|v| v == "1") {
-        eprintln!("ONEUP_TEST_NO_POSTGRES=1: skipping the Postgres half of this test");
-        return None;
-    }
-    let admin_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
-    let name = unique_database_name("oneup_store_test");
-    let url = create_postgres_database(&admin_url, &name).await.unwrap_or_else(|e| {
-        panic!(
-            "Postgres at DATABASE_URL (default {DEFAULT_DATABASE_URL}) does not answer: {e}; \
-             start it, or set ONEUP_TEST_NO_POSTGRES=1 to skip the Postgres half"
-        )
-    });
-    let db = TestDb {
-        store: Store::open(&url, master_key()).await.expect("the Postgres store opens"),
-        url,
-        cleanup: Cleanup::Postgres { admin_url, name },
-    };
-    db.store.migrate().await.expect("migrations apply");
-    Some(db)
+/// A migrated store on a fresh database of `backend`'s kind (`None`: Postgres skipped).
+async fn test_db(backend: Backend) -> Option<TestDb> {
+    let db = TestDatabase::new(backend).await?;
+    let store = Store::connect(&db.url, master_key()).await.expect("the store opens and migrates");
+    Some(TestDb { store, url: db.url.clone(), _db: db })
 }
 
 /// Runs each named scenario on SQLite (`store::sqlite::…`) and on Postgres
@@ -107,7 +44,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let db = super::sqlite_db().await;
+                    let db = super::test_db(oneup_tests::Backend::Sqlite).await.expect("SQLite is always there");
                     super::$name(&db).await;
                 }
             )*
@@ -116,7 +53,7 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(db) = super::postgres_db().await else { return };
+                    let Some(db) = super::test_db(oneup_tests::Backend::Postgres).await else { return };
                     super::$name(&db).await;
                 }
             )*
