@@ -52,19 +52,26 @@ pub(crate) trait Record {
     }
 }
 
-impl Record for Deal {
-    const SORT_FIELDS: &'static [SortField] = &[SortField::Id, SortField::UpdateTime, SortField::AddTime];
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn key(&self, field: SortField) -> i64 {
-        match field {
-            SortField::UpdateTime => self.update_time.unix(),
-            SortField::AddTime => self.add_time.unix(),
-            SortField::Id | SortField::DueDate => self.id as i64,
+/// Records listed by id, `update_time` or `add_time` (deals, persons, organisations).
+macro_rules! record_by_times {
+    ($($ty:ty),*) => {$(
+        impl Record for $ty {
+            const SORT_FIELDS: &'static [SortField] = &[SortField::Id, SortField::UpdateTime, SortField::AddTime];
+            fn id(&self) -> u64 {
+                self.id
+            }
+            fn key(&self, field: SortField) -> i64 {
+                match field {
+                    SortField::UpdateTime => self.update_time.unix(),
+                    SortField::AddTime => self.add_time.unix(),
+                    SortField::Id | SortField::DueDate => self.id as i64,
+                }
+            }
         }
-    }
+    )*};
 }
+
+record_by_times!(Deal, Person, Organization);
 
 impl Record for Activity {
     const SORT_FIELDS: &'static [SortField] =
@@ -78,34 +85,6 @@ impl Record for Activity {
             SortField::AddTime => self.add_time.unix(),
             SortField::DueDate => i64::from(self.due_date.days()),
             SortField::Id => self.id as i64,
-        }
-    }
-}
-
-impl Record for Person {
-    const SORT_FIELDS: &'static [SortField] = &[SortField::Id, SortField::UpdateTime, SortField::AddTime];
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn key(&self, field: SortField) -> i64 {
-        match field {
-            SortField::UpdateTime => self.update_time.unix(),
-            SortField::AddTime => self.add_time.unix(),
-            SortField::Id | SortField::DueDate => self.id as i64,
-        }
-    }
-}
-
-impl Record for Organization {
-    const SORT_FIELDS: &'static [SortField] = &[SortField::Id, SortField::UpdateTime, SortField::AddTime];
-    fn id(&self) -> u64 {
-        self.id
-    }
-    fn key(&self, field: SortField) -> i64 {
-        match field {
-            SortField::UpdateTime => self.update_time.unix(),
-            SortField::AddTime => self.add_time.unix(),
-            SortField::Id | SortField::DueDate => self.id as i64,
         }
     }
 }
