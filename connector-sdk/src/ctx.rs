@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use crate::codes;
 use crate::host::Host;
 use crate::http::{HttpError, HttpRequest, HttpResponse};
-use crate::types::{ConnectorError, Cursor, KpiChange, LogLevel};
+use crate::types::{ConnectorError, Cursor, KpiChange, LogLevel, SnapshotWindow};
 
 /// How many changes [`Ctx::push`] gathers before it hands them to the host, unless
 /// [`Ctx::set_batch_size`] says otherwise.
@@ -181,6 +181,24 @@ impl<'h> Ctx<'h> {
     pub fn checkpoint(&mut self, cursor: &Cursor) -> Result<(), ConnectorError> {
         self.flush()?;
         self.host.checkpoint(cursor).map_err(|_| ConnectorError::new(codes::EMIT_REFUSED))
+    }
+
+    /// Opens a snapshot, after handing the pending changes to the host: the upserts pushed
+    /// from now until [`Ctx::snapshot_end`] must be *every* fact of `window.metrics` whose
+    /// time falls in the window. When the commit after `snapshot_end` is made, the host
+    /// retracts the stored facts of that window it did not see; a sync that fails or ends
+    /// with the snapshot open retracts nothing. Use it for CRMs that hard-delete records
+    /// without a delete feed; read the whole window between the two calls.
+    pub fn snapshot_begin(&mut self, window: &SnapshotWindow) -> Result<(), ConnectorError> {
+        self.flush()?;
+        self.host.snapshot_begin(window).map_err(|_| ConnectorError::new(codes::EMIT_REFUSED))
+    }
+
+    /// Closes the open snapshot, after handing the pending changes to the host. Checkpoint
+    /// afterwards so the retractions are committed with the cursor.
+    pub fn snapshot_end(&mut self) -> Result<(), ConnectorError> {
+        self.flush()?;
+        self.host.snapshot_end().map_err(|_| ConnectorError::new(codes::EMIT_REFUSED))
     }
 
     /// A structured log event: a declared code and numeric fields whose names are declared

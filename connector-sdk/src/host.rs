@@ -3,7 +3,7 @@
 //! [`crate::testing::FakeHost`], or a host of your own).
 
 use crate::http::{HttpError, HttpRequest, HttpResponse};
-use crate::types::{Cursor, EmitError, KpiChange, LogLevel};
+use crate::types::{Cursor, EmitError, KpiChange, LogLevel, SnapshotWindow};
 
 /// What the host provides to a connector during a sync: the imports of `connector.wit`.
 ///
@@ -25,6 +25,13 @@ pub trait Host {
 
     /// Records where the next sync resumes; everything emitted before it commits with it.
     fn checkpoint(&mut self, cursor: &Cursor) -> Result<(), EmitError>;
+
+    /// Opens a snapshot: the upserts emitted until [`Host::snapshot_end`] are every fact of
+    /// the window's metrics in the window (see `host.snapshot-begin` in the WIT).
+    fn snapshot_begin(&mut self, window: &SnapshotWindow) -> Result<(), EmitError>;
+
+    /// Closes the open snapshot.
+    fn snapshot_end(&mut self) -> Result<(), EmitError>;
 
     /// A structured log event: a declared code and numeric fields under declared codes.
     fn log(&mut self, level: LogLevel, code: &str, fields: &[(&str, i64)]);

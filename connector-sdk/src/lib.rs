@@ -1,7 +1,7 @@
 //! Write oneup CRM connectors.
 //!
 //! A connector is a WebAssembly component that the oneup host runs in a sandbox, once per
-//! sync, against the `oneup:connector@0.1.0` contract (`wit/connector@0.1.0/connector.wit`).
+//! sync, against the `oneup:connector@0.2.0` contract (`wit/connector@0.2.0/connector.wit`).
 //! This crate is the guest side of that contract. The generated WIT bindings stay private;
 //! connector authors work with the small set of types here instead:
 //!
@@ -10,7 +10,8 @@
 //! * [`Ctx`], the handle a connector receives during a sync: settings, typed JSON GETs,
 //!   cursor- and offset-paged reads, a batching emitter, checkpoints and logs;
 //! * the values that cross the boundary: [`Descriptor`], [`KpiChange`], [`Cursor`],
-//!   [`Money`], [`Id`], timestamps in [`time`], and so on;
+//!   [`Money`], [`Id`], [`OccurredAt`] (an instant, or a [`CalendarDate`] the host places in
+//!   the tenant's zone), [`SnapshotWindow`], timestamps in [`time`], and so on;
 //! * [`testing`], for native test runs: a [`testing::FakeHost`] that serves canned CRM
 //!   answers, records everything the connector does and checks it against the contract,
 //!   so a connector can be run and tested with `cargo test`.
@@ -84,8 +85,8 @@ pub use host::Host;
 pub use http::{Body, HttpError, HttpRequest, HttpResponse};
 pub use money::{Currency, Decimal, Money, ValueError};
 pub use types::{
-    Amount, AuthScheme, ConnectorError, Cursor, Descriptor, EmitError, Id, KpiChange, KpiRetract, KpiUpsert, LogLevel,
-    MetricDecl, MetricKind, RosterEntry, Setting, SyncOutcome,
+    Amount, AuthScheme, CalendarDate, ConnectorError, Cursor, Descriptor, EmitError, Id, KpiChange, KpiRetract,
+    KpiUpsert, LogLevel, MetricDecl, MetricKind, OccurredAt, RosterEntry, Setting, SnapshotWindow, SyncOutcome,
 };
 
 /// The error and log codes the SDK's own helpers use, as constants.

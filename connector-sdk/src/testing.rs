@@ -44,13 +44,14 @@
 //! Canned bodies are held once, as shared bytes, and every answer hands out a reference to
 //! them, so serving a large recorded body costs no copy.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::connector::{Connector, drive_roster, drive_sync};
 use crate::host::Host;
 use crate::http::{HttpError, HttpRequest, HttpResponse};
 use crate::types::{
-    Amount, ConnectorError, Cursor, Descriptor, EmitError, KpiChange, KpiUpsert, LogLevel, RosterEntry, SyncOutcome,
+    Amount, ConnectorError, Cursor, Descriptor, EmitError, KpiChange, KpiUpsert, LogLevel, OccurredAt, RosterEntry,
+    SnapshotWindow, SyncOutcome,
 };
 
 /// The clock of a new [`FakeHost`]: 2025-06-15T12:00:00Z.
@@ -70,6 +71,23 @@ type RouteKey = (String, Vec<(String, String)>);
 
 /// A closure that may answer a request.
 type Handler = Box<dyn FnMut(&HttpRequest) -> Option<Result<HttpResponse, HttpError>>>;
+
+/// The most upserts the host tracks inside one snapshot.
+pub const MAX_SNAPSHOT_UPSERTS: usize = 1_000_000;
+
+/// What became of one snapshot the connector declared and closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    /// The window it declared.
+    pub window: SnapshotWindow,
+    /// Upserts of the window's metrics seen between begin and end.
+    pub upserts_seen: u64,
+    /// The facts (metric, source id) it retracted when it was committed; empty until then.
+    pub retracted: Vec<(String, String)>,
+    /// Whether the commit that resolves it has been made (a checkpoint, or the end of a
+    /// successful sync).
+    pub committed: bool,
+}
 
 /// A structured log event the connector sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +119,9 @@ pub struct FakeHost {
     debug: Vec<String>,
     violations: Vec<String>,
     dropped: Vec<(&'static str, KpiChange)>,
+    open_snapshot: Option<(SnapshotWindow, HashSet<(String, String)>)>,
+    closed_snapshots: Vec<HashSet<(String, String)>>,
+    snapshots: Vec<SnapshotRecord>,
 }
 
 impl Default for FakeHost {
@@ -131,6 +152,46 @@ impl FakeHost {
             debug: Vec::new(),
             violations: Vec::new(),
             dropped: Vec::new(),
+            open_snapshot: None,
+            closed_snapshots: Vec::new(),
+            snapshots: Vec::new(),
+        }
+    }
+
+    /// Every snapshot the connector closed, in order, with what it retracted once
+    /// committed. Dates count as midnight UTC here (the real host uses the tenant's zone).
+    pub fn snapshots(&self) -> &[SnapshotRecord] {
+        &self.snapshots
+    }
+
+    /// Whether a snapshot is open (begun and not ended).
+    pub fn snapshot_open(&self) -> bool {
+        self.open_snapshot.is_some()
+    }
+
+    /// Resolves the closed snapshots as the host does at a commit: every fact of a window's
+    /// metrics inside the window that was not upserted during the snapshot is retracted.
+    fn commit_snapshots(&mut self) {
+        let pending: Vec<usize> = (0..self.snapshots.len()).filter(|&i| !self.snapshots[i].committed).collect();
+        let seen_sets = std::mem::take(&mut self.closed_snapshots);
+        for (index, seen) in pending.into_iter().zip(seen_sets) {
+            let window = self.snapshots[index].window.clone();
+            let mut retracted = Vec::new();
+            for ((metric, source), fact) in self.facts() {
+                let inside = instant_ms(fact.occurred_at).is_some_and(|at| at >= window.from && at < window.to);
+                if inside
+                    && window.metrics.iter().any(|m| m.as_ref() == metric)
+                    && !seen.contains(&(metric.clone(), source.clone()))
+                {
+                    retracted.push((metric, source));
+                }
+            }
+            for (metric, source) in &retracted {
+                self.changes.push(KpiChange::retract(metric.clone(), source.as_str()));
+            }
+            let record = &mut self.snapshots[index];
+            record.retracted = retracted;
+            record.committed = true;
         }
     }
 
@@ -351,10 +412,28 @@ impl FakeHost {
                 format!("metric {metric:?} is {kind:?} but the value is {:?}", upsert.value.kind()),
             ));
         }
-        if upsert.occurred_at < EARLIEST_MS || upsert.occurred_at > self.now_ms + LATEST_AHEAD_MS {
-            return Ok(Some("out_of_range"));
+        match instant_ms(upsert.occurred_at) {
+            Some(at) if (EARLIEST_MS..=self.now_ms + LATEST_AHEAD_MS).contains(&at) => {}
+            _ => return Ok(Some("out_of_range")),
         }
         Ok(None)
+    }
+}
+
+/// The instant of an occurred-at; a date is midnight UTC here. `None` for a date the host
+/// would refuse (impossible, or a year outside 1900 to 9999).
+fn instant_ms(at: OccurredAt) -> Option<i64> {
+    match at {
+        OccurredAt::Instant(ms) => Some(ms),
+        OccurredAt::Date(d) => {
+            let valid = (1900..=9999).contains(&d.year)
+                && (1..=12).contains(&d.month)
+                && d.day >= 1
+                && d.day <= crate::time::days_in_month(d.year, d.month);
+            valid.then(|| {
+                crate::time::days_from_civil(i64::from(d.year), u32::from(d.month), u32::from(d.day)) * 86_400_000
+            })
+        }
     }
 }
 
@@ -429,6 +508,24 @@ impl Host for FakeHost {
         for (at, reason) in &drops {
             self.dropped.push((reason, changes[*at].clone()));
         }
+        if let Some((window, seen)) = self.open_snapshot.as_mut() {
+            let mut dropped = drops.iter().map(|(at, _)| *at).peekable();
+            for (at, change) in changes.iter().enumerate() {
+                if dropped.peek() == Some(&at) {
+                    dropped.next();
+                    continue;
+                }
+                if let KpiChange::Upsert(u) = change
+                    && window.metrics.contains(&u.metric)
+                {
+                    seen.insert((u.metric.to_string(), u.source_id.as_str().to_owned()));
+                }
+            }
+            if seen.len() > MAX_SNAPSHOT_UPSERTS {
+                self.violations.push(format!("snapshot refused: more than {MAX_SNAPSHOT_UPSERTS} upserts"));
+                return Err(EmitError::BadSnapshot);
+            }
+        }
         if self.record_changes {
             let mut drops = drops.iter().map(|(at, _)| *at).peekable();
             for (at, change) in changes.iter().enumerate() {
@@ -455,6 +552,48 @@ impl Host for FakeHost {
             }
         }
         self.checkpoints.push(cursor.clone());
+        self.commit_snapshots();
+        Ok(())
+    }
+
+    fn snapshot_begin(&mut self, window: &SnapshotWindow) -> Result<(), EmitError> {
+        let mut problems = Vec::new();
+        if self.open_snapshot.is_some() {
+            problems.push("a snapshot is already open".to_owned());
+        }
+        if window.metrics.is_empty() || window.metrics.len() > 16 {
+            problems.push(format!("{} metrics (1 to 16 allowed)", window.metrics.len()));
+        }
+        if window.from >= window.to {
+            problems.push("the window ends before it starts".to_owned());
+        }
+        if let Some(descriptor) = &self.descriptor {
+            for metric in &window.metrics {
+                if descriptor.metric_kind(metric).is_none() {
+                    problems.push(format!("metric {:?} is not declared", shorten(metric)));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            self.violations.push(format!("snapshot refused: {}", problems.join("; ")));
+            return Err(EmitError::BadSnapshot);
+        }
+        self.open_snapshot = Some((window.clone(), HashSet::new()));
+        Ok(())
+    }
+
+    fn snapshot_end(&mut self) -> Result<(), EmitError> {
+        let Some((window, seen)) = self.open_snapshot.take() else {
+            self.violations.push("snapshot refused: snapshot_end with no snapshot open".to_owned());
+            return Err(EmitError::BadSnapshot);
+        };
+        self.snapshots.push(SnapshotRecord {
+            window,
+            upserts_seen: seen.len() as u64,
+            retracted: Vec::new(),
+            committed: false,
+        });
+        self.closed_snapshots.push(seen);
         Ok(())
     }
 
@@ -498,6 +637,15 @@ pub fn run_sync<C: Connector>(
         host.set_descriptor(C::describe());
     }
     let result = drive_sync::<C>(host, since);
+    // A snapshot does not outlive the sync: one still open is dropped, and closed ones are
+    // resolved only by the final commit of a successful sync.
+    host.open_snapshot = None;
+    if result.is_ok() {
+        host.commit_snapshots();
+    } else {
+        host.closed_snapshots.clear();
+        host.snapshots.retain(|s| s.committed);
+    }
     check_error_code(host, result.as_ref().err());
     result
 }
@@ -572,6 +720,97 @@ mod tests {
             }
             Ok(SyncOutcome::Complete)
         }
+    }
+
+    /// Emits the ids listed in config `ids` as deals won inside a snapshot of the day
+    /// before the clock, plus a date-stamped one; `fail` makes the sync fail after
+    /// `snapshot_end` and before any commit; `open` leaves the snapshot open.
+    struct Snapshotter;
+
+    impl Connector for Snapshotter {
+        fn describe() -> Descriptor {
+            Probe::describe().with_config(Setting::optional("ids")).with_config(Setting::optional("how"))
+        }
+
+        fn sync(ctx: &mut Ctx<'_>, _: Option<Cursor>) -> Result<SyncOutcome, ConnectorError> {
+            let ids = ctx.config("ids").unwrap_or_default();
+            let how = ctx.config("how").unwrap_or_default();
+            let day = 86_400_000;
+            ctx.snapshot_begin(&SnapshotWindow::new(&["deals_won"], DEFAULT_NOW_MS - day, DEFAULT_NOW_MS))?;
+            for id in ids.split(',').filter(|s| !s.is_empty()) {
+                ctx.push(KpiChange::count("deals_won", 7i64, id, DEFAULT_NOW_MS - 1000, 1))?;
+            }
+            // Outside the window: never retracted by it.
+            let date = crate::CalendarDate::parse("2025-01-02").unwrap();
+            ctx.push(KpiChange::count("deals_won", 7i64, "dated", date, 1))?;
+            if how == "open" {
+                return Ok(SyncOutcome::Complete);
+            }
+            ctx.snapshot_end()?;
+            if how == "fail" {
+                return Err(ConnectorError::new(codes::HTTP_UNAVAILABLE));
+            }
+            ctx.checkpoint(&Cursor::new().with("page", 1))?;
+            Ok(SyncOutcome::Complete)
+        }
+    }
+
+    #[test]
+    fn a_snapshot_retracts_what_it_did_not_see_once_committed() {
+        let mut host = FakeHost::new().with_config("base_url", "https://x.example.com").with_config("ids", "a,b,c");
+        assert_eq!(run_sync(Snapshotter, &mut host, None), Ok(SyncOutcome::Complete));
+        assert!(host.violations().is_empty(), "{:?}", host.violations());
+        assert_eq!(host.count_total("deals_won"), 4);
+        assert_eq!(host.snapshots()[0].upserts_seen, 4);
+        assert!(host.snapshots()[0].retracted.is_empty());
+
+        // `b` was hard-deleted in the CRM: the next full read of the window misses it.
+        host.set_config("ids", "a,c");
+        assert_eq!(run_sync(Snapshotter, &mut host, None), Ok(SyncOutcome::Complete));
+        assert_eq!(host.snapshots()[1].retracted, [("deals_won".to_owned(), "b".to_owned())]);
+        assert_eq!(host.count_total("deals_won"), 3, "`dated` lies outside the window and stays");
+
+        // A failed sync or a snapshot left open retracts nothing.
+        for how in ["fail", "open"] {
+            host.set_config("ids", "");
+            host.set_config("how", how);
+            let _ = run_sync(Snapshotter, &mut host, None);
+            assert_eq!(host.count_total("deals_won"), 3, "{how}");
+            assert_eq!(host.snapshots().len(), 2, "{how}");
+        }
+    }
+
+    #[test]
+    fn broken_snapshot_rules_are_refused() {
+        let mut host = FakeHost::new();
+        host.set_descriptor(Probe::describe());
+        let mut ctx = Ctx::new(&mut host);
+        assert!(ctx.snapshot_end().is_err());
+        assert!(ctx.snapshot_begin(&SnapshotWindow::new(&["nope"], 0, 1)).is_err());
+        assert!(ctx.snapshot_begin(&SnapshotWindow::new(&["deals_won"], 5, 5)).is_err());
+        assert!(ctx.snapshot_begin(&SnapshotWindow::new(&[], 0, 1)).is_err());
+        assert!(ctx.snapshot_begin(&SnapshotWindow::new(&["deals_won"], 0, 1)).is_ok());
+        assert!(ctx.snapshot_begin(&SnapshotWindow::new(&["deals_won"], 0, 1)).is_err());
+        assert_eq!(host.violations().len(), 5, "{:?}", host.violations());
+    }
+
+    #[test]
+    fn dates_are_checked_like_instants() {
+        let mut host = FakeHost::new();
+        host.set_descriptor(Probe::describe());
+        let ok = crate::CalendarDate::parse("2025-06-12").unwrap();
+        let ancient = crate::CalendarDate { year: 1899, month: 12, day: 31 };
+        let impossible = crate::CalendarDate { year: 2025, month: 2, day: 30 };
+        let changes = [
+            KpiChange::count("deals_won", 1i64, 1i64, ok, 1),
+            KpiChange::count("deals_won", 1i64, 2i64, ancient, 1),
+            KpiChange::count("deals_won", 1i64, 3i64, impossible, 1),
+        ];
+        host.emit(&changes).unwrap();
+        assert_eq!(host.count_total("deals_won"), 1);
+        assert_eq!(host.dropped().len(), 2);
+        assert_eq!(crate::CalendarDate::parse("2025-02-30"), None);
+        assert_eq!(changes[0].to_string(), "upsert deals_won source=1 owner=1 at=2025-06-12 1");
     }
 
     fn host() -> FakeHost {

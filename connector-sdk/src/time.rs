@@ -9,9 +9,11 @@
 //! * `YYYY-MM-DD`, a date, taken as midnight UTC;
 //! * epoch milliseconds, as a number or as digits in a string.
 //!
-//! It also writes RFC 3339, for "modified since" query parameters.
+//! It also writes RFC 3339, for "modified since" query parameters, and reads a bare date as
+//! a [`CalendarDate`] for events the CRM records only by day.
 
 use crate::money::ValueError;
+use crate::types::CalendarDate;
 
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
@@ -125,6 +127,30 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// The number of days of a month (1 to 12) of the proleptic Gregorian calendar; 0 for a
+/// month out of range.
+pub fn days_in_month(year: i32, month: u8) -> u8 {
+    match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap(i64::from(year)) => 29,
+        2 => 28,
+        _ => 0,
+    }
+}
+
+/// Reads a date `YYYY-MM-DD` as a [`CalendarDate`] (no time zone attached), for
+/// [`crate::OccurredAt::Date`].
+pub fn parse_calendar_date(text: &str) -> Result<CalendarDate, ValueError> {
+    let bytes = text.trim().as_bytes();
+    if bytes.len() != 10 {
+        return Err(ValueError::Syntax);
+    }
+    let (year, month, day) = civil_from_days(date_days(bytes)?);
+    let year = i32::try_from(year).map_err(|_| ValueError::OutOfRange)?;
+    Ok(CalendarDate { year, month: month as u8, day: day as u8 })
+}
+
 /// Whether `year` is a leap year of the Gregorian calendar.
 fn is_leap(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
@@ -146,14 +172,10 @@ fn date_days(bytes: &[u8]) -> Result<i64, ValueError> {
     let year = two_digits(y1, y2)? * 100 + two_digits(y3, y4)?;
     let month = two_digits(m1, m2)?;
     let day = two_digits(d1, d2)?;
-    let month_days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
-        _ => return Err(ValueError::OutOfRange),
-    };
-    if day < 1 || day > month_days {
+    if !(1..=12).contains(&month) {
+        return Err(ValueError::OutOfRange);
+    }
+    if day < 1 || day > i64::from(days_in_month(year as i32, month as u8)) {
         return Err(ValueError::OutOfRange);
     }
     Ok(days_from_civil(year, month as u32, day as u32))

@@ -73,13 +73,14 @@ pub enum AuthScheme {
     },
     /// OAuth 2.0 refresh-token flow: the host exchanges the `client_id`, `client_secret` and
     /// `refresh_token` secrets at the token URL held in the config key `token_url_key`, and
-    /// sends `Authorization: Bearer …`.
+    /// sends `Authorization: Bearer …`, refreshing on expiry and once on a 401.
     Oauth2Refresh {
         /// The config key holding the token URL.
         token_url_key: String,
     },
     /// Bullhorn: OAuth 2.0 refresh at the URL in config key `auth_url_key`, then a REST login
-    /// at the URL in `login_url_key`; requests carry the `BhRestToken`.
+    /// at the URL in `login_url_key`; requests go to the `restUrl` the login answers with and
+    /// carry the `BhRestToken`. The descriptor's base URL key is then the login URL key.
     BullhornSession {
         /// The config key holding the OAuth URL.
         auth_url_key: String,
@@ -92,6 +93,16 @@ impl AuthScheme {
     /// The secret `secret_key` sent in the request header `header`.
     pub fn api_key_header(header: &str, secret_key: &str) -> Self {
         AuthScheme::ApiKeyHeader { header: header.to_owned(), secret_key: secret_key.to_owned() }
+    }
+
+    /// OAuth 2.0 refresh at the token URL held in the config key `token_url_key`.
+    pub fn oauth2_refresh(token_url_key: &str) -> Self {
+        AuthScheme::Oauth2Refresh { token_url_key: token_url_key.to_owned() }
+    }
+
+    /// Bullhorn's OAuth 2.0 refresh plus REST login, at the URLs held in the two config keys.
+    pub fn bullhorn_session(auth_url_key: &str, login_url_key: &str) -> Self {
+        AuthScheme::BullhornSession { auth_url_key: auth_url_key.to_owned(), login_url_key: login_url_key.to_owned() }
     }
 }
 
@@ -456,6 +467,88 @@ impl Amount {
     }
 }
 
+/// A day of the calendar without a time zone, for CRMs that record only a date
+/// (Salesforce's `CloseDate`). The host places it at the start of that day in the tenant's
+/// time zone, which a connector never learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CalendarDate {
+    /// The year, e.g. 2025.
+    pub year: i32,
+    /// 1 to 12.
+    pub month: u8,
+    /// 1 to the length of the month.
+    pub day: u8,
+}
+
+impl CalendarDate {
+    /// A date, if it exists in the proleptic Gregorian calendar.
+    pub fn new(year: i32, month: u8, day: u8) -> Option<Self> {
+        let valid = (1..=12).contains(&month) && day >= 1 && day <= crate::time::days_in_month(year, month);
+        valid.then_some(CalendarDate { year, month, day })
+    }
+
+    /// Parses `YYYY-MM-DD`; anything else (or an impossible date) is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        crate::time::parse_calendar_date(text).ok()
+    }
+}
+
+impl fmt::Display for CalendarDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// When a KPI event happened: an instant, or a whole day (see [`CalendarDate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OccurredAt {
+    /// Milliseconds since the Unix epoch, UTC.
+    Instant(i64),
+    /// A day, placed by the host at its start in the tenant's time zone.
+    Date(CalendarDate),
+}
+
+impl From<i64> for OccurredAt {
+    fn from(ms: i64) -> Self {
+        OccurredAt::Instant(ms)
+    }
+}
+
+impl From<CalendarDate> for OccurredAt {
+    fn from(date: CalendarDate) -> Self {
+        OccurredAt::Date(date)
+    }
+}
+
+impl fmt::Display for OccurredAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OccurredAt::Instant(ms) => f.write_str(&crate::time::format_rfc3339(*ms)),
+            OccurredAt::Date(d) => d.fmt(f),
+        }
+    }
+}
+
+/// A declaration that the upserts emitted until [`crate::Ctx::snapshot_end`] are every fact
+/// of `metrics` whose occurred-at falls in `[from, to)`: the host then retracts the facts of
+/// that window it did not see. For CRMs that hard-delete records without a delete feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotWindow {
+    /// Declared metric slugs, 1 to 16.
+    pub metrics: Vec<Cow<'static, str>>,
+    /// Start, inclusive, epoch milliseconds.
+    pub from: i64,
+    /// End, exclusive, epoch milliseconds; after `from`.
+    pub to: i64,
+}
+
+impl SnapshotWindow {
+    /// A window over `[from, to)` for the given metrics.
+    pub fn new(metrics: &[&'static str], from: i64, to: i64) -> Self {
+        SnapshotWindow { metrics: metrics.iter().map(|m| Cow::Borrowed(*m)).collect(), from, to }
+    }
+}
+
 /// A KPI fact, created or replaced. Re-emitting the same source id for the same metric
 /// replaces the earlier fact.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -466,8 +559,8 @@ pub struct KpiUpsert {
     pub owner: Id,
     /// The CRM record behind the fact (for example the deal id).
     pub source_id: Id,
-    /// When it happened, in milliseconds since the Unix epoch.
-    pub occurred_at: i64,
+    /// When it happened.
+    pub occurred_at: OccurredAt,
     /// The value.
     pub value: Amount,
 }
@@ -496,14 +589,14 @@ impl KpiChange {
         metric: impl Into<Cow<'static, str>>,
         owner: impl Into<Id>,
         source_id: impl Into<Id>,
-        occurred_at: i64,
+        occurred_at: impl Into<OccurredAt>,
         value: impl Into<Amount>,
     ) -> Self {
         KpiChange::Upsert(KpiUpsert {
             metric: metric.into(),
             owner: owner.into(),
             source_id: source_id.into(),
-            occurred_at,
+            occurred_at: occurred_at.into(),
             value: value.into(),
         })
     }
@@ -513,7 +606,7 @@ impl KpiChange {
         metric: impl Into<Cow<'static, str>>,
         owner: impl Into<Id>,
         source_id: impl Into<Id>,
-        occurred_at: i64,
+        occurred_at: impl Into<OccurredAt>,
         count: i64,
     ) -> Self {
         KpiChange::upsert(metric, owner, source_id, occurred_at, Amount::Count(count))
@@ -524,7 +617,7 @@ impl KpiChange {
         metric: impl Into<Cow<'static, str>>,
         owner: impl Into<Id>,
         source_id: impl Into<Id>,
-        occurred_at: i64,
+        occurred_at: impl Into<OccurredAt>,
         money: Money,
     ) -> Self {
         KpiChange::upsert(metric, owner, source_id, occurred_at, Amount::Money(money))
@@ -559,14 +652,7 @@ impl fmt::Display for KpiChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KpiChange::Upsert(u) => {
-                write!(
-                    f,
-                    "upsert {} source={} owner={} at={} ",
-                    u.metric,
-                    u.source_id,
-                    u.owner,
-                    crate::time::format_rfc3339(u.occurred_at)
-                )?;
+                write!(f, "upsert {} source={} owner={} at={} ", u.metric, u.source_id, u.owner, u.occurred_at)?;
                 match &u.value {
                     Amount::Count(n) => write!(f, "{n}"),
                     Amount::Money(m) => write!(f, "{m}"),
@@ -675,8 +761,12 @@ impl RosterEntry {
 pub enum SyncOutcome {
     /// Everything up to now was read.
     Complete,
-    /// The CRM's request budget ran out; the next sync resumes from the last checkpoint.
-    BudgetExhausted,
+    /// The CRM's request budget ran out; the next sync resumes from the last checkpoint, not
+    /// before `resume_at` (epoch ms) when given, else after the host's back-off.
+    BudgetExhausted {
+        /// When the budget is expected back, if the CRM says.
+        resume_at: Option<i64>,
+    },
 }
 
 /// Why the host refused a whole batch or a checkpoint: the connector broke a rule of the
@@ -697,6 +787,8 @@ pub enum EmitError {
     BatchTooLarge,
     /// A cursor key that is not declared, or too many keys.
     BadCursor,
+    /// A snapshot that breaks the rules of [`crate::Ctx::snapshot_begin`].
+    BadSnapshot,
 }
 
 impl fmt::Display for EmitError {
@@ -709,6 +801,7 @@ impl fmt::Display for EmitError {
             EmitError::OutOfRange => "a time or amount out of range",
             EmitError::BatchTooLarge => "too many changes in one batch",
             EmitError::BadCursor => "an undeclared cursor key, or too many keys",
+            EmitError::BadSnapshot => "a snapshot that breaks the rules (metrics, window, nesting or size)",
         })
     }
 }

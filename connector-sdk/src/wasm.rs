@@ -9,15 +9,15 @@ use crate::connector::{Connector, drive_roster, drive_sync};
 use crate::host::Host;
 use crate::http::{HttpError, HttpRequest, HttpResponse};
 use crate::types::{
-    Amount, AuthScheme, ConnectorError, Cursor, EmitError, KpiChange, LogLevel, MetricKind, RosterEntry, Setting,
-    SyncOutcome,
+    Amount, AuthScheme, ConnectorError, Cursor, EmitError, KpiChange, LogLevel, MetricKind, OccurredAt, RosterEntry,
+    Setting, SnapshotWindow, SyncOutcome,
 };
 
-/// The generated bindings of `oneup:connector@0.1.0`.
+/// The generated bindings of `oneup:connector@0.2.0`.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/connector@0.1.0",
+        path: "../wit/connector@0.2.0",
         world: "connector",
         ownership: Borrowing { duplicate_if_necessary: false },
         pub_export_macro: true,
@@ -68,7 +68,12 @@ impl Host for WasmHost {
                     metric: &u.metric,
                     owner: u.owner.as_str(),
                     source_id: u.source_id.as_str(),
-                    occurred_at: u.occurred_at,
+                    occurred_at: match u.occurred_at {
+                        OccurredAt::Instant(ms) => wit::OccurredAt::Instant(ms),
+                        OccurredAt::Date(d) => {
+                            wit::OccurredAt::Date(wit::CalendarDate { year: d.year, month: d.month, day: d.day })
+                        }
+                    },
                     value: match &u.value {
                         Amount::Count(n) => wit::Amount::Count(*n),
                         Amount::Money(m) => {
@@ -87,6 +92,16 @@ impl Host for WasmHost {
     fn checkpoint(&mut self, cursor: &Cursor) -> Result<(), EmitError> {
         let cursor = lower_cursor(cursor);
         imports::checkpoint(&cursor).map_err(lift_emit_error)
+    }
+
+    fn snapshot_begin(&mut self, window: &SnapshotWindow) -> Result<(), EmitError> {
+        let metrics: Vec<&str> = window.metrics.iter().map(|m| m.as_ref()).collect();
+        imports::snapshot_begin(wit::SnapshotWindow { metrics: &metrics, starts_at: window.from, ends_at: window.to })
+            .map_err(lift_emit_error)
+    }
+
+    fn snapshot_end(&mut self) -> Result<(), EmitError> {
+        imports::snapshot_end().map_err(lift_emit_error)
     }
 
     fn log(&mut self, level: LogLevel, code: &str, fields: &[(&str, i64)]) {
@@ -113,6 +128,7 @@ fn lift_emit_error(error: wit::EmitError) -> EmitError {
         wit::EmitError::OutOfRange => EmitError::OutOfRange,
         wit::EmitError::BatchTooLarge => EmitError::BatchTooLarge,
         wit::EmitError::BadCursor => EmitError::BadCursor,
+        wit::EmitError::BadSnapshot => EmitError::BadSnapshot,
     }
 }
 
@@ -179,7 +195,7 @@ pub fn describe<C: Connector>() -> wit::Descriptor {
 pub fn sync<C: Connector>(since: Option<wit::Cursor>) -> Result<wit::SyncOutcome, wit::ConnectorError> {
     match drive_sync::<C>(&mut WasmHost, since.map(lift_cursor)) {
         Ok(SyncOutcome::Complete) => Ok(wit::SyncOutcome::Complete),
-        Ok(SyncOutcome::BudgetExhausted) => Ok(wit::SyncOutcome::BudgetExhausted),
+        Ok(SyncOutcome::BudgetExhausted { resume_at }) => Ok(wit::SyncOutcome::BudgetExhausted(resume_at)),
         Err(error) => Err(lower_error(error)),
     }
 }

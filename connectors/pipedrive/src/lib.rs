@@ -112,7 +112,9 @@ impl Connector for Pipedrive {
             Ok(()) => SyncOutcome::Complete,
             Err(error) if error.is(codes::HTTP_RATE_LIMITED) => {
                 ctx.log(LogLevel::Warn, BUDGET_EXHAUSTED, &[]);
-                SyncOutcome::BudgetExhausted
+                // The daily budget resets at the start of the next day in Pipedrive's own zone, which
+                // the API does not name: the host's back-off decides when to resume.
+                SyncOutcome::BudgetExhausted { resume_at: None }
             }
             Err(error) => return Err(error),
         };

@@ -9,8 +9,8 @@ use oneup_connector_pipedrive::{
 use oneup_connector_sdk::testing::{DEFAULT_NOW_MS, FakeHost, run_roster, run_sync};
 use oneup_connector_sdk::time::{format_rfc3339, parse_rfc3339};
 use oneup_connector_sdk::{
-    Amount, AuthScheme, Connector, ConnectorError, Cursor, HttpError, HttpResponse, KpiChange, MetricKind, SyncOutcome,
-    codes,
+    Amount, AuthScheme, Connector, ConnectorError, Cursor, HttpError, HttpResponse, KpiChange, MetricKind, OccurredAt,
+    SyncOutcome, codes,
 };
 
 const DEALS_PAGE1: &str = include_str!("fixtures/v2_deals_won_page1.json");
@@ -154,11 +154,11 @@ fn the_first_sync_reads_everything_and_the_totals_add_up() {
     let facts = host.facts();
     let won = &facts[&("deals_won".to_owned(), "1001".to_owned())];
     assert_eq!(won.owner.as_str(), "9101");
-    assert_eq!(won.occurred_at, ms("2025-06-02T10:01:55Z"));
+    assert_eq!(won.occurred_at, OccurredAt::Instant(ms("2025-06-02T10:01:55Z")));
     let revenue = &facts[&("revenue".to_owned(), "1001".to_owned())];
     assert_eq!(revenue.occurred_at, won.occurred_at);
     let call = &facts[&("calls".to_owned(), "88011".to_owned())];
-    assert_eq!(call.occurred_at, ms("2025-05-28T09:52:10Z"));
+    assert_eq!(call.occurred_at, OccurredAt::Instant(ms("2025-05-28T09:52:10Z")));
     assert_eq!(call.value, Amount::Count(1));
 }
 
@@ -384,7 +384,7 @@ fn a_spent_budget_ends_the_sync_at_the_last_checkpoint() {
             .with_header("retry-after", "2")
             .with_header("x-daily-ratelimit-token-remaining", "0"),
     );
-    assert_eq!(run_sync(Pipedrive, &mut host, None), Ok(SyncOutcome::BudgetExhausted));
+    assert_eq!(run_sync(Pipedrive, &mut host, None), Ok(SyncOutcome::BudgetExhausted { resume_at: None }));
     assert_clean(&host);
     assert_eq!(host.checkpoints().len(), 1);
     assert_eq!(host.last_checkpoint().unwrap().get(DEALS_SINCE), Some(ms("2025-06-05T09:12:00Z")));
