@@ -26,6 +26,8 @@
 
 use std::collections::BTreeSet;
 
+use roaring::RoaringBitmap;
+
 use oneup_connector_sdk::json::{CursorPage, OffsetPage, Text};
 use oneup_connector_sdk::time::{format_rfc3339, parse_timestamp};
 use oneup_connector_sdk::{
@@ -196,6 +198,41 @@ fn time_of(field: &Option<Text<'_>>) -> Option<i64> {
     field.as_deref().and_then(|t| parse_timestamp(t).ok())
 }
 
+/// A set of record ids that costs a few bits per id when ids are dense, as CRM ids are:
+/// ids that fit in 32 bits go into a compressed bitmap, any others into a plain set.
+#[derive(Default)]
+struct IdSet {
+    small: RoaringBitmap,
+    large: BTreeSet<i64>,
+}
+
+impl IdSet {
+    fn insert(&mut self, id: i64) {
+        match u32::try_from(id) {
+            Ok(small) => {
+                self.small.insert(small);
+            }
+            Err(_) => {
+                self.large.insert(id);
+            }
+        }
+    }
+
+    fn contains(&self, id: &i64) -> bool {
+        match u32::try_from(*id) {
+            Ok(small) => self.small.contains(small),
+            Err(_) => self.large.contains(id),
+        }
+    }
+
+    fn remove(&mut self, id: &i64) -> bool {
+        match u32::try_from(*id) {
+            Ok(small) => self.small.remove(small),
+            Err(_) => self.large.remove(id),
+        }
+    }
+}
+
 /// The state of one sync.
 struct Run {
     /// The cursor as it advances; checkpointed after every page.
@@ -203,9 +240,9 @@ struct Run {
     /// Whether this is the first sync, when no fact of this integration exists yet.
     first_run: bool,
     /// On the first sync, the deals upserted so far: only they can need a retract.
-    won_deals: BTreeSet<i64>,
+    won_deals: IdSet,
     /// On the first sync, the activities upserted so far.
-    done_activities: BTreeSet<i64>,
+    done_activities: IdSet,
     deals_read: i64,
     deleted_read: i64,
     activities_read: i64,
@@ -222,8 +259,8 @@ impl Run {
         Run {
             cursor,
             first_run,
-            won_deals: BTreeSet::new(),
-            done_activities: BTreeSet::new(),
+            won_deals: IdSet::default(),
+            done_activities: IdSet::default(),
             deals_read: 0,
             deleted_read: 0,
             activities_read: 0,
