@@ -9,8 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use oneup::ingest::{Limits, RawChange, RawValue, TenantKey, Validator, Vocabulary};
-use oneup_connector_sdk::{Amount, KpiChange};
+use oneup::ingest::{Limits, RawChange, RawOccurredAt, RawValue, TenantKey, Validator, Vocabulary};
+use oneup_connector_sdk::{Amount, KpiChange, OccurredAt};
 
 /// The emitted changes of one sync, in the batches the connector handed over.
 pub struct Batches(Vec<Vec<KpiChange>>);
@@ -79,7 +79,10 @@ fn raw_change(change: &KpiChange) -> RawChange {
             metric: u.metric.to_string(),
             owner: u.owner.as_str().to_owned(),
             source_id: u.source_id.as_str().to_owned(),
-            occurred_at_ms: u.occurred_at,
+            occurred_at: match u.occurred_at {
+                OccurredAt::Instant(ms) => RawOccurredAt::Instant(ms),
+                OccurredAt::Date(d) => RawOccurredAt::Date { year: d.year, month: d.month, day: d.day },
+            },
             value: match &u.value {
                 Amount::Count(n) => RawValue::Count(*n),
                 Amount::Money(m) => RawValue::Money { micros: m.micros, currency: m.currency.as_str().to_owned() },

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use futures_util::StreamExt;
-use oneup::ingest::{Change, Currency, Cursor};
+use oneup::ingest::{Change, Currency, Cursor, Snapshot};
 use oneup::runtime::http::{Fetched, HttpFailure, ReqwestTransport, Transport};
 use oneup::runtime::{
     BoxFuture, IntegrationSetup, LoadedConnector, Runtime, RuntimeConfig, SyncOutcome, SyncSink, SyncStats,
@@ -334,7 +334,13 @@ impl SyncContext<'_> {
         let (sink, committed) = StoreSink::new(self.store.clone(), lease.clone());
         let timed = TimedSink { inner: sink, progress: progress.clone() };
         let sink: Box<dyn SyncSink> = if coalesce > 0 {
-            Box::new(CoalescingSink { inner: timed, min: coalesce, held: Vec::new(), cursor: None })
+            Box::new(CoalescingSink {
+                inner: timed,
+                min: coalesce,
+                held: Vec::new(),
+                held_snapshots: Vec::new(),
+                cursor: None,
+            })
         } else {
             Box::new(timed)
         };
@@ -621,6 +627,8 @@ impl Setup {
             secrets: self.secrets.clone(),
             tenant_key: self.tenant_key.clone(),
             debug: None,
+            vault: None,
+            timezone: oneup::runtime::TimeZone::UTC,
         }
     }
 
@@ -666,13 +674,14 @@ impl SyncSink for TimedSink {
     fn commit<'a>(
         &'a mut self,
         changes: Vec<Change>,
+        snapshots: Vec<Snapshot>,
         cursor: Option<&'a Cursor>,
         stats: &'a SyncStats,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let n = changes.len() as u64;
             let started = Instant::now();
-            self.inner.commit(changes, cursor, stats).await?;
+            self.inner.commit(changes, snapshots, cursor, stats).await?;
             let elapsed = started.elapsed();
             self.progress.nanos.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
             self.progress.events.fetch_add(n, Ordering::Relaxed);
@@ -691,6 +700,7 @@ struct CoalescingSink<S> {
     inner: S,
     min: usize,
     held: Vec<Change>,
+    held_snapshots: Vec<Snapshot>,
     cursor: Option<Cursor>,
 }
 
@@ -698,11 +708,13 @@ impl<S: SyncSink> SyncSink for CoalescingSink<S> {
     fn commit<'a>(
         &'a mut self,
         changes: Vec<Change>,
+        snapshots: Vec<Snapshot>,
         cursor: Option<&'a Cursor>,
         stats: &'a SyncStats,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             self.held.extend(changes);
+            self.held_snapshots.extend(snapshots);
             if let Some(cursor) = cursor {
                 self.cursor = Some(cursor.clone());
             }
@@ -710,7 +722,8 @@ impl<S: SyncSink> SyncSink for CoalescingSink<S> {
             let last = cursor.is_none();
             if self.held.len() >= self.min || last {
                 let held = std::mem::take(&mut self.held);
-                self.inner.commit(held, self.cursor.as_ref(), stats).await?;
+                let snapshots = std::mem::take(&mut self.held_snapshots);
+                self.inner.commit(held, snapshots, self.cursor.as_ref(), stats).await?;
             }
             Ok(())
         })

@@ -432,6 +432,8 @@ fn sandbox_setup() -> IntegrationSetup {
         secrets: BTreeMap::from([("api_token".to_owned(), TOKEN.to_owned())]),
         tenant_key: oneup::ingest::TenantKey::from_bytes([0x5a; 32]),
         debug: None,
+        timezone: oneup::runtime::TimeZone::UTC,
+        vault: None,
     }
 }
 
@@ -565,6 +567,7 @@ impl SyncSink for CountingSink {
     fn commit<'a>(
         &'a mut self,
         changes: Vec<Change>,
+        _snapshots: Vec<oneup::ingest::Snapshot>,
         _cursor: Option<&'a Cursor>,
         _stats: &'a oneup::runtime::SyncStats,
     ) -> BoxFuture<'a, anyhow::Result<()>> {

@@ -20,8 +20,12 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bullhorn;
+pub mod example;
 pub mod http;
+pub mod oauth;
 pub mod pipedrive;
+pub mod salesforce;
 pub mod server;
 pub mod time;
 

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use oneup_fake_crm::pipedrive::{DealStatus, FakePipedrive, NewDeal};
 use oneup_fake_crm::{Date, Timestamp};
+use oneup_tests::app::{self, str_of};
 use oneup_tests::*;
 use serde_json::{Value as Json, json};
 
@@ -29,13 +30,15 @@ const CURRENCY: &str = "GBP";
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 
-on_both_stores!(contests_and_targets_over_synced_data, bad_engine_input_is_refused_and_nothing_is_written);
+on_both_stores!(
+    contests_and_targets_over_synced_data,
+    bad_engine_input_is_refused_and_nothing_is_written,
+    openapi_document_and_docs_page_are_served,
+    kpis_by_day_and_composite_metrics_over_synced_data,
+    contests_and_targets_are_listed_edited_and_deleted_by_role,
+);
 
 // ----- helpers ---------------------------------------------------------------------------
-
-fn str_of(v: &Json) -> String {
-    v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}")).to_owned()
-}
 
 /// The local date (in [`TIMEZONE`]) of an instant.
 fn local_date(at: Timestamp) -> Date {
@@ -68,57 +71,30 @@ fn instant(v: &Json) -> Timestamp {
     Timestamp::parse_rfc3339(&text).unwrap_or_else(|| panic!("not an RFC 3339 instant: {text}"))
 }
 
-/// A tenant set up through the API: an admin, a manager, two members (neither a CRM user)
-/// and a user per CRM user, each with a token.
+/// A tenant of these tests: the shared [`app::Tenant`] (admin, manager, a member who takes
+/// part in the contests, with no CRM data: always zero), plus a member who takes part in
+/// nothing and a user per CRM user, each with a token.
 struct Tenant {
-    api: Api,
-    admin: String,
-    manager: String,
-    /// A member who takes part in the contests (with no CRM data: always zero).
-    member_id: String,
-    member: String,
+    base: app::Tenant,
     /// A member who takes part in nothing.
     outsider: String,
     /// CRM user id → (tenant user id, token).
     crm: BTreeMap<u64, (String, String)>,
 }
 
+impl std::ops::Deref for Tenant {
+    type Target = app::Tenant;
+
+    fn deref(&self) -> &app::Tenant {
+        &self.base
+    }
+}
+
 impl Tenant {
     async fn create(api: &Api, name: &str, domain: &str) -> Self {
-        let created = api
-            .post(
-                "/v1/tenants",
-                OPERATOR_TOKEN,
-                &json!({
-                    "name": name,
-                    "timezone": TIMEZONE,
-                    "currency": CURRENCY,
-                    "admin": {"name": "Tenant Admin", "email": format!("admin@{domain}")},
-                }),
-            )
-            .await;
-        let admin = str_of(&created.expect(201)["admin"]["token"]);
-        let mut t = Tenant {
-            api: api.clone(),
-            admin,
-            manager: String::new(),
-            member_id: String::new(),
-            member: String::new(),
-            outsider: String::new(),
-            crm: BTreeMap::new(),
-        };
-        t.manager = t.add_user("Team Manager", &format!("manager@{domain}"), "manager").await.1;
-        (t.member_id, t.member) = t.add_user("Team Member", &format!("member@{domain}"), "member").await;
-        t.outsider = t.add_user("Other Member", &format!("outsider@{domain}"), "member").await.1;
-        t
-    }
-
-    async fn add_user(&self, name: &str, email: &str, role: &str) -> (String, String) {
-        let created =
-            self.api.post("/v1/users", &self.admin, &json!({"name": name, "email": email, "role": role})).await;
-        let id = str_of(&created.expect(201)["id"]);
-        let token = self.api.post_empty(&format!("/v1/users/{id}/tokens"), &self.admin).await;
-        (id, str_of(&token.expect(201)["token"]))
+        let base = app::Tenant::create(api, name, domain, TIMEZONE, CURRENCY).await;
+        let outsider = base.add_user("Other Member", &format!("outsider@{domain}"), "member").await.1;
+        Tenant { base, outsider, crm: BTreeMap::new() }
     }
 
     /// A tenant user for every CRM user, matched by e-mail at the first sync.
@@ -140,29 +116,12 @@ impl Tenant {
     }
 
     async fn enable_and_sync(&self, fake: &FakePipedrive) {
-        self.api
-            .put(
-                "/v1/integrations/pipedrive",
-                &self.admin,
-                &json!({"config": {"base_url": fake.base_url()}, "secrets": {"api_token": TOKEN}}),
-            )
-            .await
-            .expect(200);
+        self.enable_pipedrive(&fake.base_url(), TOKEN).await.expect(200);
         self.sync().await;
     }
 
     async fn sync(&self) {
-        let run = self.api.post_empty("/v1/integrations/pipedrive/sync?wait=true", &self.admin).await;
-        let run = run.expect(200);
-        assert_eq!(run["status"], "succeeded", "{run}");
-    }
-
-    async fn team(&self, name: &str, members: &[&str]) -> String {
-        let team = str_of(&self.api.post("/v1/teams", &self.admin, &json!({"name": name})).await.expect(201)["id"]);
-        for m in members {
-            self.api.send("PUT", &format!("/v1/teams/{team}/members/{m}"), Some(&self.admin), None).await.expect(204);
-        }
-        team
+        self.sync_pipedrive().await;
     }
 
     /// `POST /v1/contests` as the manager; the new id.
@@ -668,4 +627,446 @@ async fn bad_engine_input_is_refused_and_nothing_is_written(backend: Backend) {
     r.refused("not a target id", "GET", &pr("x"), m, "", 404).await;
     r.refused("outsider", "GET", &pr(&team_target), &a.outsider, "", 403).await;
     a.progress(&team_target, &a.member).await.expect(200);
+
+    // Lists: paging parameters out of range.
+    r.refresh().await;
+    for list in ["/v1/contests", "/v1/targets"] {
+        for bad in ["limit=0", "limit=201", "limit=-1", "limit=abc", "cursor=nope", "cursor=12-34", "offset=3"] {
+            let code = r.refused(bad, "GET", &format!("{list}?{bad}"), m, "", 400).await;
+            assert!(code == "invalid_query" || code == "invalid_cursor", "{list}?{bad}: {code}");
+        }
+    }
+    // Edits of unknown or another tenant's contests and targets, and bad edits.
+    let contest_id =
+        a.contest("Mine", "deals_won", (Timestamp::now_utc(), Timestamp::now_utc().plus_secs(DAY)), me.clone()).await;
+    let target_id = str_of(&a.api.get("/v1/targets?limit=1", m).await.expect(200)["targets"][0]["id"]);
+    r.refresh().await;
+    let c = |id: &str| format!("/v1/contests/{id}");
+    let tp = |id: &str| format!("/v1/targets/{id}");
+    r.refused("another tenant's contest", "PATCH", &c(&b_contest), m, r#"{"name":"x"}"#, 404).await;
+    r.refused("another tenant's contest", "DELETE", &c(&b_contest), m, "", 404).await;
+    r.refused("another tenant's target", "PATCH", &tp(&b_target), m, r#"{"goal":3}"#, 404).await;
+    r.refused("another tenant's target", "DELETE", &tp(&b_target), m, "", 404).await;
+    r.refused("member edits", "PATCH", &c(&contest_id), &a.member, r#"{"name":"x"}"#, 403).await;
+    r.refused("member deletes", "DELETE", &c(&contest_id), &a.member, "", 403).await;
+    r.refused("nothing to change", "PATCH", &c(&contest_id), m, "{}", 400).await;
+    r.refused("unknown field", "PATCH", &c(&contest_id), m, r#"{"metric":"calls"}"#, 400).await;
+    r.refused("not an instant", "PATCH", &c(&contest_id), m, r#"{"ends_at":"soon"}"#, 400).await;
+    let code =
+        r.refused("end before start", "PATCH", &c(&contest_id), m, r#"{"ends_at":"2000-01-01T00:00:00Z"}"#, 422).await;
+    assert_eq!(code, "empty_window");
+    r.refused("goal not a number", "PATCH", &tp(&target_id), m, r#"{"goal":"lots"}"#, 400).await;
+    let code = r.refused("goal zero", "PATCH", &tp(&target_id), m, r#"{"goal":0}"#, 422).await;
+    assert_eq!(code, "goal_not_positive");
+    r.refused("member edits a target", "PATCH", &tp(&target_id), &a.member, r#"{"goal":3}"#, 403).await;
+
+    // KPIs.
+    let k = "/v1/kpis?metric=deals_won&from=2025-06-01&to=2025-07-01";
+    r.refused("user filter without day", "GET", &format!("{k}&user_id={}", a.member_id), m, "", 400).await;
+    r.refused(
+        "user and team",
+        "GET",
+        &format!("{k}&group_by=day&user_id={}&team_id={a_team}", a.member_id),
+        m,
+        "",
+        400,
+    )
+    .await;
+    let long = "/v1/kpis?metric=deals_won&from=2000-01-01&to=2010-01-01&group_by=day";
+    assert_eq!(r.refused("too many days", "GET", long, m, "", 422).await, "range_too_long");
+    r.refused("bad group", "GET", &format!("{k}&group_by=month"), m, "", 400).await;
+
+    // Composite metrics: nothing is written for any of these.
+    let metric = |slug: &str, terms: Json| json!({"slug": slug, "terms": terms}).to_string();
+    let admin = a.admin.as_str();
+    let one = json!([{"metric": "deals_won", "weight": 10}]);
+    r.refused("a manager", "POST", "/v1/metrics", m, &metric("points", one.clone()), 403).await;
+    r.refused("bad json", "POST", "/v1/metrics", admin, "{", 400).await;
+    r.refused("bad slug", "POST", "/v1/metrics", admin, &metric("Points!", one.clone()), 400).await;
+    r.refused("unknown field", "POST", "/v1/metrics", admin, r#"{"slug":"p","terms":[],"unit":"x"}"#, 400).await;
+    for weight in [json!("ten"), json!(true), json!(null), json!("1e2"), json!("0.0000001")] {
+        let terms = json!([{"metric": "deals_won", "weight": weight}]);
+        let code = r.refused("weight not a number", "POST", "/v1/metrics", admin, &metric("points", terms), 400).await;
+        assert_eq!(code, "invalid_field");
+    }
+    let zero = json!([{"metric": "deals_won", "weight": 0}]);
+    assert_eq!(
+        r.refused("zero weight", "POST", "/v1/metrics", admin, &metric("points", zero), 422).await,
+        "weight_zero"
+    );
+    let twice = json!([{"metric": "deals_won", "weight": 1}, {"metric": "deals_won", "weight": 2}]);
+    r.refused("a metric twice", "POST", "/v1/metrics", admin, &metric("points", twice), 400).await;
+    let unknown = json!([{"metric": "deals_won", "weight": 1}, {"metric": "karma", "weight": 2}]);
+    r.refused("unknown metric", "POST", "/v1/metrics", admin, &metric("points", unknown), 404).await;
+    let money = json!([{"metric": "revenue", "weight": 1}]);
+    assert_eq!(
+        r.refused("money term", "POST", "/v1/metrics", admin, &metric("points", money), 422).await,
+        "money_term"
+    );
+    let itself = json!([{"metric": "calls", "weight": 1}, {"metric": "points", "weight": 1}]);
+    assert_eq!(r.refused("itself", "POST", "/v1/metrics", admin, &metric("points", itself), 422).await, "metric_cycle");
+    assert_eq!(
+        r.refused("no terms", "POST", "/v1/metrics", admin, &metric("points", json!([])), 422).await,
+        "no_terms"
+    );
+    let clash = r.refused("a connector's slug", "POST", "/v1/metrics", admin, &metric("calls", one.clone()), 409).await;
+    assert_eq!(clash, "metric_exists");
+    // One composite, then: its slug is taken, and it cannot be a term of another.
+    a.api.post("/v1/metrics", admin, &serde_json::from_str(&metric("points", one.clone())).unwrap()).await.expect(201);
+    r.refresh().await;
+    assert_eq!(
+        r.refused("taken", "POST", "/v1/metrics", admin, &metric("points", one.clone()), 409).await,
+        "metric_exists"
+    );
+    let nested = json!([{"metric": "points", "weight": 2}]);
+    assert_eq!(r.refused("nested", "POST", "/v1/metrics", admin, &metric("double", nested), 422).await, "metric_cycle");
+    r.refused("delete as a manager", "DELETE", "/v1/metrics/points", m, "", 403).await;
+    r.refused("delete a connector metric", "DELETE", "/v1/metrics/calls", admin, "", 404).await;
+    r.refused("another tenant's metric", "DELETE", "/v1/metrics/points", &b.admin, "", 404).await;
+    r.refused(
+        "another tenant's metric in a KPI",
+        "GET",
+        "/v1/kpis?metric=points&from=2025-06-01&to=2025-07-01",
+        &b.manager,
+        "",
+        404,
+    )
+    .await;
+    let fraction = target(mine.clone(), "points", "month", json!("1.0000001")).replace("2025-06-10", "2024-06-10");
+    r.refused("a score goal finer than a millionth", "POST", "/v1/targets", m, &fraction, 400).await;
+}
+
+// ----- 3. the OpenAPI document and the docs page ----------------------------------------------
+
+async fn openapi_document_and_docs_page_are_served(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+
+    // Anyone may read the document; it is the committed host/openapi.json, byte for byte.
+    let doc = api.send("GET", "/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200, "{}", doc.text);
+    let committed = std::fs::read_to_string(workspace_root().join("host").join("openapi.json")).expect("committed");
+    assert!(doc.text == committed, "GET /openapi.json differs from host/openapi.json");
+    assert_eq!(doc.json["openapi"], "3.1.0");
+    let paths = doc.json["paths"].as_object().expect("paths");
+    for (path, method) in [
+        ("/v1/tenants", "post"),
+        ("/v1/kpis", "get"),
+        ("/v1/metrics", "post"),
+        ("/v1/contests", "get"),
+        ("/v1/contests/{id}", "patch"),
+        ("/v1/contests/{id}/leaderboard", "get"),
+        ("/v1/targets/{id}", "delete"),
+        ("/v1/targets/{id}/progress", "get"),
+        ("/v1/integrations/{connector}/sync", "post"),
+        ("/openapi.json", "get"),
+    ] {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is documented");
+    }
+    assert_eq!(doc.json["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+
+    // The interactive page and every file it loads come from this server.
+    let page = api.send("GET", "/docs/", None, None).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(page.text.contains("swagger-ui"), "{}", page.text);
+    let mut assets = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        for part in page.text.split(attr).skip(1) {
+            let url = part.split('"').next().unwrap_or_default();
+            assert!(!url.contains("://") && !url.starts_with("//"), "the docs page loads {url} from another host");
+            assets.push(url.trim_start_matches("./").to_owned());
+        }
+    }
+    assert!(assets.iter().any(|a| a.ends_with(".js")), "{assets:?}");
+    for asset in &assets {
+        let answer = api.send("GET", &format!("/docs/{asset}"), None, None).await;
+        assert_eq!(answer.status, 200, "/docs/{asset}");
+        assert!(!answer.text.is_empty(), "/docs/{asset}");
+    }
+    let init = api.send("GET", "/docs/swagger-initializer.js", None, None).await;
+    assert_eq!(init.status, 200);
+    assert!(init.text.contains("/openapi.json"), "{}", init.text);
+    // The bare path leads to the page.
+    assert_eq!(api.send("GET", "/docs", None, None).await.status, 200);
+}
+
+// ----- 4. KPIs by day and composite metrics over synced data --------------------------------
+
+/// A KPI answer's rows as key → value (JSON), in answer order.
+fn kpi_rows(body: &Json, key: &str) -> Vec<(String, Json)> {
+    body["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("rows: {body}"))
+        .iter()
+        .map(|r| (str_of(&r[key]), r["value"].clone()))
+        .collect()
+}
+
+async fn kpis_by_day_and_composite_metrics_over_synced_data(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let fake = fake_pipedrive(612, 4, 200, 60, TOKEN).await;
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let mut t = Tenant::create(&api, "Day Sales", "day.example").await;
+    t.add_crm_users(&fake).await;
+    let b = Tenant::create(&api, "Other Sales", "other-day.example").await;
+    let crm_ids: Vec<u64> = t.crm.keys().copied().collect();
+    let &[u0, u1, u2, u3] = crm_ids.as_slice() else { panic!("four CRM users") };
+    // Deals in a past month the generated data never reaches, on known local days, one a
+    // second before the month starts.
+    let month = month_start(local_date(Timestamp::now_utc()), -13);
+    let t0 = local_midnight(month);
+    let built: [(u64, i64); 7] =
+        [(u0, HOUR), (u0, DAY), (u1, DAY + HOUR), (u1, 3 * DAY), (u2, 3 * DAY + 5), (u3, 6 * DAY - 1), (u3, -1)];
+    fake.with(|crm| {
+        for (owner, at) in built {
+            crm.add_deal(NewDeal::won(owner, 100.0, CURRENCY, t0.plus_secs(at))).expect("a deal is added");
+        }
+    });
+    t.enable_and_sync(&fake).await;
+
+    // By day: every local date of the range, oldest first, zeros included, each the fake's
+    // won deals of that local day.
+    let first = local_date(t0.plus_secs(-DAY));
+    let days: Vec<Date> = (0..9).map(|i| local_date(local_midnight(first).plus_secs(i * DAY + HOUR))).collect();
+    let end = local_date(local_midnight(days[8]).plus_secs(DAY + HOUR));
+    let by_day = |user: Option<u64>| {
+        days.iter()
+            .map(|d| {
+                let (from, to) = (local_midnight(*d), local_midnight(*d).plus_secs(DAY));
+                let won = won_between(&fake, from, to);
+                let n: i64 = match user {
+                    Some(u) => won[&u].0,
+                    None => won.values().map(|w| w.0).sum(),
+                };
+                (d.to_string(), json!(n))
+            })
+            .collect::<Vec<_>>()
+    };
+    let path = format!("/v1/kpis?metric=deals_won&from={}&to={end}&group_by=day", days[0]);
+    let body = api.get(&path, &t.manager).await.expect(200).clone();
+    assert_eq!(kpi_rows(&body, "date"), by_day(None), "{body}");
+    assert_eq!(body["rows"][0]["value"], 1, "the deal a second before the month is on the day before: {body}");
+    assert_eq!(body["rows"][1]["value"], 1, "{body}");
+    assert_eq!(body["rows"][2]["value"], 2, "{body}");
+    assert_eq!(body["rows"][3]["value"], 0, "zeros are listed: {body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(9));
+    // One user's days, and a team's (the sum of its members).
+    let one = api.get(&format!("{path}&user_id={}", t.user(u1)), &t.manager).await.expect(200).clone();
+    assert_eq!(kpi_rows(&one, "date"), by_day(Some(u1)));
+    let team = t.team("Pair", &[t.user(u0), t.user(u1)]).await;
+    let pair = api.get(&format!("{path}&team_id={team}"), &t.manager).await.expect(200).clone();
+    let want: Vec<(String, Json)> = by_day(Some(u0))
+        .into_iter()
+        .zip(by_day(Some(u1)))
+        .map(|((d, a), (_, b))| (d, json!(a.as_i64().unwrap() + b.as_i64().unwrap())))
+        .collect();
+    assert_eq!(kpi_rows(&pair, "date"), want);
+    // A member reads only their own figures, at /v1/me/kpis (the contract keeps /v1/kpis
+    // for managers).
+    assert_eq!(api.get(&path, t.token(u1)).await.expect_error(403), "forbidden");
+    let my_path = path.replace("/v1/kpis", "/v1/me/kpis");
+    let mine = api.get(&my_path, t.token(u1)).await.expect(200).clone();
+    assert_eq!(kpi_rows(&mine, "date"), by_day(Some(u1)));
+    let theirs = api.get(&format!("{my_path}&user_id={}", t.user(u0)), t.token(u1)).await;
+    assert_eq!(theirs.expect_error(403), "forbidden");
+    let own_users = api.get("/v1/me/kpis?metric=deals_won&from=2000-01-01&to=2100-01-01", t.token(u2)).await;
+    let own_users = own_users.expect(200).clone();
+    let totals = fake.with(|crm| crm.expected_totals());
+    assert_eq!(kpi_rows(&own_users, "user_id"), vec![(t.user(u2).to_owned(), json!(totals[&u2].deals_won))]);
+    assert_eq!(own_users.get("unattributed"), None, "members see no one else's figures: {own_users}");
+    let teams = "/v1/me/kpis?metric=deals_won&from=2000-01-01&to=2100-01-01&group_by=team";
+    assert_eq!(api.get(teams, t.token(u2)).await.expect_error(403), "forbidden");
+    // Another tenant's user or team is unknown.
+    assert_eq!(api.get(&format!("{path}&user_id={}", b.member_id), &t.manager).await.expect_error(404), "not_found");
+    let their_team = b.team("Theirs", &[]).await;
+    assert_eq!(api.get(&format!("{path}&team_id={their_team}"), &t.manager).await.expect_error(404), "not_found");
+
+    // A composite metric: points = 10 × deals_won + 0.5 × calls, measured like any metric.
+    let points = json!({"slug": "points", "name": "Points",
+        "terms": [{"metric": "deals_won", "weight": 10}, {"metric": "calls", "weight": "0.5"}]});
+    let created = api.post("/v1/metrics", &t.admin, &points).await;
+    let created = created.expect(201);
+    assert_eq!(created["kind"], "score", "{created}");
+    assert_eq!(
+        created["terms"],
+        json!([{"metric": "deals_won", "weight": "10"}, {"metric": "calls", "weight": "0.5"}])
+    );
+    let listed = api.get("/v1/metrics", t.token(u0)).await.expect(200).clone();
+    let slugs: Vec<String> = listed["metrics"].as_array().unwrap().iter().map(|m| str_of(&m["slug"])).collect();
+    assert!(slugs.contains(&"points".to_owned()) && slugs.contains(&"deals_won".to_owned()), "{listed}");
+    assert_eq!(api.get("/v1/metrics/points", &t.manager).await.expect(200)["source"], "composite");
+    // Another tenant does not have it.
+    assert_eq!(api.get("/v1/metrics/points", &b.manager).await.expect_error(404), "not_found");
+    let kpis = api.get("/v1/kpis?metric=points&from=2000-01-01&to=2100-01-01", &t.manager).await.expect(200).clone();
+    assert_eq!(kpis["kind"], "score");
+    let got: BTreeMap<String, f64> =
+        kpi_rows(&kpis, "user_id").into_iter().map(|(id, v)| (id, v.as_f64().expect("a number"))).collect();
+    for (crm_id, (user, _)) in &t.crm {
+        let want = 10.0 * totals[crm_id].deals_won as f64 + 0.5 * totals[crm_id].calls as f64;
+        assert_eq!(got[user], want, "points of CRM user {crm_id}: {kpis}");
+    }
+    assert!(got.values().any(|v| v.fract() != 0.0) || totals.values().all(|t| t.calls % 2 == 0), "{kpis}");
+    assert_eq!(got[&t.member_id], 0.0);
+    // By day too: 10 points per deal in the built month.
+    let day_points = api.get(&path.replace("deals_won", "points"), &t.manager).await.expect(200).clone();
+    let want: Vec<(String, Json)> =
+        by_day(None).into_iter().map(|(d, n)| (d, json!(n.as_i64().unwrap() * 10))).collect();
+    assert_eq!(kpi_rows(&day_points, "date"), want);
+    // A target of points: u0 has 20 in the month, goal 15 → achieved at the second deal.
+    let target = t
+        .target(json!({"assignee": {"user_id": t.user(u0)}, "metric": "points", "period": "month",
+            "goal": "15", "starts_on": month.to_string()}))
+        .await;
+    let progress = t.progress(&target, t.token(u0)).await.expect(200).clone();
+    assert_eq!((progress["value"].clone(), progress["goal"].clone()), (json!(20), json!(15)), "{progress}");
+    assert_eq!(progress["status"], "achieved");
+    assert_eq!(instant(&progress["achieved_at"]), t0.plus_secs(DAY));
+    // A contest by points over the built days: u0 and u1 tie on value, u0 earlier.
+    let window = (t0, t0.plus_secs(7 * DAY));
+    let users: Vec<String> = t.crm.values().map(|(id, _)| id.clone()).collect();
+    let contest = t.contest("Points cup", "points", window, json!({"users": users})).await;
+    let board = t.leaderboard(&contest, &t.manager).await.expect(200).clone();
+    let got = entries(&board, "user_id");
+    let want: BTreeMap<String, (u64, i64)> =
+        [(t.user(u0), (1, 20)), (t.user(u1), (2, 20)), (t.user(u2), (3, 10)), (t.user(u3), (4, 10))]
+            .into_iter()
+            .map(|(id, v)| (id.to_owned(), v))
+            .collect();
+    assert_eq!(got, want, "{board}");
+    assert_eq!(board["kind"], "score");
+    // In use: it cannot be deleted; unused, it can.
+    assert_eq!(api.delete("/v1/metrics/points", &t.admin).await.expect_error(409), "metric_in_use");
+    let spare = json!({"slug": "spare", "terms": [{"metric": "meetings", "weight": 1}]});
+    api.post("/v1/metrics", &t.admin, &spare).await.expect(201);
+    api.delete("/v1/metrics/spare", &t.admin).await.expect(204);
+    assert_eq!(api.get("/v1/metrics/spare", &t.admin).await.expect_error(404), "not_found");
+}
+
+// ----- 5. listing, editing and deleting contests and targets ---------------------------------
+
+async fn contests_and_targets_are_listed_edited_and_deleted_by_role(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let a = Tenant::create(&api, "Lister A", "lister-a.example").await;
+    let b = Tenant::create(&api, "Lister B", "lister-b.example").await;
+    let (other_id, other) = a.add_user("Third Member", "third@lister-a.example", "member").await;
+    let team = a.team("Members", &[a.member_id.as_str()]).await;
+    let now = Timestamp::now_utc();
+    let soon = (now.plus_secs(DAY), now.plus_secs(2 * DAY));
+    let past = (now.plus_secs(-3 * DAY), now.plus_secs(-2 * DAY));
+
+    // Five contests: the member takes part in three (one through their team).
+    let mut ids = Vec::new();
+    for (i, participants) in [
+        json!({"users": [a.member_id]}),
+        json!({"users": [other_id]}),
+        json!({"teams": [team]}),
+        json!({"users": [other_id, a.member_id]}),
+        json!({"users": [other_id]}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ids.push(a.contest(&format!("Contest {i}"), "deals_won", soon, participants).await);
+    }
+    b.contest("B's", "deals_won", soon, json!({"users": [b.member_id]})).await;
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+
+    // Pages of two, newest first, until `next_cursor` is null.
+    let page_ids = |body: &Json, key: &str| -> Vec<String> {
+        body[key].as_array().unwrap_or_else(|| panic!("{body}")).iter().map(|c| str_of(&c["id"])).collect()
+    };
+    let mut seen = Vec::new();
+    let mut path = "/v1/contests?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let body = api.get(&path, &a.manager).await.expect(200).clone();
+        seen.extend(page_ids(&body, "contests"));
+        pages += 1;
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/v1/contests?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!((seen.clone(), pages), (newest_first.clone(), 3));
+    let all = api.get("/v1/contests", &a.manager).await.expect(200).clone();
+    assert_eq!(page_ids(&all, "contests"), newest_first);
+    assert_eq!(all["next_cursor"], Json::Null);
+    let first = &all["contests"][4];
+    assert_eq!((first["name"].as_str(), first["participants"].as_str()), (Some("Contest 0"), Some("users")));
+    assert_eq!((first["participant_count"].as_i64(), first["status"].as_str()), (Some(1), Some("scheduled")));
+    // A member lists the contests they take part in; another tenant lists only its own.
+    let mine = api.get("/v1/contests", &a.member).await.expect(200).clone();
+    assert_eq!(page_ids(&mine, "contests"), vec![ids[3].clone(), ids[2].clone(), ids[0].clone()]);
+    assert_eq!(page_ids(&api.get("/v1/contests", &b.manager).await.expect(200).clone(), "contests").len(), 1);
+
+    // One contest: managers and participants; others 403; another tenant 404.
+    let one = api.get(&format!("/v1/contests/{}", ids[2]), &a.member).await.expect(200).clone();
+    assert_eq!(one["participants"], json!({"teams": [team]}));
+    assert_eq!(instant(&one["starts_at"]), soon.0);
+    assert_eq!(api.get(&format!("/v1/contests/{}", ids[1]), &a.member).await.expect_error(403), "forbidden");
+    assert_eq!(api.get(&format!("/v1/contests/{}", ids[1]), &b.manager).await.expect_error(404), "not_found");
+
+    // Edit: a new name and end.
+    let later = now.plus_secs(3 * DAY);
+    let patch = json!({"name": "Renamed", "ends_at": later.to_string()});
+    let edited = api.patch(&format!("/v1/contests/{}", ids[0]), &a.manager, &patch).await.expect(200).clone();
+    assert_eq!(edited["name"], "Renamed");
+    assert_eq!(instant(&edited["ends_at"]), later);
+    let board = a.leaderboard(&ids[0], &a.member).await.expect(200).clone();
+    assert_eq!((board["contest"]["name"].as_str(), instant(&board["contest"]["ends_at"])), (Some("Renamed"), later));
+    // A finished contest is final once read: no more edits.
+    let done = a.contest("Done", "deals_won", past, json!({"users": [a.member_id]})).await;
+    assert_eq!(a.leaderboard(&done, &a.manager).await.expect(200)["status"], "final");
+    let rename = json!({"name": "Too late"});
+    let code = api.patch(&format!("/v1/contests/{done}"), &a.manager, &rename).await.expect_error(409);
+    assert_eq!(code, "contest_final");
+    // Delete: gone, leaderboard included.
+    assert_eq!(api.delete(&format!("/v1/contests/{}", ids[4]), &a.member).await.expect_error(403), "forbidden");
+    assert_eq!(api.delete(&format!("/v1/contests/{}", ids[4]), &b.manager).await.expect_error(404), "not_found");
+    api.delete(&format!("/v1/contests/{}", ids[4]), &a.manager).await.expect(204);
+    assert_eq!(api.get(&format!("/v1/contests/{}", ids[4]), &a.manager).await.expect_error(404), "not_found");
+    assert_eq!(a.leaderboard(&ids[4], &a.manager).await.expect_error(404), "not_found");
+
+    // Targets: the member's own, their team's, someone else's.
+    let own = a
+        .target(json!({"assignee": {"user_id": a.member_id}, "metric": "deals_won", "period": "month", "goal": 5}))
+        .await;
+    let teams = a
+        .target(json!({"assignee": {"team_id": team}, "metric": "revenue", "period": "quarter", "goal": "1000.50"}))
+        .await;
+    let others =
+        a.target(json!({"assignee": {"user_id": other_id}, "metric": "calls", "period": "week", "goal": 9})).await;
+    let all = api.get("/v1/targets?limit=200", &a.manager).await.expect(200).clone();
+    assert_eq!(page_ids(&all, "targets"), vec![others.clone(), teams.clone(), own.clone()]);
+    let page = api.get("/v1/targets?limit=1", &a.manager).await.expect(200).clone();
+    assert_eq!(page_ids(&page, "targets"), vec![others.clone()]);
+    let cursor = str_of(&page["next_cursor"]);
+    let page = api.get(&format!("/v1/targets?limit=2&cursor={cursor}"), &a.manager).await.expect(200).clone();
+    assert_eq!(page_ids(&page, "targets"), vec![teams.clone(), own.clone()]);
+    assert_eq!(page["next_cursor"], Json::Null);
+    let mine = api.get("/v1/targets", &a.member).await.expect(200).clone();
+    assert_eq!(page_ids(&mine, "targets"), vec![teams.clone(), own.clone()]);
+    assert_eq!(page_ids(&api.get("/v1/targets", &other).await.expect(200).clone(), "targets"), vec![others.clone()]);
+    assert!(page_ids(&api.get("/v1/targets", &b.manager).await.expect(200).clone(), "targets").is_empty());
+    let view = api.get(&format!("/v1/targets/{teams}"), &a.member).await.expect(200).clone();
+    assert_eq!((view["goal"].as_str(), view["kind"].as_str()), (Some("1000.50"), Some("money")), "{view}");
+    assert_eq!(view["assignee"], json!({"team_id": team}));
+    assert_eq!(api.get(&format!("/v1/targets/{others}"), &a.member).await.expect_error(403), "forbidden");
+    assert_eq!(api.get(&format!("/v1/targets/{own}"), &b.manager).await.expect_error(404), "not_found");
+    // A new goal shows in the progress.
+    let edited = api.patch(&format!("/v1/targets/{own}"), &a.manager, &json!({"goal": 8})).await.expect(200).clone();
+    assert_eq!(edited["goal"], 8);
+    assert_eq!(a.progress(&own, &a.member).await.expect(200)["goal"], 8);
+    assert_eq!(
+        api.patch(&format!("/v1/targets/{own}"), &a.member, &json!({"goal": 9})).await.expect_error(403),
+        "forbidden"
+    );
+    api.delete(&format!("/v1/targets/{others}"), &a.manager).await.expect(204);
+    assert_eq!(a.progress(&others, &a.manager).await.expect_error(404), "not_found");
+    assert_eq!(api.delete(&format!("/v1/targets/{others}"), &a.manager).await.expect_error(404), "not_found");
 }

@@ -23,9 +23,13 @@ macro_rules! on_both_stores {
     };
 }
 
+mod auth;
+mod bullhorn;
 mod check_cli;
 mod engine;
 mod pipedrive;
+mod salesforce;
 mod sandbox;
 mod service;
+mod snapshots;
 mod store;

@@ -361,7 +361,7 @@ async fn an_exhausted_daily_budget_keeps_what_was_checkpointed_and_a_later_sync_
     // 1 deals, 2 deleted deals, 3 activities page 1, 4 activities page 2: budget spent.
     pd.fault_at(4, Fault::DailyBudgetExhausted);
     let report = pd.sync().await;
-    assert_eq!(report.result, Ok(SyncOutcome::BudgetExhausted));
+    assert!(matches!(report.result, Ok(SyncOutcome::BudgetExhausted(_))), "{:?}", report.result);
     let log = pd.requests();
     assert_eq!(log.len(), 4, "a spent daily budget is not retried: {log:?}");
     assert_eq!(log[3].status, 429);

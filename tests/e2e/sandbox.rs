@@ -1,14 +1,21 @@
 //! One test per sandbox guarantee, driven by the hostile connector: every rule it breaks
 //! is stopped or refused with a typed error, the host stays up, and nothing it emitted
-//! after its last checkpoint is committed.
+//! after its last checkpoint is committed. Then what contract 0.2 added, through the same
+//! runtime: calendar dates placed in the tenant's zone, snapshot windows that retract what
+//! they did not see (and nothing when the read was partial), budget-exhausted with a resume
+//! time; and a connector built against 0.1 that keeps running unchanged.
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oneup::ingest::ContractViolation;
-use oneup::runtime::{LoadError, SandboxLimits, SyncError, SyncOutcome, SyncReport};
+use oneup::cli::FactTable;
+use oneup::ingest::{ContractViolation, Currency, Domain, KeyedHash, SnapshotProblem, Value, keyed_hash};
+use oneup::runtime::{IntegrationSetup, LoadError, SandboxLimits, SyncError, SyncOutcome, SyncReport, TimeZone};
 use oneup_tests::*;
 
 const HOSTILE: &str = "oneup-hostile-connector";
+const V01: &str = "oneup-v01-connector";
 
 async fn hostile(mode: &str) -> (SyncReport, usize) {
     let server = CountingServer::start().await;
@@ -251,4 +258,245 @@ async fn files_that_are_not_connectors_are_refused_at_load() {
     let mut truncated = component(HOSTILE);
     truncated.truncate(truncated.len() / 2);
     assert!(matches!(runtime.load(&truncated).await, Err(LoadError::Invalid(_))));
+}
+
+// ----- contract 0.2 ----------------------------------------------------------------------
+
+/// Runs the hostile connector in `mode` into `table`, with the tenant zone `zone`.
+async fn hostile_into(mode: &str, zone: &str, table: &Arc<Mutex<FactTable>>) -> SyncReport {
+    let server = CountingServer::start().await;
+    let runtime = runtime();
+    let connector = runtime.load(&component(HOSTILE)).await.expect("hostile connector loads");
+    let mut settings = setup(&[("base_url", &server.base_url), ("mode", mode)], &[]);
+    settings.timezone = TimeZone::get(zone).expect("an IANA zone");
+    sync_into(&runtime, &connector, settings, table).await
+}
+
+/// The keyed hash of a source id of `connector` under the test tenant key.
+fn source(connector: &str, id: &str) -> KeyedHash {
+    keyed_hash(&tenant_key(), Domain::Source, connector, id)
+}
+
+/// The (metric, source id) pairs in the table, by the hostile connector's source ids.
+fn held(table: &Arc<Mutex<FactTable>>, ids: &[&str]) -> BTreeSet<(String, String)> {
+    let table = table.lock().unwrap();
+    let mut out = BTreeSet::new();
+    for fact in table.facts() {
+        let id = ids.iter().find(|id| source("hostile", id) == fact.source).map(|id| id.to_string());
+        out.insert((fact.metric.clone(), id.unwrap_or_else(|| format!("unknown {}", fact.source))));
+    }
+    out
+}
+
+fn pairs(list: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    list.iter().map(|(m, s)| (m.to_string(), s.to_string())).collect()
+}
+
+/// Every source id the snapshot modes use.
+const SNAP_IDS: [&str; 6] = ["s-1", "s-2", "s-from", "s-to", "s-out", "s-new"];
+
+/// What `snap-seed` commits.
+fn seeded() -> BTreeSet<(String, String)> {
+    pairs(&[
+        ("deals_won", "s-1"),
+        ("deals_won", "s-2"),
+        ("deals_won", "s-from"),
+        ("deals_won", "s-to"),
+        ("deals_won", "s-out"),
+        ("revenue", "s-1"),
+    ])
+}
+
+fn occurred_at(table: &Arc<Mutex<FactTable>>, metric: &str, id: &str) -> Option<i64> {
+    let hash = source("hostile", id);
+    table.lock().unwrap().facts().find(|f| f.metric == metric && f.source == hash).map(|f| f.occurred_at_ms)
+}
+
+#[tokio::test]
+async fn calendar_dates_start_at_midnight_in_the_tenant_zone() {
+    let table = table();
+    let report = hostile_into("dates", "Europe/Berlin", &table).await;
+    assert_eq!(report.result, Ok(SyncOutcome::Complete));
+    // 2025-03-30 (Berlin springs forward at 02:00 that day): midnight is still +01:00.
+    assert_eq!(occurred_at(&table, "deals_won", "date-spring"), Some(1_743_289_200_000), "2025-03-29T23:00:00Z");
+    // 2025-10-26 (Berlin falls back at 03:00 that day): midnight is still +02:00.
+    assert_eq!(occurred_at(&table, "deals_won", "date-autumn"), Some(1_761_429_600_000), "2025-10-25T22:00:00Z");
+    assert_eq!(occurred_at(&table, "revenue", "date-summer"), Some(1_748_815_200_000), "2025-06-01T22:00:00Z");
+    // 2025-02-30 and 1899-12-31 are dropped, each counted, and the rest of the batch kept.
+    assert_eq!(rejected(&report).get("out_of_range"), Some(&2));
+    assert_eq!(report.stats.upserts, 3);
+    assert_eq!(table.lock().unwrap().len(), 3);
+    assert_eq!(occurred_at(&table, "deals_won", "date-impossible"), None);
+    assert_eq!(occurred_at(&table, "deals_won", "date-ancient"), None);
+
+    // Without a tenant zone (the check tool's default), the same dates start at UTC midnight.
+    let utc = oneup_tests::table();
+    let report = hostile_into("dates", "UTC", &utc).await;
+    assert_eq!(report.result, Ok(SyncOutcome::Complete));
+    assert_eq!(occurred_at(&utc, "deals_won", "date-spring"), Some(1_743_292_800_000), "2025-03-30T00:00:00Z");
+    assert_eq!(occurred_at(&utc, "deals_won", "date-autumn"), Some(1_761_436_800_000), "2025-10-26T00:00:00Z");
+    assert_eq!(occurred_at(&utc, "revenue", "date-summer"), Some(1_748_822_400_000), "2025-06-02T00:00:00Z");
+}
+
+#[tokio::test]
+async fn a_snapshot_retracts_the_unseen_facts_of_its_window_and_nothing_else() {
+    for mode in ["snap", "snap-final"] {
+        let table = table();
+        assert_eq!(hostile_into("snap-seed", "UTC", &table).await.result, Ok(SyncOutcome::Complete));
+        assert_eq!(held(&table, &SNAP_IDS), seeded());
+
+        let report = hostile_into(mode, "UTC", &table).await;
+        assert_eq!(report.result, Ok(SyncOutcome::Complete), "{mode}");
+        assert_eq!(report.stats.snapshots, 1, "{mode}");
+        // `s-2` and `s-from` (the window's first instant) were not seen: retracted. `s-to`
+        // (the window's end, exclusive), `s-out` (after it) and `revenue` (another metric)
+        // stay; `s-1` was seen and `s-new` is new.
+        assert_eq!(
+            held(&table, &SNAP_IDS),
+            pairs(&[
+                ("deals_won", "s-1"),
+                ("deals_won", "s-new"),
+                ("deals_won", "s-to"),
+                ("deals_won", "s-out"),
+                ("revenue", "s-1"),
+            ]),
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_left_open_or_a_sync_that_fails_after_it_retracts_nothing() {
+    let table = table();
+    assert_eq!(hostile_into("snap-seed", "UTC", &table).await.result, Ok(SyncOutcome::Complete));
+
+    // Open at the end of a successful sync: what it emitted is committed, nothing retracted.
+    let report = hostile_into("snap-open", "UTC", &table).await;
+    assert_eq!(report.result, Ok(SyncOutcome::Complete));
+    assert_eq!(report.stats.snapshots, 0);
+    assert_eq!(report.stats.checkpoints, 1);
+    assert_eq!(held(&table, &SNAP_IDS), seeded());
+
+    // Ended, then a trap before any commit: nothing committed, nothing retracted.
+    let report = hostile_into("snap-end-then-trap", "UTC", &table).await;
+    assert!(matches!(report.result, Err(SyncError::Trap(_))), "{:?}", report.result);
+    assert_eq!(report.stats.snapshots, 0);
+    assert_eq!(report.stats.committed, 0);
+    assert_eq!(held(&table, &SNAP_IDS), seeded());
+}
+
+#[tokio::test]
+async fn snapshots_that_break_the_rules_fail_the_sync_and_commit_nothing() {
+    let cases = [
+        ("undeclared", SnapshotProblem::UndeclaredMetric { index: 1 }),
+        ("no-metrics", SnapshotProblem::MetricCount { len: 0, max: 16 }),
+        ("seventeen-metrics", SnapshotProblem::MetricCount { len: 17, max: 16 }),
+        ("empty-window", SnapshotProblem::EmptyWindow),
+        ("reversed-window", SnapshotProblem::EmptyWindow),
+        ("twice", SnapshotProblem::AlreadyOpen),
+        ("end-without-begin", SnapshotProblem::NoneOpen),
+    ];
+    for (rule, problem) in cases {
+        let table = table();
+        assert_eq!(hostile_into("snap-seed", "UTC", &table).await.result, Ok(SyncOutcome::Complete));
+        let report = hostile_into(&format!("bad-snapshot:{rule}"), "UTC", &table).await;
+        assert_eq!(report.result, Err(SyncError::Contract(ContractViolation::BadSnapshot { problem })), "{rule}");
+        assert_eq!(report.result.as_ref().unwrap_err().code(), "bad_snapshot");
+        assert_eq!(rejected(&report).get("bad_snapshot"), Some(&1), "{rule}");
+        // `bs-1`, emitted before the broken rule, is not committed; nothing is retracted.
+        assert_eq!(report.stats.committed, 0, "{rule}");
+        assert_eq!(held(&table, &SNAP_IDS), seeded(), "{rule}");
+    }
+}
+
+#[tokio::test]
+async fn budget_exhausted_carries_the_resume_time_and_commits_what_was_read() {
+    let before = now_ms();
+    let table = table();
+    let report = hostile_into("budget-in:120", "UTC", &table).await;
+    let after = now_ms();
+    match report.result {
+        Ok(SyncOutcome::BudgetExhausted(Some(at))) => {
+            assert!((before + 120 * 60_000..=after + 120 * 60_000).contains(&at), "{at} not two hours on")
+        }
+        other => panic!("expected budget-exhausted with a resume time, got {other:?}"),
+    }
+    assert_eq!(table.lock().unwrap().len(), 1);
+
+    let report = hostile_into("budget", "UTC", &oneup_tests::table()).await;
+    assert_eq!(report.result, Ok(SyncOutcome::BudgetExhausted(None)));
+    assert_eq!(report.stats.committed, 1);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+// ----- a 0.1 connector on this host --------------------------------------------------------
+
+fn v01_setup(base_url: &str, mode: &str) -> IntegrationSetup {
+    setup(&[("base_url", base_url), ("mode", mode)], &[])
+}
+
+#[tokio::test]
+async fn a_connector_built_against_0_1_still_runs_unchanged() {
+    let server = CountingServer::start().await;
+    let runtime = runtime();
+    let connector = runtime.load(&component(V01)).await.expect("a 0.1 connector loads");
+    let manifest = connector.manifest();
+    assert_eq!(manifest.contract, "0.1.0");
+    assert_eq!(manifest.id, "v01");
+    assert_eq!(manifest.metrics.iter().map(|m| m.slug.as_str()).collect::<Vec<_>>(), ["deals_won", "revenue"]);
+
+    let logs = capture_logs();
+    let table = table();
+    let report = sync_into(&runtime, &connector, v01_setup(&server.base_url, "ok"), &table).await;
+    assert_eq!(report.result, Ok(SyncOutcome::Complete));
+    assert_eq!(server.hits(), 1, "its GET went through the host");
+    assert_eq!(report.stats.http_requests, 1);
+    assert_eq!((report.stats.upserts, report.stats.retractions), (4, 1));
+    assert_eq!(report.stats.checkpoints, 1);
+    assert_eq!(report.stats.committed, 5, "the checkpointed batch and the rest at the end");
+    assert!(report.stats.rejected.is_empty(), "{:?}", report.stats.rejected);
+    assert_eq!(report.stats.logs_dropped, 0);
+    assert!(logs.text().contains("v01_sync"), "its declared log code is logged");
+
+    let owner = |id: &str| keyed_hash(&tenant_key(), Domain::Owner, "v01", id);
+    let v01_source = |id: &str| keyed_hash(&tenant_key(), Domain::Source, "v01", id);
+    {
+        let t = table.lock().unwrap();
+        let mut facts: Vec<_> = t.facts().cloned().collect();
+        facts.sort_by(|a, b| (a.source, &a.metric).cmp(&(b.source, &b.metric)));
+        let find = |metric: &str, id: &str| facts.iter().find(|f| f.metric == metric && f.source == v01_source(id));
+        assert_eq!(facts.len(), 3, "{facts:?}");
+        let d1 = find("deals_won", "d-0-1").expect("d-0-1 counted");
+        assert_eq!((d1.owner, d1.occurred_at_ms, d1.value), (owner("u-1"), 1_748_858_400_000, Value::Count(1)));
+        let rev = find("revenue", "d-0-1").expect("d-0-1 revenue");
+        assert_eq!(rev.owner, owner("u-2"));
+        assert_eq!(rev.value, Value::Money { micros: 250_500_000, currency: Currency::parse("EUR").unwrap() });
+        let d3 = find("deals_won", "d-0-3").expect("d-0-3 counted");
+        assert_eq!((d3.owner, d3.occurred_at_ms), (owner("u-2"), 1_748_944_800_000));
+        assert!(find("deals_won", "d-0-2").is_none(), "retracted after the checkpoint");
+        assert_eq!(t.cursor.as_ref().and_then(|c| c.get("position")), Some(1));
+    }
+
+    // The next sync gets its 0.1 cursor back and goes on from it.
+    let report = sync_into(&runtime, &connector, v01_setup(&server.base_url, "ok"), &table).await;
+    assert_eq!(report.result, Ok(SyncOutcome::Complete));
+    assert_eq!(table.lock().unwrap().len(), 6);
+    assert_eq!(table.lock().unwrap().cursor.as_ref().and_then(|c| c.get("position")), Some(2));
+    assert!(table.lock().unwrap().facts().any(|f| f.source == v01_source("d-1-3")));
+
+    // Its budget-exhausted (no resume time in 0.1) commits what it read.
+    let report = sync_into(&runtime, &connector, v01_setup(&server.base_url, "budget"), &table).await;
+    assert_eq!(report.result, Ok(SyncOutcome::BudgetExhausted(None)));
+    assert_eq!(report.stats.committed, 5);
+
+    // Its roster goes through the 0.1 bindings too.
+    let roster = runtime.roster(&connector, v01_setup(&server.base_url, "ok")).await.expect("roster");
+    assert_eq!(
+        roster.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(),
+        ["v01.one@example.com", "v01.two@example.com"]
+    );
+    assert_eq!(roster[0].owner, owner("u-1"));
 }

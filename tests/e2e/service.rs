@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use oneup_fake_crm::pipedrive::{DealStatus, FakePipedrive, Fault, NewDeal, OwnerTotals};
 use oneup_fake_crm::{Date, Timestamp};
+use oneup_tests::app;
 use oneup_tests::*;
 use serde_json::{Value as Json, json};
 
@@ -49,63 +50,32 @@ on_both_stores!(
 /// A tenant as its admin set it up: the admin, a manager, a member and (once added) a user
 /// per CRM user, with their tokens.
 struct Tenant {
-    api: Api,
-    id: String,
-    admin_id: String,
-    admin: String,
-    manager_id: String,
-    manager: String,
-    member_id: String,
-    member: String,
+    base: app::Tenant,
     /// CRM user id → tenant user id.
     crm: BTreeMap<u64, String>,
+}
+
+impl std::ops::Deref for Tenant {
+    type Target = app::Tenant;
+
+    fn deref(&self) -> &app::Tenant {
+        &self.base
+    }
+}
+
+impl std::ops::DerefMut for Tenant {
+    fn deref_mut(&mut self) -> &mut app::Tenant {
+        &mut self.base
+    }
 }
 
 impl Tenant {
     /// The operator creates the tenant; its admin adds a manager and a member.
     async fn create(api: &Api, name: &str, domain: &str) -> Self {
-        let created = api
-            .post(
-                "/v1/tenants",
-                OPERATOR_TOKEN,
-                &json!({
-                    "name": name,
-                    "timezone": TIMEZONE,
-                    "currency": TENANT_CURRENCY,
-                    "admin": {"name": "Tenant Admin", "email": format!("admin@{domain}")},
-                }),
-            )
-            .await;
-        let body = created.expect(201);
-        let id = str_of(&body["id"]);
-        let admin_id = str_of(&body["admin"]["id"]);
-        let admin = str_of(&body["admin"]["token"]);
-        let mut tenant = Tenant {
-            api: api.clone(),
-            id,
-            admin_id,
-            admin,
-            manager_id: String::new(),
-            manager: String::new(),
-            member_id: String::new(),
-            member: String::new(),
-            crm: BTreeMap::new(),
-        };
-        let (manager_id, manager) = tenant.add_user("Team Manager", &format!("manager@{domain}"), "manager").await;
-        let (member_id, member) = tenant.add_user("Team Member", &format!("member@{domain}"), "member").await;
-        (tenant.manager_id, tenant.manager, tenant.member_id, tenant.member) = (manager_id, manager, member_id, member);
-        let me = api.get("/v1/me", &tenant.member).await;
-        assert_eq!(me.expect(200)["tenant"]["id"], tenant.id.as_str(), "{}", me.text);
-        tenant
-    }
-
-    /// The admin creates a user and a token for them.
-    async fn add_user(&self, name: &str, email: &str, role: &str) -> (String, String) {
-        let created =
-            self.api.post("/v1/users", &self.admin, &json!({"name": name, "email": email, "role": role})).await;
-        let id = str_of(&created.expect(201)["id"]);
-        let token = self.api.post_empty(&format!("/v1/users/{id}/tokens"), &self.admin).await;
-        (id.clone(), str_of(&token.expect(201)["token"]))
+        let base = app::Tenant::create(api, name, domain, TIMEZONE, TENANT_CURRENCY).await;
+        let me = api.get("/v1/me", &base.member).await;
+        assert_eq!(me.expect(200)["tenant"]["id"], base.id.as_str(), "{}", me.text);
+        Tenant { base, crm: BTreeMap::new() }
     }
 
     /// The admin registers the CRM's salespeople under their CRM names and e-mails (every
@@ -131,13 +101,7 @@ impl Tenant {
 
     /// The admin enables Pipedrive against `fake`.
     async fn enable(&self, fake: &FakePipedrive) -> Answer {
-        self.api
-            .put(
-                "/v1/integrations/pipedrive",
-                &self.admin,
-                &json!({"config": {"base_url": fake.base_url()}, "secrets": {"api_token": TOKEN}}),
-            )
-            .await
+        self.enable_pipedrive(&fake.base_url(), TOKEN).await
     }
 
     /// The admin sets the exchange rates of [`RATES`].
@@ -148,11 +112,7 @@ impl Tenant {
 
     /// `POST …/sync?wait=true`: the finished run, which must have succeeded.
     async fn sync(&self) -> Json {
-        let answer = self.api.post_empty("/v1/integrations/pipedrive/sync?wait=true", &self.admin).await;
-        let run = answer.expect(200).clone();
-        assert_eq!(run["status"], "succeeded", "{run}");
-        assert_eq!(run["error"], Json::Null, "{run}");
-        run
+        self.sync_pipedrive().await
     }
 
     /// The runs of the Pipedrive integration, oldest first.
@@ -668,7 +628,7 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
     let settings = |config: Json, secrets: Json| json!({"config": config, "secrets": secrets}).to_string();
     let url = fake_a.base_url();
     let good = settings(json!({"base_url": url}), json!({"api_token": TOKEN}));
-    r.refused("unknown connector", "PUT", "/v1/integrations/salesforce", admin, Some(&good), 404).await;
+    r.refused("unknown connector", "PUT", "/v1/integrations/hubspot", admin, Some(&good), 404).await;
     r.refused("unknown connector sync", "POST", "/v1/integrations/nosuch/sync", admin, None, 404).await;
     r.refused("unknown connector runs", "GET", "/v1/integrations/nosuch/runs", admin, None, 404).await;
     r.refused("unknown connector disable", "DELETE", "/v1/integrations/nosuch", admin, None, 404).await;
@@ -898,7 +858,8 @@ async fn kill_9_mid_sync_then_restart_resumes_without_loss_or_double_count(backe
     // A new process on the same database takes the run over once its lease expires and
     // finishes it from the last checkpoint.
     let second = Service::start(&db.url, &options).await;
-    let t = Tenant { api: second.api(), ..t };
+    let mut t = t;
+    t.api = second.api();
     let run = t.wait_finished(&run_id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert!(run["attempts"].as_u64().unwrap() >= 2, "the run was resumed: {run}");
@@ -945,7 +906,8 @@ async fn sigterm_mid_sync_stops_gracefully_without_loss_or_double_count(backend:
 
     // Whatever the stopped process left is finished by the next one.
     let second = Service::start(&db.url, &options).await;
-    let t = Tenant { api: second.api(), ..t };
+    let mut t = t;
+    t.api = second.api();
     let run = t.wait_finished(&run_id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(t.runs().await.len(), 1, "one run, finished once");

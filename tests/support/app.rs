@@ -287,6 +287,10 @@ impl Service {
         let connectors = dir.join("connectors");
         std::fs::create_dir_all(&connectors).expect("connectors folder");
         std::fs::copy(component_path(PIPEDRIVE), connectors.join("pipedrive.wasm")).expect("the component is copied");
+        std::fs::copy(component_path("oneup-connector-bullhorn"), connectors.join("bullhorn.wasm"))
+            .expect("the Bullhorn component is copied");
+        std::fs::copy(component_path("oneup-connector-salesforce"), connectors.join("salesforce.wasm"))
+            .expect("the Salesforce component is copied");
         let stdout = dir.join("stdout.log");
         let stderr = dir.join("stderr.log");
 
@@ -520,6 +524,108 @@ impl Api {
     /// `DELETE path`.
     pub async fn delete(&self, path: &str, token: &str) -> Answer {
         self.send("DELETE", path, Some(token), None).await
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub async fn patch(&self, path: &str, token: &str, body: &Json) -> Answer {
+        self.send("PATCH", path, Some(token), Some(&body.to_string())).await
+    }
+}
+
+/// A JSON string's text; panics (naming the value) on anything else.
+#[track_caller]
+pub fn str_of(v: &Json) -> String {
+    v.as_str().unwrap_or_else(|| panic!("expected a string, got {v}")).to_owned()
+}
+
+/// A tenant set up through the API as its operator and admin would: the tenant with its
+/// admin, a manager and a member, each with a token. The suites build their own users and
+/// CRM data on top.
+pub struct Tenant {
+    /// The client.
+    pub api: Api,
+    /// The tenant's id.
+    pub id: String,
+    /// The admin's user id.
+    pub admin_id: String,
+    /// The admin's token.
+    pub admin: String,
+    /// The manager's user id.
+    pub manager_id: String,
+    /// The manager's token.
+    pub manager: String,
+    /// The member's user id.
+    pub member_id: String,
+    /// The member's token.
+    pub member: String,
+}
+
+impl Tenant {
+    /// The operator creates the tenant (`admin@{domain}`) in `timezone` and `currency`;
+    /// its admin adds `manager@{domain}` and `member@{domain}`.
+    pub async fn create(api: &Api, name: &str, domain: &str, timezone: &str, currency: &str) -> Self {
+        let created = api
+            .post(
+                "/v1/tenants",
+                OPERATOR_TOKEN,
+                &serde_json::json!({
+                    "name": name,
+                    "timezone": timezone,
+                    "currency": currency,
+                    "admin": {"name": "Tenant Admin", "email": format!("admin@{domain}")},
+                }),
+            )
+            .await;
+        let body = created.expect(201);
+        let mut tenant = Tenant {
+            api: api.clone(),
+            id: str_of(&body["id"]),
+            admin_id: str_of(&body["admin"]["id"]),
+            admin: str_of(&body["admin"]["token"]),
+            manager_id: String::new(),
+            manager: String::new(),
+            member_id: String::new(),
+            member: String::new(),
+        };
+        (tenant.manager_id, tenant.manager) =
+            tenant.add_user("Team Manager", &format!("manager@{domain}"), "manager").await;
+        (tenant.member_id, tenant.member) = tenant.add_user("Team Member", &format!("member@{domain}"), "member").await;
+        tenant
+    }
+
+    /// The admin creates a user and a token for them: `(id, token)`.
+    pub async fn add_user(&self, name: &str, email: &str, role: &str) -> (String, String) {
+        let body = serde_json::json!({"name": name, "email": email, "role": role});
+        let created = self.api.post("/v1/users", &self.admin, &body).await;
+        let id = str_of(&created.expect(201)["id"]);
+        let token = self.api.post_empty(&format!("/v1/users/{id}/tokens"), &self.admin).await;
+        (id, str_of(&token.expect(201)["token"]))
+    }
+
+    /// The admin enables Pipedrive against the fake at `base_url` with `api_token`.
+    pub async fn enable_pipedrive(&self, base_url: &str, api_token: &str) -> Answer {
+        let body = serde_json::json!({"config": {"base_url": base_url}, "secrets": {"api_token": api_token}});
+        self.api.put("/v1/integrations/pipedrive", &self.admin, &body).await
+    }
+
+    /// `POST /v1/integrations/pipedrive/sync?wait=true`: the finished run, which must have
+    /// succeeded.
+    pub async fn sync_pipedrive(&self) -> Json {
+        let answer = self.api.post_empty("/v1/integrations/pipedrive/sync?wait=true", &self.admin).await;
+        let run = answer.expect(200).clone();
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(run["error"], Json::Null, "{run}");
+        run
+    }
+
+    /// The admin creates a team with these members; its id.
+    pub async fn team(&self, name: &str, members: &[&str]) -> String {
+        let created = self.api.post("/v1/teams", &self.admin, &serde_json::json!({"name": name})).await;
+        let team = str_of(&created.expect(201)["id"]);
+        for m in members {
+            self.api.send("PUT", &format!("/v1/teams/{team}/members/{m}"), Some(&self.admin), None).await.expect(204);
+        }
+        team
     }
 }
 

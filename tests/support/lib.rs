@@ -38,9 +38,21 @@ pub fn wasm_dir() -> PathBuf {
                 "-p",
                 "oneup-connector-pipedrive",
                 "-p",
+                "oneup-connector-salesforce",
+                "-p",
+                "oneup-connector-bullhorn",
+                "-p",
                 "oneup-hostile-connector",
                 "-p",
                 "oneup-wrong-version-connector",
+                "-p",
+                "oneup-v01-connector",
+                "-p",
+                "oneup-auth-connector",
+                "-p",
+                "oneup-auth-connector-bullhorn",
+                "-p",
+                "oneup-connector-template",
             ])
             .arg("--target-dir")
             .arg(&target)
@@ -107,6 +119,8 @@ pub fn setup(config: &[(&str, &str)], secrets: &[(&str, &str)]) -> IntegrationSe
         secrets: secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         tenant_key: tenant_key(),
         debug: None,
+        vault: None,
+        timezone: oneup::runtime::TimeZone::UTC,
     }
 }
 
@@ -118,7 +132,7 @@ pub async fn sync_into(
     table: &Arc<Mutex<FactTable>>,
 ) -> SyncReport {
     let since = table.lock().unwrap().cursor.clone();
-    let sink = TableSink { table: table.clone(), on_change: None };
+    let sink = TableSink { table: table.clone(), on_change: None, on_snapshot: None };
     runtime.sync(connector, setup, since.as_ref(), Box::new(sink)).await
 }
 

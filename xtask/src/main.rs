@@ -12,9 +12,20 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 /// The connector crates shipped in `dist/` (crate name, connector id).
-const CONNECTORS: &[(&str, &str)] = &[("oneup-connector-pipedrive", "pipedrive")];
+const CONNECTORS: &[(&str, &str)] = &[
+    ("oneup-connector-pipedrive", "pipedrive"),
+    ("oneup-connector-salesforce", "salesforce"),
+    ("oneup-connector-bullhorn", "bullhorn"),
+];
 /// Components used only by tests.
-const TEST_COMPONENTS: &[&str] = &["oneup-hostile-connector", "oneup-wrong-version-connector"];
+const TEST_COMPONENTS: &[&str] = &[
+    "oneup-hostile-connector",
+    "oneup-wrong-version-connector",
+    "oneup-v01-connector",
+    "oneup-auth-connector",
+    "oneup-auth-connector-bullhorn",
+    "oneup-connector-template",
+];
 const WASM_TARGET: &str = "wasm32-wasip2";
 const WASM_PROFILE: &str = "wasm-release";
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

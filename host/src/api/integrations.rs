@@ -39,6 +39,10 @@ fn manifest_json(m: &Manifest) -> Value {
 }
 
 /// `GET /v1/connectors` (any user).
+#[utoipa::path(get, path = "/v1/connectors", tag = "integrations", operation_id = "list_connectors",
+    responses(
+        (status = 200, description = "Installed connectors.", body = super::openapi::integration_schemas::ConnectorList),
+    ))]
 pub(super) async fn list_connectors(State(state): State<AppState>, _: User) -> impl IntoResponse {
     axum::Json(json!({"connectors": state.registry.iter().map(|c| manifest_json(c.manifest())).collect::<Vec<_>>()}))
 }
@@ -55,10 +59,17 @@ fn integration_json(i: &Integration) -> Value {
         "disabled_at_ms": i.disabled_at_ms,
         "next_sync_at_ms": i.next_sync_at_ms,
         "has_secrets": i.has_secrets,
+        "auth_status": i.auth_status.as_str(),
+        "auth_status_at_ms": i.auth_status_at_ms,
     })
 }
 
 /// `GET /v1/integrations` (admin).
+#[utoipa::path(get, path = "/v1/integrations", tag = "integrations", operation_id = "list_integrations",
+    responses(
+        (status = 200, description = "The tenant's integrations.", body = super::openapi::integration_schemas::IntegrationList),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn list_integrations(
     State(state): State<AppState>,
     user: User,
@@ -69,6 +80,13 @@ pub(super) async fn list_integrations(
 }
 
 /// `GET /v1/integrations/{connector}` (admin).
+#[utoipa::path(get, path = "/v1/integrations/{connector}", tag = "integrations", operation_id = "get_integration",
+    params(("connector" = String, Path, description = "The connector's id.")),
+    responses(
+        (status = 200, description = "The integration.", body = super::openapi::integration_schemas::IntegrationView),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled in this tenant.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn get_integration(
     State(state): State<AppState>,
     user: User,
@@ -92,6 +110,16 @@ pub(super) struct EnableBody {
 /// `PUT /v1/integrations/{connector}` (admin): enables it with its settings (the opt-in,
 /// recorded with who, when and which metrics). Nothing is written unless every setting is
 /// valid.
+#[utoipa::path(put, path = "/v1/integrations/{connector}", tag = "integrations", operation_id = "enable_integration",
+    params(("connector" = String, Path, description = "The connector's id.")),
+    request_body = super::openapi::integration_schemas::EnableIntegrationBody,
+    responses(
+        (status = 200, description = "Enabled.", body = super::openapi::integration_schemas::IntegrationView),
+        (status = 400, description = "Unknown or missing config or secret keys, or a bad interval.", body = super::openapi::ErrorBody),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such connector installed.", body = super::openapi::ErrorBody),
+        (status = 422, description = "Settings the connector refuses (`invalid_settings`).", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn enable(
     State(state): State<AppState>,
     user: User,
@@ -132,8 +160,15 @@ pub(super) async fn enable(
         return Err(ApiError::bad_request("invalid_field", "`sync_interval_secs` must be between 60 and 604800"));
     }
     let tenant_key = state.store.tenant_key(p.tenant_id).await?;
-    let setup =
-        IntegrationSetup { config: body.config.clone(), secrets: body.secrets.clone(), tenant_key, debug: None };
+    // Only the settings are checked here; the zone matters once the scheduler syncs.
+    let setup = IntegrationSetup {
+        config: body.config.clone(),
+        secrets: body.secrets.clone(),
+        tenant_key,
+        debug: None,
+        timezone: crate::runtime::TimeZone::UTC,
+        vault: None,
+    };
     if let Err(e) = state.runtime.check_setup(loaded, &setup) {
         let message = match e {
             SyncError::Setup(m) => m,
@@ -178,6 +213,13 @@ pub(super) struct DisableQuery {
 
 /// `DELETE /v1/integrations/{connector}` (admin): disables it and destroys its secrets;
 /// `?purge=true` also deletes its facts.
+#[utoipa::path(delete, path = "/v1/integrations/{connector}", tag = "integrations", operation_id = "disable_integration",
+    params(("connector" = String, Path, description = "The connector's id."), ("purge" = Option<bool>, Query, description = "Also delete its facts.")),
+    responses(
+        (status = 204, description = "Disabled; its secrets destroyed."),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled in this tenant.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn disable(
     State(state): State<AppState>,
     user: User,
@@ -226,6 +268,15 @@ fn finished(run: &Run) -> bool {
 
 /// `POST /v1/integrations/{connector}/sync` (admin): queues a run now (or returns the one
 /// already queued or running); `?wait=true` waits for it to finish.
+#[utoipa::path(post, path = "/v1/integrations/{connector}/sync", tag = "integrations", operation_id = "sync_integration",
+    params(("connector" = String, Path, description = "The connector's id."), ("wait" = Option<bool>, Query, description = "Wait for the run to finish.")),
+    responses(
+        (status = 202, description = "Queued (or, with `wait=true`, still running when the wait ran out).", body = super::openapi::integration_schemas::QueuedRun),
+        (status = 200, description = "With `wait=true`: the finished run.", body = super::openapi::integration_schemas::RunView),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled in this tenant.", body = super::openapi::ErrorBody),
+        (status = 409, description = "The integration is disabled (`integration_disabled`).", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn sync_now(
     State(state): State<AppState>,
     user: User,
@@ -257,6 +308,13 @@ pub(super) async fn sync_now(
 }
 
 /// `GET /v1/integrations/{connector}/runs` (admin): the latest runs.
+#[utoipa::path(get, path = "/v1/integrations/{connector}/runs", tag = "integrations", operation_id = "list_runs",
+    params(("connector" = String, Path, description = "The connector's id.")),
+    responses(
+        (status = 200, description = "The latest runs.", body = super::openapi::integration_schemas::RunList),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled in this tenant.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn list_runs(
     State(state): State<AppState>,
     user: User,
@@ -269,6 +327,13 @@ pub(super) async fn list_runs(
 }
 
 /// `GET /v1/integrations/{connector}/runs/{run_id}` (admin).
+#[utoipa::path(get, path = "/v1/integrations/{connector}/runs/{run_id}", tag = "integrations", operation_id = "get_run",
+    params(("connector" = String, Path, description = "The connector's id."), ("run_id" = uuid::Uuid, Path, description = "The run.")),
+    responses(
+        (status = 200, description = "The run.", body = super::openapi::integration_schemas::RunView),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "No such run.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn get_run(
     State(state): State<AppState>,
     user: User,
@@ -285,6 +350,13 @@ pub(super) async fn get_run(
 
 /// `GET /v1/integrations/{connector}/owners` (admin): how many CRM owners and facts wait
 /// for a mapping, by keyed hash, and the mappings in place.
+#[utoipa::path(get, path = "/v1/integrations/{connector}/owners", tag = "integrations", operation_id = "list_owners",
+    params(("connector" = String, Path, description = "The connector's id.")),
+    responses(
+        (status = 200, description = "Unmapped CRM owners (keyed hashes) and the mappings.", body = super::openapi::integration_schemas::OwnersView),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled in this tenant.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn owners(
     State(state): State<AppState>,
     user: User,
@@ -311,6 +383,15 @@ pub(super) struct MapOwnerBody {
 
 /// `PUT /v1/integrations/{connector}/owners` (admin): maps a CRM owner, entered by its CRM
 /// user id (hashed at once, never kept), to a user; its waiting facts count for them.
+#[utoipa::path(put, path = "/v1/integrations/{connector}/owners", tag = "integrations", operation_id = "map_owner",
+    params(("connector" = String, Path, description = "The connector's id.")),
+    request_body = super::openapi::integration_schemas::MapOwnerBody,
+    responses(
+        (status = 204, description = "Mapped; its waiting facts count for the user."),
+        (status = 400, description = "Not a CRM user id.", body = super::openapi::ErrorBody),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled, or no such user.", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn map_owner(
     State(state): State<AppState>,
     user: User,

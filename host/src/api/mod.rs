@@ -10,6 +10,9 @@ mod error;
 mod extract;
 mod integrations;
 mod kpis;
+mod metrics;
+pub mod openapi;
+mod paging;
 mod system;
 mod targets;
 mod tenants;
@@ -22,8 +25,10 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post, put};
 use sha2::{Digest, Sha256};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use self::error::ApiError;
 use crate::runtime::Runtime;
@@ -90,39 +95,46 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// Every route, each registered with its OpenAPI description (see [`openapi`]).
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(tenants::create_tenant))
+        .routes(routes!(tenants::create_user, tenants::list_users))
+        .routes(routes!(tenants::delete_user))
+        .routes(routes!(tenants::create_token))
+        .routes(routes!(tenants::create_team, tenants::list_teams))
+        .routes(routes!(tenants::add_member, tenants::remove_member))
+        .routes(routes!(tenants::set_fx_rates, tenants::get_fx_rates))
+        .routes(routes!(tenants::me, tenants::update_me))
+        .routes(routes!(integrations::list_connectors))
+        .routes(routes!(integrations::list_integrations))
+        .routes(routes!(integrations::enable, integrations::disable, integrations::get_integration))
+        .routes(routes!(integrations::sync_now))
+        .routes(routes!(integrations::list_runs))
+        .routes(routes!(integrations::get_run))
+        .routes(routes!(integrations::owners, integrations::map_owner))
+        .routes(routes!(kpis::kpis))
+        .routes(routes!(kpis::my_kpis))
+        .routes(routes!(metrics::create_metric, metrics::list_metrics))
+        .routes(routes!(metrics::get_metric, metrics::delete_metric))
+        .routes(routes!(contests::create_contest, contests::list_contests))
+        .routes(routes!(contests::get_contest, contests::update_contest, contests::delete_contest))
+        .routes(routes!(contests::leaderboard))
+        .routes(routes!(targets::create_target, targets::list_targets))
+        .routes(routes!(targets::get_target, targets::update_target, targets::delete_target))
+        .routes(routes!(targets::progress))
+        .routes(routes!(system::audit))
+        .routes(routes!(system::privacy_register))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi_json))
+}
+
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/tenants", post(tenants::create_tenant))
-        .route("/users", post(tenants::create_user).get(tenants::list_users))
-        .route("/users/{id}", axum::routing::delete(tenants::delete_user))
-        .route("/users/{id}/tokens", post(tenants::create_token))
-        .route("/teams", post(tenants::create_team).get(tenants::list_teams))
-        .route("/teams/{id}/members/{user_id}", put(tenants::add_member).delete(tenants::remove_member))
-        .route("/fx-rates", put(tenants::set_fx_rates).get(tenants::get_fx_rates))
-        .route("/me", get(tenants::me).patch(tenants::update_me))
-        .route("/connectors", get(integrations::list_connectors))
-        .route("/integrations", get(integrations::list_integrations))
-        .route(
-            "/integrations/{connector}",
-            put(integrations::enable).delete(integrations::disable).get(integrations::get_integration),
-        )
-        .route("/integrations/{connector}/sync", post(integrations::sync_now))
-        .route("/integrations/{connector}/runs", get(integrations::list_runs))
-        .route("/integrations/{connector}/runs/{run_id}", get(integrations::get_run))
-        .route("/integrations/{connector}/owners", get(integrations::owners).put(integrations::map_owner))
-        .route("/kpis", get(kpis::kpis))
-        .route("/contests", post(contests::create_contest))
-        .route("/contests/{id}/leaderboard", get(contests::leaderboard))
-        .route("/targets", post(targets::create_target))
-        .route("/targets/{id}/progress", get(targets::progress))
-        .route("/audit", get(system::audit))
-        .route("/privacy/register", get(system::privacy_register))
-        .method_not_allowed_fallback(system::method_not_allowed);
-    Router::new()
-        .nest("/v1", v1)
-        .route("/healthz", get(system::healthz))
-        .route("/metrics", get(system::metrics))
+    let (routes, _) = routes().split_for_parts();
+    routes
+        .merge(openapi::docs_page())
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))

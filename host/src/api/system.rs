@@ -9,14 +9,39 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, User};
+use super::openapi::ErrorBody;
 
-/// `GET /healthz`: the process answers and the database answers.
-pub(super) async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    state.store.ping().await?;
-    Ok(axum::Json(json!({"status": "ok"})))
+/// `GET /healthz`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    /// `ok`.
+    status: &'static str,
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Liveness: the process and its database answer.
+#[utoipa::path(get, path = "/healthz", tag = "system", operation_id = "healthz",
+    responses((status = 200, description = "Up.", body = Health)))]
+pub(super) async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    state.store.ping().await?;
+    Ok(axum::Json(Health { status: "ok" }))
+}
+
+/// The OpenAPI document of this API.
+///
+/// This very document: every route, its parameters, bodies, answers and security.
+#[utoipa::path(get, path = "/openapi.json", tag = "system", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json")))]
+pub(super) async fn openapi_json() -> impl IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(super::openapi::document_json).clone();
+    ([(header::CONTENT_TYPE, "application/json")], text)
+}
+
+/// Prometheus metrics of this node.
+///
+/// Requests answered by status class and connectors installed, in Prometheus' text format.
+#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "prometheus_metrics",
+    responses((status = 200, description = "Prometheus text format 0.0.4.", body = String, content_type = "text/plain")))]
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut out = String::new();
     out.push_str("# HELP oneup_http_requests_total HTTP requests answered, by status class.\n");
@@ -30,7 +55,12 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
-/// `GET /v1/privacy/register` (any user): the processing register, machine-readable.
+/// The processing register (any user).
+///
+/// Machine-readable: the categories of personal data processed, their purposes, legal
+/// bases, retention and the processors they go to.
+#[utoipa::path(get, path = "/v1/privacy/register", tag = "system", operation_id = "privacy_register",
+    responses((status = 200, description = "The register.", body = Object)))]
 pub(super) async fn privacy_register(_: User) -> impl IntoResponse {
     axum::Json(json!({
         "controller_role": "processor for each tenant",
@@ -79,20 +109,54 @@ pub(super) async fn privacy_register(_: User) -> impl IntoResponse {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct AuditQuery {
+    /// Entries after this sequence number (default 0: from the first).
     #[serde(default)]
     after: u64,
+    /// At most this many entries, 1 to 1000 (default 100).
     #[serde(default = "default_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: u32,
+}
+
+/// `GET /v1/audit`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct AuditLog {
+    /// Oldest first.
+    entries: Vec<AuditLogEntry>,
+}
+
+/// One audit entry.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct AuditLogEntry {
+    /// Its sequence number; pass the last one as `after` for the next page.
+    seq: u64,
+    /// When, in milliseconds since the Unix epoch.
+    at_ms: i64,
+    /// Who: `operator`, `system` or `user:<id>`.
+    actor: String,
+    /// What (`tenant.created`, `integration.enabled`, …).
+    action: String,
+    /// To which ids.
+    subject: String,
 }
 
 fn default_limit() -> u32 {
     100
 }
 
-/// `GET /v1/audit?after=&limit=` (admin): the append-only audit log, oldest first.
+/// The tenant's audit log (admin).
+///
+/// Append-only, oldest first: who did what to which ids, and when.
+#[utoipa::path(get, path = "/v1/audit", tag = "system", operation_id = "audit_log", params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of entries.", body = AuditLog),
+        (status = 400, description = "`limit` out of range or an unknown parameter.", body = ErrorBody),
+        (status = 403, description = "Not an admin.", body = ErrorBody),
+    ))]
 pub(super) async fn audit(
     State(state): State<AppState>,
     user: User,
@@ -103,15 +167,18 @@ pub(super) async fn audit(
         return Err(ApiError::bad_request("invalid_query", "`limit` must be between 1 and 1000"));
     }
     let entries = state.store.audit_log(p.tenant_id, q.after, q.limit).await?;
-    Ok(axum::Json(json!({
-        "entries": entries.iter().map(|e| json!({
-            "seq": e.seq,
-            "at_ms": e.at_ms,
-            "actor": e.actor.to_stored(),
-            "action": e.action,
-            "subject": e.subject,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(axum::Json(AuditLog {
+        entries: entries
+            .iter()
+            .map(|e| AuditLogEntry {
+                seq: e.seq,
+                at_ms: e.at_ms,
+                actor: e.actor.to_stored(),
+                action: e.action.clone(),
+                subject: e.subject.clone(),
+            })
+            .collect(),
+    }))
 }
 
 /// Any other path.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, Operator, User};
+use super::openapi::{Created, ErrorBody};
 use crate::ingest::Currency;
 use crate::store::{
     Actor, AuditEntry, FxRate, NewTenant, NewUser, Principal, Role, TeamId, TenantId, UserId, UserUpdate,
@@ -60,23 +61,58 @@ pub(super) async fn audit(
     Ok(())
 }
 
-#[derive(Deserialize)]
+/// A new tenant and its first admin.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewTenantBody {
+    /// Display name, 1 to 200 characters.
     name: String,
+    /// IANA time zone; every date and period of the tenant is in it.
+    #[schema(example = "Europe/London")]
     timezone: String,
+    /// ISO 4217 code of the tenant currency; money figures are converted to it.
+    #[schema(example = "GBP")]
     currency: String,
+    /// The first admin.
     admin: NewAdminBody,
 }
 
-#[derive(Deserialize)]
+/// The first admin of a new tenant.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewAdminBody {
+    /// Display name.
     name: String,
+    /// Work e-mail.
     email: String,
 }
 
-/// `POST /v1/tenants` (operator).
+/// A created tenant and its admin's first token.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct CreatedTenant {
+    /// The tenant's id.
+    id: uuid::Uuid,
+    /// Its admin.
+    admin: CreatedAdmin,
+}
+
+/// The admin of a created tenant.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct CreatedAdmin {
+    /// The admin's user id.
+    id: uuid::Uuid,
+    /// The admin's API token, shown this once (only its hash is kept).
+    token: String,
+}
+
+/// Creates a tenant with its first admin (operator).
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", operation_id = "create_tenant",
+    request_body = NewTenantBody,
+    responses(
+        (status = 201, description = "Created.", body = CreatedTenant),
+        (status = 400, description = "Bad input: name, IANA zone, ISO 4217 currency or e-mail.", body = ErrorBody),
+        (status = 403, description = "Not the operator's token.", body = ErrorBody),
+    ))]
 pub(super) async fn create_tenant(
     State(state): State<AppState>,
     _: Operator,
@@ -104,22 +140,35 @@ pub(super) async fn create_tenant(
     audit(&state, tenant, Actor::Operator, "tenant.created", &tenant.to_string()).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(json!({
-            "id": tenant,
-            "admin": {"id": created.admin.id, "token": created.admin_token.token},
-        })),
+        axum::Json(CreatedTenant {
+            id: tenant.as_uuid(),
+            admin: CreatedAdmin { id: created.admin.id.as_uuid(), token: created.admin_token.token },
+        }),
     ))
 }
 
-#[derive(Deserialize)]
+/// A new user.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewUserBody {
+    /// Display name, 1 to 200 characters.
     name: String,
+    /// Work e-mail, unique in the tenant (case-insensitively); CRM users are matched by it.
     email: String,
+    /// Their role.
+    #[schema(value_type = super::openapi::RoleSchema)]
     role: Role,
 }
 
-/// `POST /v1/users` (admin).
+/// Adds a user to the tenant (admin).
+#[utoipa::path(post, path = "/v1/users", tag = "tenants", operation_id = "create_user",
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "Created.", body = Created),
+        (status = 400, description = "Bad input.", body = ErrorBody),
+        (status = 403, description = "Not an admin.", body = ErrorBody),
+        (status = 409, description = "The e-mail is taken in this tenant (`email_taken`).", body = ErrorBody),
+    ))]
 pub(super) async fn create_user(
     State(state): State<AppState>,
     user: User,
@@ -134,7 +183,7 @@ pub(super) async fn create_user(
         .await
         .map_err(email_conflict)?;
     audit(&state, admin.tenant_id, Actor::User(admin.user_id), "user.created", &created.id.to_string()).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": created.id}))))
+    Ok((StatusCode::CREATED, axum::Json(Created { id: created.id.as_uuid() })))
 }
 
 /// A taken e-mail address is a 409 with its own code.
@@ -156,7 +205,66 @@ fn user_json(u: &crate::store::User) -> Value {
     json!({"id": u.id, "name": u.name, "email": u.email, "role": u.role})
 }
 
-/// `GET /v1/users` (manager+).
+/// A user as the API shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct UserView {
+    /// Their id.
+    id: uuid::Uuid,
+    /// Display name.
+    name: String,
+    /// Work e-mail.
+    email: String,
+    /// Their role.
+    #[schema(value_type = super::openapi::RoleSchema)]
+    role: Role,
+}
+
+/// `GET /v1/users`' answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct UserList {
+    /// Every user of the tenant.
+    users: Vec<UserView>,
+}
+
+/// The user's own record with their tenant.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct MeView {
+    /// Their id.
+    id: uuid::Uuid,
+    /// Display name.
+    name: String,
+    /// Work e-mail.
+    email: String,
+    /// Their role.
+    #[schema(value_type = super::openapi::RoleSchema)]
+    role: Role,
+    /// Their tenant.
+    tenant: TenantView,
+}
+
+/// A tenant as its users see it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TenantView {
+    /// Its id.
+    id: uuid::Uuid,
+    /// Display name.
+    name: String,
+    /// IANA time zone.
+    timezone: String,
+    /// ISO 4217 tenant currency.
+    currency: String,
+}
+
+/// Lists the tenant's users (manager+).
+#[utoipa::path(get, path = "/v1/users", tag = "tenants", operation_id = "list_users",
+    responses(
+        (status = 200, description = "Every user.", body = UserList),
+        (status = 403, description = "A member.", body = ErrorBody),
+    ))]
 pub(super) async fn list_users(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
     let p = user.require_manager()?;
     let users = state.store.users(p.tenant_id).await?;
@@ -172,7 +280,16 @@ fn self_or_admin(p: &Principal, target: UserId) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /v1/users/{id}/tokens` (admin, or that user).
+/// Issues an API token for a user (admin, or that user).
+///
+/// The token is shown once; only its hash is kept.
+#[utoipa::path(post, path = "/v1/users/{id}/tokens", tag = "tenants", operation_id = "create_token",
+    params(("id" = uuid::Uuid, Path, description = "The user.")),
+    responses(
+        (status = 201, description = "Issued.", body = inline(TokenView)),
+        (status = 403, description = "Neither an admin nor that user.", body = ErrorBody),
+        (status = 404, description = "No such user in this tenant.", body = ErrorBody),
+    ))]
 pub(super) async fn create_token(
     State(state): State<AppState>,
     user: User,
@@ -185,10 +302,26 @@ pub(super) async fn create_token(
     self_or_admin(&p, target)?;
     let issued = state.store.create_token(p.tenant_id, target).await?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "token.created", &target.to_string()).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"token": issued.token}))))
+    Ok((StatusCode::CREATED, axum::Json(TokenView { token: issued.token })))
 }
 
-/// `DELETE /v1/users/{id}` (admin, or that user): erasure.
+/// A freshly issued API token.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct TokenView {
+    /// The bearer token, shown this once.
+    token: String,
+}
+
+/// Erases a user (admin, or that user).
+///
+/// Deletes the user, their tokens, owner mappings, targets and participations.
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "tenants", operation_id = "erase_user",
+    params(("id" = uuid::Uuid, Path, description = "The user.")),
+    responses(
+        (status = 204, description = "Erased."),
+        (status = 403, description = "Neither an admin nor that user.", body = ErrorBody),
+        (status = 404, description = "No such user in this tenant.", body = ErrorBody),
+    ))]
 pub(super) async fn delete_user(
     State(state): State<AppState>,
     user: User,
@@ -203,13 +336,23 @@ pub(super) async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// A new team.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewTeamBody {
+    /// Display name, unique in the tenant.
     name: String,
 }
 
-/// `POST /v1/teams` (admin).
+/// Creates a team (admin).
+#[utoipa::path(post, path = "/v1/teams", tag = "tenants", operation_id = "create_team",
+    request_body = NewTeamBody,
+    responses(
+        (status = 201, description = "Created.", body = Created),
+        (status = 400, description = "Bad input.", body = ErrorBody),
+        (status = 403, description = "Not an admin.", body = ErrorBody),
+        (status = 409, description = "A team of this name exists (`team_exists`).", body = ErrorBody),
+    ))]
 pub(super) async fn create_team(
     State(state): State<AppState>,
     user: User,
@@ -224,10 +367,35 @@ pub(super) async fn create_team(
         other => other.into(),
     })?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "team.created", &team.id.to_string()).await?;
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": team.id}))))
+    Ok((StatusCode::CREATED, axum::Json(Created { id: team.id.as_uuid() })))
 }
 
-/// `GET /v1/teams` (manager+).
+/// A team with its members.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TeamView {
+    /// Its id.
+    id: uuid::Uuid,
+    /// Display name.
+    name: String,
+    /// Its members' user ids.
+    members: Vec<uuid::Uuid>,
+}
+
+/// `GET /v1/teams`' answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TeamList {
+    /// Every team.
+    teams: Vec<TeamView>,
+}
+
+/// Lists the teams with their members (manager+).
+#[utoipa::path(get, path = "/v1/teams", tag = "tenants", operation_id = "list_teams",
+    responses(
+        (status = 200, description = "Every team.", body = TeamList),
+        (status = 403, description = "A member.", body = ErrorBody),
+    ))]
 pub(super) async fn list_teams(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
     let p = user.require_manager()?;
     let mut teams = Vec::new();
@@ -238,7 +406,14 @@ pub(super) async fn list_teams(State(state): State<AppState>, user: User) -> Res
     Ok(axum::Json(json!({"teams": teams})))
 }
 
-/// `PUT /v1/teams/{id}/members/{user_id}` (admin).
+/// Adds a user to a team (admin).
+#[utoipa::path(put, path = "/v1/teams/{id}/members/{user_id}", tag = "tenants", operation_id = "add_team_member",
+    params(("id" = uuid::Uuid, Path, description = "The team."), ("user_id" = uuid::Uuid, Path, description = "The user.")),
+    responses(
+        (status = 204, description = "A member (also when already one)."),
+        (status = 403, description = "Not an admin.", body = ErrorBody),
+        (status = 404, description = "No such team or user in this tenant.", body = ErrorBody),
+    ))]
 pub(super) async fn add_member(
     State(state): State<AppState>,
     user: User,
@@ -252,7 +427,14 @@ pub(super) async fn add_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE /v1/teams/{id}/members/{user_id}` (admin).
+/// Removes a user from a team (admin).
+#[utoipa::path(delete, path = "/v1/teams/{id}/members/{user_id}", tag = "tenants", operation_id = "remove_team_member",
+    params(("id" = uuid::Uuid, Path, description = "The team."), ("user_id" = uuid::Uuid, Path, description = "The user.")),
+    responses(
+        (status = 204, description = "Not a member any more."),
+        (status = 403, description = "Not an admin.", body = ErrorBody),
+        (status = 404, description = "No such team or user in this tenant.", body = ErrorBody),
+    ))]
 pub(super) async fn remove_member(
     State(state): State<AppState>,
     user: User,
@@ -266,14 +448,47 @@ pub(super) async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+/// Exchange rates to set.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FxBody {
+    /// ISO 4217 code → what one unit of it is worth in the tenant currency, as a positive
+    /// decimal string.
+    #[schema(example = json!({"EUR": "0.85"}))]
     rates: BTreeMap<String, String>,
 }
 
-/// `PUT /v1/fx-rates` (admin): one unit of each currency is worth `rate` of the tenant
-/// currency. Amounts waiting for a rate are converted at once.
+/// `PUT /v1/fx-rates`' answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct FxSet {
+    /// Every rate of the tenant now.
+    rates: BTreeMap<String, String>,
+    /// How many amounts that waited for a rate were converted.
+    converted: u64,
+}
+
+/// `GET /v1/fx-rates`' answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct FxView {
+    /// ISO 4217 code → its rate.
+    rates: BTreeMap<String, String>,
+    /// ISO 4217 code → how many amounts wait for its rate.
+    waiting_for_rate: BTreeMap<String, u64>,
+}
+
+/// Sets exchange rates (admin).
+///
+/// One unit of each currency is worth `rate` of the tenant currency. Amounts waiting for a
+/// rate are converted at once.
+#[utoipa::path(put, path = "/v1/fx-rates", tag = "tenants", operation_id = "set_fx_rates",
+    request_body = FxBody,
+    responses(
+        (status = 200, description = "Set.", body = FxSet),
+        (status = 400, description = "Not an ISO 4217 code, or not a positive decimal.", body = ErrorBody),
+        (status = 403, description = "Not an admin.", body = ErrorBody),
+    ))]
 pub(super) async fn set_fx_rates(
     State(state): State<AppState>,
     user: User,
@@ -306,7 +521,12 @@ pub(super) async fn set_fx_rates(
     })))
 }
 
-/// `GET /v1/fx-rates` (manager+).
+/// The tenant's exchange rates (manager+).
+#[utoipa::path(get, path = "/v1/fx-rates", tag = "tenants", operation_id = "get_fx_rates",
+    responses(
+        (status = 200, description = "The rates and what waits for one.", body = FxView),
+        (status = 403, description = "A member.", body = ErrorBody),
+    ))]
 pub(super) async fn get_fx_rates(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
     let p = user.require_manager()?;
     let all = state.store.fx_rates(p.tenant_id).await?;
@@ -317,7 +537,9 @@ pub(super) async fn get_fx_rates(State(state): State<AppState>, user: User) -> R
     })))
 }
 
-/// `GET /v1/me`: the user's own record.
+/// The caller's own record (any user).
+#[utoipa::path(get, path = "/v1/me", tag = "tenants", operation_id = "get_me",
+    responses((status = 200, description = "Their record and tenant.", body = MeView)))]
 pub(super) async fn me(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
     let p = user.0;
     let me = state.store.user(p.tenant_id, p.user_id).await?;
@@ -327,14 +549,24 @@ pub(super) async fn me(State(state): State<AppState>, user: User) -> Result<impl
     Ok(axum::Json(body))
 }
 
-#[derive(Deserialize)]
+/// What to rectify; at least one field.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UpdateMeBody {
+    /// A new display name.
     name: Option<String>,
+    /// A new work e-mail.
     email: Option<String>,
 }
 
-/// `PATCH /v1/me`: rectification of the user's own name and e-mail.
+/// Rectifies the caller's own name or e-mail (any user).
+#[utoipa::path(patch, path = "/v1/me", tag = "tenants", operation_id = "update_me",
+    request_body = UpdateMeBody,
+    responses(
+        (status = 200, description = "The record now.", body = UserView),
+        (status = 400, description = "Bad input, or nothing to change.", body = ErrorBody),
+        (status = 409, description = "The e-mail is taken (`email_taken`).", body = ErrorBody),
+    ))]
 pub(super) async fn update_me(
     State(state): State<AppState>,
     user: User,

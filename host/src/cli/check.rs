@@ -11,10 +11,12 @@ use anyhow::Context;
 use clap::Args;
 
 use super::facts::{FactTable, TableSink};
-use super::output::{change_json, micros_to_decimal};
+use super::output::{change_json, micros_to_decimal, rfc3339_ms};
+use super::toolkit::Toolkit;
 use super::{SandboxArgs, parse_key_value};
 use crate::ingest::pseudonym::TenantKey;
-use crate::runtime::{IntegrationSetup, LoadError, Runtime};
+use crate::runtime::auth::{MemoryVault, TokenVault};
+use crate::runtime::{IntegrationSetup, LoadError};
 
 /// Arguments of `oneup connector check`.
 #[derive(Debug, Args)]
@@ -34,14 +36,45 @@ pub struct CheckArgs {
     /// Skip the roster call (owners are then shown by hash only).
     #[arg(long)]
     pub no_roster: bool,
+    /// The tenant's IANA time zone, where calendar dates the connector emits start their
+    /// day (`Europe/Berlin`).
+    #[arg(long, default_value = "UTC", value_parser = parse_time_zone)]
+    pub timezone: crate::runtime::TimeZone,
+    /// Save every HTTP exchange of the run (the connector's GETs and the host's token and
+    /// login calls) as JSON files in this folder, secrets redacted.
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Run offline against a recording made with `--record`: no network, secrets optional,
+    /// config taken from the recording unless given.
+    #[arg(long, value_name = "DIR")]
+    pub replay: Option<PathBuf>,
+    /// Run the conformance suite: one PASS/FAIL line per check on stdout, exit code 1 if
+    /// any fails.
+    #[arg(long)]
+    pub validate: bool,
+    /// With `--validate`: the most requests one sync may make.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_requests: u64,
     /// Sandbox settings.
     #[command(flatten)]
     pub sandbox: SandboxArgs,
 }
 
+fn parse_time_zone(name: &str) -> Result<crate::runtime::TimeZone, String> {
+    crate::runtime::TimeZone::get(name).map_err(|_| format!("`{name}` is not an IANA time zone (e.g. Europe/Berlin)"))
+}
+
 /// Runs the check.
-pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(args.sandbox.runtime_config(true)).context("failed to start the sandbox runtime")?;
+pub async fn run(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
+    // --record, --replay, --validate: see `super::toolkit`.
+    let toolkit = match Toolkit::prepare(&mut args) {
+        Ok(toolkit) => toolkit,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let runtime = toolkit.runtime(args.sandbox.runtime_config(true)).context("failed to start the sandbox runtime")?;
     let connector = match runtime.load_file(&args.file).await {
         Ok(c) => c,
         Err(e @ LoadError::Io(_)) => {
@@ -50,9 +83,10 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("error: {}: {e}", args.file.display());
-            return Ok(ExitCode::from(2));
+            return Ok(toolkit.load_failed(&e));
         }
     };
+    toolkit.loaded(connector.manifest(), &args.config, &args.secret);
     let m = connector.manifest();
     eprintln!(
         "connector {} {} (contract {}), metrics: {}",
@@ -66,11 +100,18 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         Some(hex) => TenantKey::from_hex(hex).context("--tenant-key must be 64 hex digits")?,
         None => TenantKey::random(),
     };
+    // OAuth-style credentials: the roster and sync calls share one refresh token in memory
+    // (a rotated one replaces it there; there is no database to keep it in).
+    let given_refresh_token =
+        args.secret.iter().find(|(k, _)| k == crate::runtime::auth::REFRESH_TOKEN).map(|(_, v)| v.as_str());
+    let vault = Arc::new(MemoryVault::new(given_refresh_token.unwrap_or_default()));
     let setup = |debug: bool| IntegrationSetup {
         config: args.config.iter().cloned().collect(),
         secrets: args.secret.iter().cloned().collect(),
         tenant_key: key.clone(),
         debug: debug.then(|| -> crate::runtime::DebugSink { Box::new(|msg: &str| eprintln!("debug: {msg}")) }),
+        timezone: args.timezone.clone(),
+        vault: Some(vault.clone() as Arc<dyn TokenVault>),
     };
 
     // A misconfiguration (undeclared key, missing setting, base URL refused) is reported
@@ -78,6 +119,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = runtime.check_setup(&connector, &setup(false)) {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
+    }
+    if toolkit.validating() {
+        return super::toolkit::validate::run(&toolkit, &runtime, &connector, &setup).await;
     }
 
     let mut emails: HashMap<String, String> = HashMap::new();
@@ -103,8 +147,30 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
         })),
+        on_snapshot: Some(Box::new(|snapshot, removed| {
+            let line = serde_json::json!({
+                "op": "snapshot",
+                "metrics": snapshot.window.metrics(),
+                "from": rfc3339_ms(snapshot.window.from_ms()),
+                "to": rfc3339_ms(snapshot.window.to_ms()),
+                "upserts_seen": snapshot.upserts(),
+                "retracted": removed,
+            });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        })),
     };
     let report = runtime.sync(&connector, setup(true), None, Box::new(sink)).await;
+    if vault.rotations() > 0 {
+        eprintln!(
+            "warning: the CRM rotated the refresh token ({} time(s)); the one given with --secret refresh_token \
+             may now be spent and the new one is not shown: authorise again to get a refresh token for the next run",
+            vault.rotations()
+        );
+    }
+    if vault.refused().await {
+        eprintln!("warning: the CRM's token endpoint refused the refresh token: authorise again");
+    }
 
     let stats = &report.stats;
     eprintln!();
@@ -117,6 +183,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     eprintln!("  requests:    {} ({} denied)", stats.http_requests, stats.http_denied);
     eprintln!("  accepted:    {} upserts, {} retractions", stats.upserts, stats.retractions);
     eprintln!("  committed:   {} changes in {} checkpoints", stats.committed, stats.checkpoints);
+    if stats.snapshots > 0 {
+        eprintln!("  snapshots:   {} completed", stats.snapshots);
+    }
     if stats.accepted() > stats.committed {
         eprintln!(
             "  discarded:   {} changes after the last checkpoint (the sync failed)",
@@ -154,5 +223,6 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     for (who, values) in by_owner {
         eprintln!("    {who}: {}", values.join(", "));
     }
+    toolkit.finish()?;
     Ok(if report.result.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

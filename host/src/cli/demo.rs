@@ -1,12 +1,15 @@
 //! `oneup demo`: the whole promise in one command, on the embedded store.
 //!
-//! Starts a fake Pipedrive on loopback full of invented personal data, then the real
-//! service in-process (SQLite store, sandbox runtime, scheduler, HTTP API on loopback), and
-//! drives it through its own HTTP API exactly as an operator and an admin would: a tenant,
-//! its users, the Pipedrive opt-in, exchange rates, a sync. It prints the KPI totals read
-//! back from the store (checked against what the CRM holds), makes edits in the CRM and
-//! syncs again to show the corrections, then sweeps its whole database and its log for
-//! every personal-data string the fake served.
+//! Starts fake Pipedrive, Salesforce and Bullhorn servers on loopback, full of invented
+//! personal data, then the real service in-process (SQLite store, sandbox runtime,
+//! scheduler, HTTP API on loopback), and drives it through its own HTTP API exactly as an
+//! operator and an admin would: a tenant, its users, the three opt-ins (API token, OAuth 2.0
+//! refresh, Bullhorn session: the host does the auth), exchange rates, a sync of each. It
+//! prints the KPI totals read back from the store (checked against what each CRM holds),
+//! makes edits in the CRMs (amounts, won -> lost, deletions, a hard-deleted placement) and
+//! syncs again to show the corrections, runs a contest leaderboard and a target's progress,
+//! then sweeps its whole database and its log for every personal-data string the fakes
+//! served.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +20,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use oneup_fake_crm::Timestamp;
+use oneup_fake_crm::bullhorn::{self, FakeBullhorn};
 use oneup_fake_crm::pipedrive::{Crm, Dataset, DatasetSpec, DealStatus, FakePipedrive};
+use oneup_fake_crm::salesforce::{self, FakeSalesforce};
 use serde_json::{Value, json};
 
 use crate::api::{App, AppState, Metrics};
@@ -35,9 +40,12 @@ pub struct DemoArgs {
     /// Folder for the demo's database, log and compile cache (emptied first).
     #[arg(long, default_value = ".oneup/demo")]
     pub work_dir: PathBuf,
-    /// Deals in the fake Pipedrive.
+    /// Deals in the fake Pipedrive (and opportunities in the fake Salesforce).
     #[arg(long, default_value_t = 600)]
     pub deals: usize,
+    /// Placements in the fake Bullhorn.
+    #[arg(long, default_value_t = 150)]
+    pub placements: usize,
     /// Seed of the fake data.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -95,9 +103,11 @@ impl Api {
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let wasm = args.connectors.join("pipedrive.wasm");
-    if !wasm.is_file() {
-        bail!("{} not found: build the connectors first (`cargo xtask demo` does)", wasm.display());
+    for id in CONNECTORS {
+        let wasm = args.connectors.join(format!("{id}.wasm"));
+        if !wasm.is_file() {
+            bail!("{} not found: build the connectors first (`cargo xtask demo` does)", wasm.display());
+        }
     }
     println!("== oneup demo ==");
 
@@ -115,6 +125,44 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         crm_users.len(),
         args.deals,
         args.deals * 2
+    );
+    let sf_spec = salesforce::DatasetSpec::new(args.seed, 4, args.deals / 2, args.deals, args.deals / 2)
+        .ending_at(Timestamp::now_utc());
+    let sf_secret = hex::encode(crate::ingest::TenantKey::random().expose_bytes())[..32].to_owned();
+    let sf = FakeSalesforce::start(salesforce::Dataset::generate_with(&sf_spec), "oneup-demo-client", &sf_secret)
+        .await
+        .context("failed to start the fake Salesforce")?;
+    let sf_users: Vec<(String, String, String)> = sf.with(|crm| {
+        crm.users().iter().filter(|u| u.is_active).map(|u| (u.id.clone(), u.name(), u.email.clone())).collect()
+    });
+    println!(
+        "fake Salesforce on {} (OAuth token endpoint {}): {} active users, {} opportunities in 4 currencies, {} tasks, {} events",
+        sf.base_url(),
+        sf.token_url(),
+        sf_users.len(),
+        args.deals / 2,
+        args.deals,
+        args.deals / 2
+    );
+    let bh_secret = hex::encode(crate::ingest::TenantKey::random().expose_bytes())[..32].to_owned();
+    let bh_refresh = hex::encode(crate::ingest::TenantKey::random().expose_bytes())[..32].to_owned();
+    let bh_spec = bullhorn::DatasetSpec::new(args.seed, 4, args.placements, args.placements * 3)
+        .in_currency("EUR")
+        .ending_at(Timestamp::now_utc());
+    let bh = FakeBullhorn::start(
+        bullhorn::Dataset::generate_with(&bh_spec),
+        bullhorn::Credentials::new("oneup-demo-bh", &bh_secret, &bh_refresh),
+    )
+    .await
+    .context("failed to start the fake Bullhorn")?;
+    let bh_users: Vec<(u64, String, String)> =
+        bh.with(|crm: &mut bullhorn::Crm| crm.active_users().map(|u| (u.id, u.name(), u.email.clone())).collect());
+    println!(
+        "fake Bullhorn on {} (single-use refresh tokens, REST login): {} recruiters, {} placements, {} submissions",
+        bh.login_url(),
+        bh_users.len(),
+        args.placements,
+        args.placements * 3
     );
 
     // The real service, in-process, on the embedded store.
@@ -175,8 +223,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await?;
     let admin = tenant["admin"]["token"].as_str().context("no admin token")?.to_owned();
     println!("POST /v1/tenants            -> tenant {} (GBP, Europe/London)", tenant["id"].as_str().unwrap_or("?"));
+    // The people of all three CRMs, once each (the same address in two CRMs is one person).
     let mut user_ids: BTreeMap<String, String> = BTreeMap::new();
-    for (_, name, email) in &crm_users {
+    let people = crm_users
+        .iter()
+        .map(|(_, n, e)| (n, e))
+        .chain(sf_users.iter().map(|(_, n, e)| (n, e)))
+        .chain(bh_users.iter().map(|(_, n, e)| (n, e)));
+    for (name, email) in people {
+        if user_ids.contains_key(&email.to_lowercase()) {
+            continue;
+        }
         let created = api
             .call(Method::POST, "/v1/users", &admin, Some(json!({"name": name, "email": email, "role": "member"})))
             .await?;
@@ -195,7 +252,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    println!("POST /v1/users              -> {} salespeople (by work e-mail) and a manager", crm_users.len());
+    println!(
+        "POST /v1/users              -> {} salespeople and recruiters (by work e-mail) and a manager",
+        user_ids.len()
+    );
     api.call(
         Method::PUT,
         "/v1/integrations/pipedrive",
@@ -203,17 +263,45 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Some(json!({"config": {"base_url": fake.base_url()}, "secrets": {"api_token": crm_token}})),
     )
     .await?;
-    println!("PUT /v1/integrations/pipedrive -> enabled (the opt-in: who, when, which metrics, in the audit log)");
+    println!("PUT /v1/integrations/pipedrive   -> enabled (the opt-in: who, when, which metrics, in the audit log)");
+    api.call(
+        Method::PUT,
+        "/v1/integrations/salesforce",
+        &admin,
+        Some(json!({
+            "config": {"instance_url": sf.base_url(), "token_url": sf.token_url()},
+            "secrets": {"client_id": sf.client_id(), "client_secret": sf.client_secret(), "refresh_token": sf.refresh_token()},
+        })),
+    )
+    .await?;
+    println!(
+        "PUT /v1/integrations/salesforce  -> enabled (OAuth 2.0 refresh done by the host; the connector never sees a token)"
+    );
+    let bh_currency = bh.with(|crm: &mut bullhorn::Crm| crm.currency().to_owned());
+    api.call(
+        Method::PUT,
+        "/v1/integrations/bullhorn",
+        &admin,
+        Some(json!({
+            "config": {"auth_url": bh.auth_url(), "login_url": bh.login_url(), "currency": bh_currency},
+            "secrets": {"client_id": "oneup-demo-bh", "client_secret": bh_secret, "refresh_token": bh_refresh},
+        })),
+    )
+    .await?;
+    println!("PUT /v1/integrations/bullhorn    -> enabled (single-use refresh tokens rotated and sealed by the host)");
     api.call(
         Method::PUT,
         "/v1/fx-rates",
         &admin,
-        Some(json!({"rates": {"EUR": "0.85", "USD": "0.79", "SEK": "0.074"}})),
+        Some(json!({"rates": {"EUR": "0.85", "USD": "0.79", "SEK": "0.074", "JPY": "0.0052"}})),
     )
     .await?;
-    println!("PUT /v1/fx-rates            -> EUR 0.85, USD 0.79, SEK 0.074 (in GBP)");
+    println!("PUT /v1/fx-rates            -> EUR 0.85, USD 0.79, SEK 0.074, JPY 0.0052 (in GBP)");
 
-    sync(&api, &admin, "first sync").await?;
+    // Enabling queued a first sync of each; these wait for a sync of each to have finished.
+    for id in CONNECTORS {
+        sync(&api, &admin, id, "sync").await?;
+    }
     let users = api.call(Method::GET, "/v1/users", &admin, None).await?;
     let names: BTreeMap<String, String> = users["users"]
         .as_array()
@@ -225,9 +313,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let totals = kpis(&api, &manager_token).await?;
     print_totals(&totals, &names);
-    verify(&fake, &totals, &crm_users, &user_ids)?;
+    verify(&expected_counts(&fake, &sf, &bh, &crm_users), &totals, &user_ids)?;
 
-    // Edits in the CRM: an amount changed, a won deal lost, a deal deleted, a call undone.
+    // Edits in the CRMs: an amount changed, a won deal lost, a deal deleted, a call undone.
     let edits = fake.with(|crm: &mut Crm| -> anyhow::Result<Vec<String>> {
         crm.set_clock(Timestamp::now_utc());
         let won: Vec<u64> = crm
@@ -254,10 +342,50 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Ok(out)
     })?;
     println!("\nedits in Pipedrive: {}", edits.join("; "));
-    sync(&api, &admin, "incremental sync").await?;
+    let edits = sf.with(|crm: &mut salesforce::Crm| -> anyhow::Result<Vec<String>> {
+        crm.set_clock(Timestamp::now_utc());
+        let won: Vec<String> = crm
+            .opportunities()
+            .iter()
+            .filter(|o| o.is_won && o.deleted_at.is_none())
+            .map(|o| o.id.clone())
+            .take(2)
+            .collect();
+        let mut out = Vec::new();
+        if let [a, b] = &won[..] {
+            crm.mark_lost(a)?;
+            out.push(format!("opportunity {a}: won -> lost"));
+            crm.delete_opportunity(b)?;
+            out.push(format!("opportunity {b}: deleted"));
+        }
+        Ok(out)
+    })?;
+    println!("edits in Salesforce: {}", edits.join("; "));
+    let edits = bh.with(|crm: &mut bullhorn::Crm| -> anyhow::Result<Vec<String>> {
+        crm.set_clock(Timestamp::now_utc());
+        let recent = crm.now_ms() - 30 * 86_400_000;
+        let placement = crm.placements().filter(|p| p.date_added >= recent).map(|p| p.id).next();
+        let submission = crm.submissions().filter(|s| !s.is_deleted).map(|s| s.id).next();
+        let mut out = Vec::new();
+        if let Some(id) = placement {
+            crm.delete_placement(id)?;
+            out.push(format!("placement {id}: hard-deleted (no delete feed: the snapshot window catches it)"));
+        }
+        if let Some(id) = submission {
+            crm.delete_submission(id)?;
+            out.push(format!("submission {id}: soft-deleted"));
+        }
+        Ok(out)
+    })?;
+    println!("edits in Bullhorn: {}", edits.join("; "));
+    // Let the fakes' clocks move past the edits before reading "modified since".
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for id in CONNECTORS {
+        sync(&api, &admin, id, "after the edits").await?;
+    }
     let totals = kpis(&api, &manager_token).await?;
     print_totals(&totals, &names);
-    verify(&fake, &totals, &crm_users, &user_ids)?;
+    verify(&expected_counts(&fake, &sf, &bh, &crm_users), &totals, &user_ids)?;
 
     // A contest over the last 90 days and a monthly target, from the synced data.
     let salespeople: Vec<&String> = user_ids.values().collect();
@@ -342,9 +470,19 @@ POST /v1/targets + GET /v1/targets/{{id}}/progress (revenue this month, goal GBP
     server.abort();
     let tables = store.dump_tables().await.context("failed to dump the database")?;
     store.close().await;
-    let contact = fake.with(|crm: &mut Crm| crm.contact_canaries());
-    let people = fake.with(|crm: &mut Crm| crm.user_canaries());
+    let mut contact = fake.with(|crm: &mut Crm| crm.contact_canaries());
+    let mut people = fake.with(|crm: &mut Crm| crm.user_canaries());
+    contact.extend(sf.with(|crm: &mut salesforce::Crm| crm.contact_canaries()));
+    people.extend(sf.with(|crm: &mut salesforce::Crm| crm.user_canaries()));
+    contact.extend(bh.with(|crm: &mut bullhorn::Crm| crm.contact_canaries()));
+    people.extend(bh.with(|crm: &mut bullhorn::Crm| crm.user_canaries()));
+    contact.sort();
+    contact.dedup();
+    people.sort();
+    people.dedup();
     fake.shutdown().await;
+    sf.shutdown().await;
+    bh.shutdown().await;
     let logged = std::fs::read_to_string(args.log_path()).context("failed to read back the demo log")?;
     let mut raw = std::fs::read(args.db_path()).context("failed to read the database file")?;
     if let Ok(wal) = std::fs::read(args.db_path().with_extension("sqlite-wal")) {
@@ -377,7 +515,7 @@ POST /v1/targets + GET /v1/targets/{{id}}/progress (revenue this month, goal GBP
     }
     let rows: usize = tables.iter().map(|t| t.rows.len()).sum();
     println!(
-        "\nprivacy sweep: {} personal-data strings the fake CRM served ({} about customers and contacts, {} about the CRM's users),\n\
+        "\nprivacy sweep: {} personal-data strings the fake CRMs served ({} about customers, candidates and contacts, {} about the CRMs' users),\n\
          searched in {} rows of {} tables, the raw database file and the log ({} bytes): {found} found",
         contact.len() + people.len(),
         contact.len(),
@@ -390,13 +528,17 @@ POST /v1/targets + GET /v1/targets/{{id}}/progress (revenue this month, goal GBP
     Ok(if found == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-async fn sync(api: &Api, admin: &str, label: &str) -> anyhow::Result<()> {
-    let run = api.call(reqwest::Method::POST, "/v1/integrations/pipedrive/sync?wait=true", admin, None).await?;
+/// The connectors the demo enables, in the order it syncs them.
+const CONNECTORS: [&str; 3] = ["pipedrive", "salesforce", "bullhorn"];
+
+async fn sync(api: &Api, admin: &str, connector: &str, label: &str) -> anyhow::Result<()> {
+    let path = format!("/v1/integrations/{connector}/sync?wait=true");
+    let run = api.call(reqwest::Method::POST, &path, admin, None).await?;
     if run["status"] != "succeeded" {
-        bail!("{label} did not succeed: {run}");
+        bail!("{connector} {label} did not succeed: {run}");
     }
     println!(
-        "\nPOST /v1/integrations/pipedrive/sync?wait=true ({label}) -> {}: {} upserts, {} retractions, {} rejected, {} waiting for an owner mapping, {} ms",
+        "POST /v1/integrations/{connector}/sync?wait=true ({label}) -> {}: {} upserts, {} retractions, {} rejected, {} waiting for an owner mapping, {} ms",
         run["status"].as_str().unwrap_or("?"),
         run["upserts"],
         run["retractions"],
@@ -412,10 +554,10 @@ type Totals = BTreeMap<&'static str, BTreeMap<String, Value>>;
 
 async fn kpis(api: &Api, manager: &str) -> anyhow::Result<Totals> {
     let today = jiff::ZonedDateTime::now().date();
-    let from = today.checked_sub(jiff::Span::new().days(400))?;
-    let to = today.checked_add(jiff::Span::new().days(1))?;
+    let from = jiff::civil::date(2000, 1, 1);
+    let to = today.checked_add(jiff::Span::new().days(2))?;
     let mut out = Totals::new();
-    for metric in ["deals_won", "revenue", "calls", "meetings"] {
+    for metric in METRICS {
         let path = format!("/v1/kpis?metric={metric}&from={from}&to={to}&group_by=user");
         let body = api.call(reqwest::Method::GET, &path, manager, None).await?;
         let rows = body["rows"].as_array().cloned().unwrap_or_default();
@@ -427,46 +569,83 @@ async fn kpis(api: &Api, manager: &str) -> anyhow::Result<Totals> {
     Ok(out)
 }
 
+/// The metrics the demo reads back: Pipedrive and Salesforce share the first four.
+const METRICS: [&str; 7] = ["deals_won", "calls", "meetings", "placements", "submissions", "revenue", "placement_fees"];
+
 fn print_totals(totals: &Totals, names: &BTreeMap<String, String>) {
-    println!("GET /v1/kpis (read back from the store, last 400 days):");
-    println!("  {:<32} {:>9} {:>6} {:>8} {:>16}", "user", "deals_won", "calls", "meetings", "revenue (GBP)");
+    println!("\nGET /v1/kpis (read back from the store, all time):");
+    println!(
+        "  {:<28} {:>9} {:>6} {:>8} {:>10} {:>11} {:>15} {:>15}",
+        "user", "deals_won", "calls", "meetings", "placements", "submissions", "revenue (GBP)", "fees (GBP)"
+    );
     let mut by_name: Vec<(&String, &String)> = names.iter().map(|(id, name)| (name, id)).collect();
     by_name.sort();
     for (name, id) in by_name {
         let get =
             |m: &str| totals.get(m).and_then(|r| r.get(id)).map(|v| v.to_string().replace('"', "")).unwrap_or_default();
         println!(
-            "  {:<32} {:>9} {:>6} {:>8} {:>16}",
+            "  {:<28} {:>9} {:>6} {:>8} {:>10} {:>11} {:>15} {:>15}",
             name,
             get("deals_won"),
             get("calls"),
             get("meetings"),
-            get("revenue")
+            get("placements"),
+            get("submissions"),
+            get("revenue"),
+            get("placement_fees")
         );
     }
 }
 
-/// Checks the counts read back from the store against what the fake CRM holds, per user.
-fn verify(
-    fake: &FakePipedrive,
-    totals: &Totals,
+/// Expected counts per lower-cased e-mail and metric, summed over the three fake CRMs.
+type Expected = BTreeMap<String, BTreeMap<&'static str, u64>>;
+
+fn expected_counts(
+    pipedrive: &FakePipedrive,
+    sf: &FakeSalesforce,
+    bh: &FakeBullhorn,
     crm_users: &[(u64, String, String)],
-    user_ids: &BTreeMap<String, String>,
-) -> anyhow::Result<()> {
-    let expected = fake.with(|crm: &mut Crm| crm.expected_totals());
+) -> Expected {
+    let mut out = Expected::new();
+    let mut add = |email: &str, metric: &'static str, n: u64| {
+        *out.entry(email.to_lowercase()).or_default().entry(metric).or_default() += n;
+    };
+    let pd = pipedrive.with(|crm: &mut Crm| crm.expected_totals());
+    for (id, _, email) in crm_users {
+        let t = pd.get(id).cloned().unwrap_or_default();
+        add(email, "deals_won", t.deals_won);
+        add(email, "calls", t.calls);
+        add(email, "meetings", t.meetings);
+    }
+    for (email, t) in sf.with(|crm: &mut salesforce::Crm| crm.expected_totals_by_email()) {
+        add(&email, "deals_won", t.deals_won);
+        add(&email, "calls", t.calls);
+        add(&email, "meetings", t.meetings);
+    }
+    for (email, t) in bh.with(|crm: &mut bullhorn::Crm| crm.expected_totals_by_email()) {
+        add(&email, "placements", t.placements);
+        add(&email, "submissions", t.submissions);
+    }
+    out
+}
+
+/// Checks the counts read back from the store against what the fake CRMs hold, per user.
+fn verify(expected: &Expected, totals: &Totals, user_ids: &BTreeMap<String, String>) -> anyhow::Result<()> {
     let mut mismatches = Vec::new();
-    for (crm_id, name, email) in crm_users {
-        let Some(user) = user_ids.get(&email.to_lowercase()) else { continue };
-        let want = expected.get(crm_id).cloned().unwrap_or_default();
-        let got = |m: &str| totals.get(m).and_then(|r| r.get(user)).and_then(Value::as_u64).unwrap_or(0);
-        if got("deals_won") != want.deals_won || got("calls") != want.calls || got("meetings") != want.meetings {
-            mismatches.push(name.clone());
+    for (email, user) in user_ids {
+        let want = expected.get(email).cloned().unwrap_or_default();
+        for metric in ["deals_won", "calls", "meetings", "placements", "submissions"] {
+            let got = totals.get(metric).and_then(|r| r.get(user)).and_then(Value::as_u64).unwrap_or(0);
+            let want = want.get(metric).copied().unwrap_or(0);
+            if got != want {
+                mismatches.push(format!("{metric} of user {user}: {got}, the CRMs hold {want}"));
+            }
         }
     }
     if mismatches.is_empty() {
-        println!("check: every user's counts match what Pipedrive holds");
+        println!("check: every user's counts match what the three CRMs hold");
         Ok(())
     } else {
-        bail!("totals differ from the CRM for: {}", mismatches.join(", "))
+        bail!("totals differ from the CRMs: {}", mismatches.join("; "))
     }
 }

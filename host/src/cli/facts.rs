@@ -1,11 +1,12 @@
 //! An in-memory fact table for the local tools: applies changes the way the store does
-//! (an upsert replaces the fact of the same metric and source, a retraction removes it)
-//! and sums what is left.
+//! (an upsert replaces the fact of the same metric and source, a retraction removes it, a
+//! completed snapshot removes the facts of its window it did not see) and sums what is
+//! left.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use crate::ingest::model::{Change, Cursor, Fact, KeyedHash, Value};
+use crate::ingest::model::{Change, Cursor, Fact, KeyedHash, Snapshot, Value};
 use crate::runtime::{BoxFuture, SyncSink, SyncStats};
 
 /// Totals of one owner for one metric: a count, or money per currency in micro-units.
@@ -38,6 +39,18 @@ impl FactTable {
                 self.facts.remove(&(metric, source));
             }
         }
+    }
+
+    /// Applies a completed snapshot: removes the facts of its metrics in its window that it
+    /// did not see. Returns how many were removed.
+    pub fn apply_snapshot(&mut self, snapshot: &Snapshot) -> u64 {
+        let before = self.facts.len();
+        self.facts.retain(|(metric, source), fact| {
+            !(snapshot.window.metrics().contains(metric)
+                && snapshot.window.contains(fact.occurred_at_ms)
+                && !snapshot.saw(metric, source))
+        });
+        (before - self.facts.len()) as u64
     }
 
     /// Number of facts held.
@@ -75,19 +88,25 @@ impl FactTable {
 /// Called for every committed change.
 pub type ChangeHook = Box<dyn FnMut(&Change) + Send>;
 
-/// A sink that applies committed changes to a shared `FactTable`, optionally calling a
-/// function for each change (the check tool prints them).
+/// Called for every committed snapshot, with how many facts it removed from the table.
+pub type SnapshotHook = Box<dyn FnMut(&Snapshot, u64) + Send>;
+
+/// A sink that applies committed changes and snapshots to a shared `FactTable`, optionally
+/// calling a function for each (the check tool prints them).
 pub struct TableSink {
     /// The table changes are applied to.
     pub table: Arc<Mutex<FactTable>>,
     /// Called for every committed change, before it is applied.
     pub on_change: Option<ChangeHook>,
+    /// Called for every committed snapshot, after it is applied.
+    pub on_snapshot: Option<SnapshotHook>,
 }
 
 impl SyncSink for TableSink {
     fn commit<'a>(
         &'a mut self,
         changes: Vec<Change>,
+        snapshots: Vec<Snapshot>,
         cursor: Option<&'a Cursor>,
         _stats: &'a SyncStats,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
@@ -98,6 +117,12 @@ impl SyncSink for TableSink {
                     f(&change);
                 }
                 table.apply(change);
+            }
+            for snapshot in &snapshots {
+                let removed = table.apply_snapshot(snapshot);
+                if let Some(f) = self.on_snapshot.as_mut() {
+                    f(snapshot, removed);
+                }
             }
             if let Some(c) = cursor {
                 table.cursor = Some(c.clone());

@@ -7,6 +7,7 @@ mod facts;
 mod fake;
 pub mod output;
 mod serve;
+mod toolkit;
 
 use std::path::PathBuf;
 
@@ -14,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use check::CheckArgs;
 pub use demo::DemoArgs;
-pub use facts::{FactTable, TableSink, Total};
+pub use facts::{ChangeHook, FactTable, SnapshotHook, TableSink, Total};
 
 /// oneup: a privacy-first KPI host for CRM connectors.
 #[derive(Debug, Parser)]
@@ -61,6 +62,14 @@ pub enum Command {
 pub enum FakeCrmCommand {
     /// A fake Pipedrive (API v2 deals and activities, v1 users) full of invented personal data.
     Pipedrive(fake::FakePipedriveArgs),
+    /// A fake Salesforce org (REST API v62.0 with SOQL, and its OAuth token endpoint) full of
+    /// invented personal data.
+    Salesforce(fake::FakeSalesforceArgs),
+    /// A fake Bullhorn (OAuth, REST login, search and query of placements and job
+    /// submissions) full of invented personal data.
+    Bullhorn(fake::FakeBullhornArgs),
+    /// The fake "Example CRM" that `connectors/template` reads (deals and users, `x-api-key`).
+    Example(fake::FakeExampleArgs),
 }
 
 /// Connector commands.
@@ -136,5 +145,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::FakeCrm(FakeCrmCommand::Pipedrive(args)) => fake::run(args).await,
+        Command::FakeCrm(FakeCrmCommand::Salesforce(args)) => fake::run_salesforce(args).await,
+        Command::FakeCrm(FakeCrmCommand::Bullhorn(args)) => fake::run_bullhorn(args).await,
+        Command::FakeCrm(FakeCrmCommand::Example(args)) => fake::run_example(args).await,
     }
 }

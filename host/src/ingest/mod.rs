@@ -8,20 +8,26 @@
 //! knows nothing of wasmtime or SQL; it is tested with plain values.
 //!
 //! * [`model`]: the raw (connector-side) and validated (host-side) types.
-//! * [`validate`]: the [`Validator`] and its errors and reason codes.
+//! * [`validate`]: the [`Validator`] and its errors and reason codes; calendar dates become
+//!   instants in the tenant's time zone there.
+//! * [`snapshot`]: snapshot windows (contract 0.2): what a sync declared complete, recorded
+//!   for the commit that retracts the facts it did not see.
 //! * [`pseudonym`]: keyed hashes of CRM ids.
 //! * [`currency`]: the ISO 4217 list.
 
 pub mod currency;
 pub mod model;
 pub mod pseudonym;
+pub mod snapshot;
 pub mod validate;
 
 pub use model::{
-    Change, Currency, Cursor, Fact, KeyedHash, MetricKind, RawChange, RawCursor, RawValue, Value, Vocabulary,
-    VocabularyError,
+    Change, Currency, Cursor, Fact, KeyedHash, MetricKind, RawChange, RawCursor, RawOccurredAt, RawSnapshotWindow,
+    RawValue, Snapshot, SnapshotWindow, Value, Vocabulary, VocabularyError,
 };
 pub use pseudonym::{Domain, KeyError, Pseudonymizer, TenantKey, keyed_hash};
+pub use snapshot::SnapshotTracker;
 pub use validate::{
-    Accepted, ContractViolation, CursorProblem, IdField, Limits, RejectReason, Validator, is_identifier,
+    Accepted, ContractViolation, CursorProblem, IdField, Limits, RejectReason, SnapshotProblem, Validator,
+    is_identifier,
 };

@@ -201,8 +201,8 @@ pub enum RawChange {
         owner: String,
         /// The CRM record id as sent.
         source_id: String,
-        /// When it happened, in milliseconds since the Unix epoch.
-        occurred_at_ms: i64,
+        /// When it happened, as sent.
+        occurred_at: RawOccurredAt,
         /// The value as sent.
         value: RawValue,
     },
@@ -213,6 +213,100 @@ pub enum RawChange {
         /// The CRM record id as sent.
         source_id: String,
     },
+}
+
+/// When a change happened, as a connector sent it (the WIT `occurred-at`): an instant, or
+/// a calendar day that the validator places at the start of that day in the tenant's zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawOccurredAt {
+    /// Milliseconds since the Unix epoch.
+    Instant(i64),
+    /// A day of the proleptic Gregorian calendar, not yet checked (`2025-02-30` may arrive).
+    Date {
+        /// The year as sent.
+        year: i32,
+        /// The month as sent (1 to 12 when valid).
+        month: u8,
+        /// The day as sent (1 to the month's length when valid).
+        day: u8,
+    },
+}
+
+impl From<i64> for RawOccurredAt {
+    fn from(ms: i64) -> Self {
+        Self::Instant(ms)
+    }
+}
+
+/// A snapshot window as a connector declared it (the WIT `snapshot-window`), unchecked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSnapshotWindow {
+    /// The metric slugs as sent.
+    pub metrics: Vec<String>,
+    /// Start of the window, inclusive, in milliseconds since the Unix epoch.
+    pub from_ms: i64,
+    /// End of the window, exclusive.
+    pub to_ms: i64,
+}
+
+/// A checked snapshot window: 1 to 16 declared metrics (no repeats, in slug order) and
+/// `from_ms < to_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotWindow {
+    pub(crate) metrics: Vec<String>,
+    pub(crate) from_ms: i64,
+    pub(crate) to_ms: i64,
+}
+
+impl SnapshotWindow {
+    /// The declared metric slugs it covers, in slug order.
+    pub fn metrics(&self) -> &[String] {
+        &self.metrics
+    }
+
+    /// Start of the window, inclusive, in milliseconds since the Unix epoch.
+    pub fn from_ms(&self) -> i64 {
+        self.from_ms
+    }
+
+    /// End of the window, exclusive.
+    pub fn to_ms(&self) -> i64 {
+        self.to_ms
+    }
+
+    /// Whether the instant `at_ms` falls in `[from, to)`.
+    pub fn contains(&self, at_ms: i64) -> bool {
+        (self.from_ms..self.to_ms).contains(&at_ms)
+    }
+}
+
+/// A completed snapshot: the window and, per metric of it, the source hashes upserted since
+/// it began (sorted, no repeats). Committing it retracts every stored fact of the
+/// integration of those metrics in the window whose source hash is not listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The window.
+    pub window: SnapshotWindow,
+    /// Per metric of the window, in slug order: the sources seen, sorted and distinct (made
+    /// only by [`super::snapshot::SnapshotTracker`], which keeps that order).
+    pub(crate) seen: Vec<(String, Vec<KeyedHash>)>,
+}
+
+impl Snapshot {
+    /// Whether an upsert of `metric` from `source` was seen.
+    pub fn saw(&self, metric: &str, source: &KeyedHash) -> bool {
+        self.seen_of(metric).binary_search(source).is_ok()
+    }
+
+    /// The sources seen for `metric` (sorted; empty for a metric outside the window).
+    pub fn seen_of(&self, metric: &str) -> &[KeyedHash] {
+        self.seen.iter().find(|(m, _)| m == metric).map(|(_, s)| s.as_slice()).unwrap_or(&[])
+    }
+
+    /// How many distinct (metric, source) upserts were seen.
+    pub fn upserts(&self) -> usize {
+        self.seen.iter().map(|(_, s)| s.len()).sum()
+    }
 }
 
 /// An active ISO 4217 alphabetic currency code.

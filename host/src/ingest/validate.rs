@@ -18,6 +18,17 @@
 //! (the validated fact reuses the connector's metric string), and HMAC states that are keyed
 //! once and cloned per id.
 //!
+//! Times: an `occurred-at` that is a calendar date (contract 0.2) becomes the first instant
+//! of that day in the tenant's time zone (given with [`Validator::with_time_zone`], UTC by
+//! default; where local midnight does not exist, the first instant after the gap). An
+//! impossible date, or a year outside [`MIN_DATE_YEAR`]..=[`MAX_DATE_YEAR`], is a data
+//! problem counted as `out_of_range`, like an instant out of range. Then both kinds of time
+//! go through the same range check.
+//!
+//! Snapshot windows (`host.snapshot-begin`) are checked here too
+//! ([`Validator::validate_window`]); what happens while one is open is in
+//! [`super::snapshot`].
+//!
 //! Reason codes and the WIT `emit-error` cases they map to (the WIT name is the code with
 //! `_` replaced by `-`):
 //!
@@ -28,15 +39,18 @@
 //! | `ContractViolation::BadIdentifier`     | `bad_identifier`    | `bad-identifier`      |
 //! | `ContractViolation::BatchTooLarge`     | `batch_too_large`   | `batch-too-large`     |
 //! | `ContractViolation::BadCursor`         | `bad_cursor`        | `bad-cursor`          |
+//! | `ContractViolation::BadSnapshot`       | `bad_snapshot`      | `bad-snapshot` (0.2)  |
 //! | `RejectReason::UnknownCurrency`        | `unknown_currency`  | (counted, not raised) |
 //! | `RejectReason::OutOfRange`             | `out_of_range`      | (counted, not raised) |
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use jiff::tz::TimeZone;
+
 use super::model::{
-    Change, Currency, Cursor, Fact, KeyedHash, MAX_CURSOR_MARKS, MetricKind, RawChange, RawCursor, RawValue, Value,
-    Vocabulary,
+    Change, Currency, Cursor, Fact, KeyedHash, MAX_CURSOR_MARKS, MetricKind, RawChange, RawCursor, RawOccurredAt,
+    RawSnapshotWindow, RawValue, SnapshotWindow, Value, Vocabulary,
 };
 use super::pseudonym::{Pseudonymizer, TenantKey};
 
@@ -44,6 +58,14 @@ use super::pseudonym::{Pseudonymizer, TenantKey};
 pub const YEAR_2000_MS: i64 = 946_684_800_000;
 /// 366 days in milliseconds: "a year from now", leap years included.
 pub const ONE_YEAR_MS: i64 = 366 * 24 * 60 * 60 * 1000;
+/// The earliest year a calendar-date `occurred-at` may have (the contract's bound).
+pub const MIN_DATE_YEAR: i32 = 1900;
+/// The latest year a calendar-date `occurred-at` may have (the contract's bound).
+pub const MAX_DATE_YEAR: i32 = 9999;
+/// The most metrics one snapshot window may cover.
+pub const MAX_SNAPSHOT_METRICS: usize = 16;
+/// The most distinct upserts the host tracks inside one snapshot.
+pub const MAX_SNAPSHOT_UPSERTS: usize = 1_000_000;
 
 /// The ranges and sizes the validator enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +148,47 @@ impl fmt::Display for CursorProblem {
     }
 }
 
+/// What is wrong with a snapshot (`host.snapshot-begin` / `host.snapshot-end`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SnapshotProblem {
+    /// The window's metric at `index` is not declared.
+    UndeclaredMetric {
+        /// The position of the metric in the window's list.
+        index: usize,
+    },
+    /// The window names no metric, or more than [`MAX_SNAPSHOT_METRICS`].
+    MetricCount {
+        /// How many it names.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// `from` is not before `to`.
+    EmptyWindow,
+    /// `snapshot-begin` while a snapshot is open.
+    AlreadyOpen,
+    /// `snapshot-end` with no snapshot open.
+    NoneOpen,
+    /// More distinct upserts inside one snapshot than the host tracks.
+    TooManyUpserts {
+        /// The cap.
+        max: usize,
+    },
+}
+
+impl fmt::Display for SnapshotProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UndeclaredMetric { index } => write!(f, "window metric {index} is not declared"),
+            Self::MetricCount { len, max } => write!(f, "the window names {len} metrics, 1 to {max} allowed"),
+            Self::EmptyWindow => f.write_str("the window is empty or reversed"),
+            Self::AlreadyOpen => f.write_str("a snapshot is already open"),
+            Self::NoneOpen => f.write_str("no snapshot is open"),
+            Self::TooManyUpserts { max } => write!(f, "more than {max} upserts in one snapshot"),
+        }
+    }
+}
+
 /// The connector broke the contract: the whole batch (or checkpoint) is refused.
 ///
 /// Indexes are positions in the batch. No variant carries a connector string.
@@ -167,6 +230,12 @@ pub enum ContractViolation {
         /// What is wrong.
         problem: CursorProblem,
     },
+    /// A snapshot broke the rules of `host.snapshot-begin`.
+    #[error("bad snapshot: {problem}")]
+    BadSnapshot {
+        /// What is wrong.
+        problem: SnapshotProblem,
+    },
 }
 
 impl ContractViolation {
@@ -178,6 +247,7 @@ impl ContractViolation {
             Self::BadIdentifier { .. } => "bad_identifier",
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::BadCursor { .. } => "bad_cursor",
+            Self::BadSnapshot { .. } => "bad_snapshot",
         }
     }
 }
@@ -280,11 +350,17 @@ pub struct Validator {
     pseudonyms: Pseudonymizer,
     /// The limits in force.
     limits: Limits,
+    /// The tenant's time zone, where calendar dates are placed.
+    tz: TimeZone,
 }
 
 impl fmt::Debug for Validator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Validator").field("vocab", &self.vocab).field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Validator")
+            .field("vocab", &self.vocab)
+            .field("limits", &self.limits)
+            .field("tz", &self.tz.iana_name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -295,7 +371,18 @@ impl Validator {
     /// value on every sync of an integration, or stored hashes stop matching. The key is
     /// consumed: only the keyed hashing states derived from it are kept.
     pub fn new(vocab: Vocabulary, key: TenantKey, connector_id: &str, limits: Limits) -> Self {
-        Self { vocab, pseudonyms: Pseudonymizer::new(&key, connector_id), limits }
+        Self { vocab, pseudonyms: Pseudonymizer::new(&key, connector_id), limits, tz: TimeZone::UTC }
+    }
+
+    /// Places calendar dates in `tz` (the tenant's zone) instead of UTC.
+    pub fn with_time_zone(mut self, tz: TimeZone) -> Self {
+        self.tz = tz;
+        self
+    }
+
+    /// The time zone calendar dates are placed in.
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.tz
     }
 
     /// The connector's declared vocabulary.
@@ -330,7 +417,7 @@ impl Validator {
         let mut sources = HashCache::default();
         for (index, raw) in batch.into_iter().enumerate() {
             match raw {
-                RawChange::Upsert { metric, owner, source_id, occurred_at_ms, value } => {
+                RawChange::Upsert { metric, owner, source_id, occurred_at, value } => {
                     let kind = self.vocab.metric_kind(&metric).ok_or(ContractViolation::UndeclaredMetric { index })?;
                     match (kind, &value) {
                         (MetricKind::Count, RawValue::Count(_)) | (MetricKind::Money, RawValue::Money { .. }) => {}
@@ -338,8 +425,8 @@ impl Validator {
                     }
                     self.check_id(index, IdField::Owner, &owner)?;
                     self.check_id(index, IdField::Source, &source_id)?;
-                    match self.check_data(occurred_at_ms, &value, now_ms) {
-                        Ok(value) => accepted.changes.push(Change::Upsert(Fact {
+                    match self.check_data(occurred_at, &value, now_ms) {
+                        Ok((value, occurred_at_ms)) => accepted.changes.push(Change::Upsert(Fact {
                             // The slug is a declared one, so the connector's string is kept.
                             metric,
                             owner: owners.get_or(owner, |o| self.pseudonyms.owner(o)),
@@ -363,6 +450,48 @@ impl Validator {
         Ok(accepted)
     }
 
+    /// Checks a snapshot window from `host.snapshot-begin`: 1 to [`MAX_SNAPSHOT_METRICS`]
+    /// declared metrics (a repeated one counts once) and `from < to`.
+    pub fn validate_window(&self, raw: RawSnapshotWindow) -> Result<SnapshotWindow, ContractViolation> {
+        let bad = |problem| ContractViolation::BadSnapshot { problem };
+        let len = raw.metrics.len();
+        if len == 0 || len > MAX_SNAPSHOT_METRICS {
+            return Err(bad(SnapshotProblem::MetricCount { len, max: MAX_SNAPSHOT_METRICS }));
+        }
+        if let Some(index) = raw.metrics.iter().position(|m| self.vocab.metric_kind(m).is_none()) {
+            return Err(bad(SnapshotProblem::UndeclaredMetric { index }));
+        }
+        if raw.from_ms >= raw.to_ms {
+            return Err(bad(SnapshotProblem::EmptyWindow));
+        }
+        let mut metrics = raw.metrics;
+        metrics.sort_unstable();
+        metrics.dedup();
+        Ok(SnapshotWindow { metrics, from_ms: raw.from_ms, to_ms: raw.to_ms })
+    }
+
+    /// The instant of an `occurred-at`: an instant as it is, a calendar date as the first
+    /// instant of that day in the tenant's zone. Impossible dates and years outside
+    /// [`MIN_DATE_YEAR`]..=[`MAX_DATE_YEAR`] are out of range.
+    pub fn instant_of(&self, at: RawOccurredAt) -> Result<i64, RejectReason> {
+        match at {
+            RawOccurredAt::Instant(ms) => Ok(ms),
+            RawOccurredAt::Date { year, month, day } => {
+                if !(MIN_DATE_YEAR..=MAX_DATE_YEAR).contains(&year)
+                    || !(1..=12).contains(&month)
+                    || !(1..=31).contains(&day)
+                {
+                    return Err(RejectReason::OutOfRange);
+                }
+                // In range now, so the casts cannot wrap. `Date::new` refuses day 31 of a
+                // 30-day month, 29 February of a common year and so on.
+                let date = jiff::civil::Date::new(year as i16, month as i8, day as i8)
+                    .map_err(|_| RejectReason::OutOfRange)?;
+                crate::engine::period::start_of_day_ms(date, &self.tz).map_err(|_| RejectReason::OutOfRange)
+            }
+        }
+    }
+
     /// Validates a checkpoint's cursor against the declared cursor keys (see
     /// [`Cursor::validate`]).
     pub fn validate_cursor(&self, raw: RawCursor) -> Result<Cursor, ContractViolation> {
@@ -378,8 +507,9 @@ impl Validator {
         }
     }
 
-    /// Checks the data of an upsert whose kind already matches its metric.
-    fn check_data(&self, occurred_at_ms: i64, value: &RawValue, now_ms: i64) -> Result<Value, RejectReason> {
+    /// Checks the data of an upsert whose kind already matches its metric; returns the
+    /// validated value and the instant it happened.
+    fn check_data(&self, at: RawOccurredAt, value: &RawValue, now_ms: i64) -> Result<(Value, i64), RejectReason> {
         let value = match value {
             RawValue::Count(n) => {
                 if !(0..=self.limits.max_count).contains(n) {
@@ -395,11 +525,12 @@ impl Validator {
                 Value::Money { micros: *micros, currency }
             }
         };
+        let occurred_at_ms = self.instant_of(at)?;
         let latest = now_ms.saturating_add(self.limits.max_future_ms);
         if occurred_at_ms < self.limits.min_time_ms || occurred_at_ms > latest {
             return Err(RejectReason::OutOfRange);
         }
-        Ok(value)
+        Ok((value, occurred_at_ms))
     }
 }
 
@@ -464,7 +595,7 @@ mod tests {
             metric: s("deals_won"),
             owner: s(owner),
             source_id: s(source),
-            occurred_at_ms: at,
+            occurred_at: RawOccurredAt::Instant(at),
             value: RawValue::Count(n),
         }
     }
@@ -478,7 +609,7 @@ mod tests {
             metric: s("revenue"),
             owner: s("9101"),
             source_id: s("deal-1"),
-            occurred_at_ms: at,
+            occurred_at: RawOccurredAt::Instant(at),
             value: RawValue::Money { micros, currency: s(currency) },
         }
     }
@@ -697,6 +828,79 @@ mod tests {
         assert_eq!(accepted.rejected_total(), 3);
     }
 
+    // Calendar dates.
+
+    fn dated(year: i32, month: u8, day: u8) -> RawChange {
+        RawChange::Upsert {
+            metric: s("deals_won"),
+            owner: s("9101"),
+            source_id: s("deal-1"),
+            occurred_at: RawOccurredAt::Date { year, month, day },
+            value: RawValue::Count(1),
+        }
+    }
+
+    fn instant_in(zone: &str, change: RawChange) -> Result<i64, BTreeMap<RejectReason, u64>> {
+        let v = validator().with_time_zone(TimeZone::get(zone).unwrap());
+        let accepted = v.validate_batch(vec![change], NOW).unwrap();
+        match accepted.changes.as_slice() {
+            [Change::Upsert(fact)] => Ok(fact.occurred_at_ms),
+            _ => Err(accepted.rejected),
+        }
+    }
+
+    #[test]
+    fn a_date_starts_at_midnight_in_the_tenant_zone() {
+        // 2025-06-12T00:00:00Z.
+        let utc_midnight = 1_749_686_400_000;
+        assert_eq!(instant_in("UTC", dated(2025, 6, 12)), Ok(utc_midnight));
+        assert_eq!(validator().time_zone().iana_name(), Some("UTC"), "UTC unless told");
+        assert_eq!(instant_in("Europe/Berlin", dated(2025, 6, 12)), Ok(utc_midnight - 2 * 3_600_000));
+        assert_eq!(instant_in("America/New_York", dated(2025, 6, 12)), Ok(utc_midnight + 4 * 3_600_000));
+        // 2025-03-30, the day Berlin springs forward (at 02:00): midnight is still +01:00.
+        assert_eq!(instant_in("Europe/Berlin", dated(2025, 3, 30)), Ok(1_743_289_200_000));
+        // Where midnight does not exist (Santiago springs forward at 00:00 on 2024-09-08),
+        // the day starts when the clocks show 01:00 (-03:00).
+        assert_eq!(instant_in("America/Santiago", dated(2024, 9, 8)), Ok(1_725_768_000_000));
+        // 29 February of a leap year exists.
+        assert!(instant_in("UTC", dated(2024, 2, 29)).is_ok());
+    }
+
+    #[test]
+    fn impossible_dates_and_far_years_are_dropped_and_counted() {
+        let out = Err(BTreeMap::from([(RejectReason::OutOfRange, 1)]));
+        for (y, m, d) in [
+            (2025, 2, 29),
+            (2025, 2, 30),
+            (2025, 4, 31),
+            (2025, 13, 1),
+            (2025, 0, 1),
+            (2025, 1, 0),
+            (2025, 1, 32),
+            (2025, 1, 255),
+            (2025, 200, 1),
+            (1899, 12, 31),
+            (10_000, 1, 1),
+            (i32::MIN, 1, 1),
+            (i32::MAX, 1, 1),
+        ] {
+            assert_eq!(instant_in("Europe/Berlin", dated(y, m, d)), out, "{y}-{m}-{d}");
+        }
+        // In the contract's years but outside the validator's range: out of range too.
+        assert_eq!(instant_in("UTC", dated(1900, 1, 1)), out);
+        assert_eq!(instant_in("UTC", dated(9999, 12, 31)), out);
+        assert_eq!(
+            validator().instant_of(RawOccurredAt::Date { year: 1900, month: 1, day: 1 }),
+            Ok(-2_208_988_800_000)
+        );
+        // jiff's instants end late on 9999-12-30 (UTC), so the very last day is refused too.
+        assert!(validator().instant_of(RawOccurredAt::Date { year: 9999, month: 12, day: 30 }).is_ok());
+        assert_eq!(
+            validator().instant_of(RawOccurredAt::Date { year: 9999, month: 12, day: 31 }),
+            Err(RejectReason::OutOfRange)
+        );
+    }
+
     // Cursors.
 
     fn cursor(marks: &[(&str, i64)]) -> RawCursor {
@@ -742,7 +946,7 @@ mod tests {
 
     #[test]
     fn codes_match_the_wit_emit_error_names() {
-        const WIT: [&str; 7] = [
+        const WIT: [&str; 8] = [
             "undeclared-metric",
             "wrong-kind",
             "bad-identifier",
@@ -750,6 +954,7 @@ mod tests {
             "out-of-range",
             "batch-too-large",
             "bad-cursor",
+            "bad-snapshot",
         ];
         let violations = [
             ContractViolation::UndeclaredMetric { index: 0 },
@@ -757,6 +962,7 @@ mod tests {
             ContractViolation::BadIdentifier { index: 0, field: IdField::Owner, len: 0 },
             ContractViolation::BatchTooLarge { len: 0, max: 0 },
             ContractViolation::BadCursor { problem: CursorProblem::TooManyMarks { len: 0, max: 0 } },
+            ContractViolation::BadSnapshot { problem: SnapshotProblem::NoneOpen },
         ];
         let codes = violations
             .iter()

@@ -4,7 +4,8 @@
 //! it. It injects credentials, refuses to follow redirects off the base origin, retries
 //! 429 and 5xx answers and broken connections with bounded backoff, caps the size and
 //! time of every answer, and turns every failure into the closed set of outcomes the
-//! connector can see (`HttpFailure`).
+//! connector can see (`HttpFailure`). Credentials that need a token endpoint (OAuth 2.0
+//! refresh, Bullhorn sessions) live in `super::auth`, which sends through this client.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use super::BoxFuture;
+use super::auth::AuthSession;
 use super::egress::EgressPolicy;
 
 /// Bounds on every outbound request.
@@ -58,6 +60,9 @@ pub enum Credentials {
         /// The secret, marked sensitive so it is never printed by the HTTP stack.
         value: HeaderValue,
     },
+    /// A grant obtained from a token endpoint and renewed as needed (OAuth 2.0 refresh,
+    /// Bullhorn session); see `super::auth`.
+    Session(Arc<AuthSession>),
 }
 
 impl std::fmt::Debug for Credentials {
@@ -65,6 +70,7 @@ impl std::fmt::Debug for Credentials {
         match self {
             Credentials::None => f.write_str("Credentials::None"),
             Credentials::Header { name, .. } => write!(f, "Credentials::Header({name}: <redacted>)"),
+            Credentials::Session(session) => write!(f, "Credentials::Session({session:?})"),
         }
     }
 }
@@ -90,6 +96,12 @@ impl Credentials {
         let mut value = HeaderValue::from_str(secret).map_err(|_| CredentialError::BadSecret)?;
         value.set_sensitive(true);
         Ok(Credentials::Header { name, value })
+    }
+
+    /// Whether the CRM's authorisation server refused the grant for good while these
+    /// credentials were in use: the integration needs re-authorisation.
+    pub fn needs_reauthorization(&self) -> bool {
+        matches!(self, Credentials::Session(session) if session.needs_reauthorization())
     }
 
     fn apply(&self, headers: &mut HeaderMap) {
@@ -181,6 +193,23 @@ pub trait Transport: Send + Sync + 'static {
         headers: &'a HeaderMap,
         max_body: usize,
     ) -> BoxFuture<'a, Result<Fetched, HttpFailure>>;
+
+    /// Sends one request of any method with a body: the host's own calls to a token or
+    /// login endpoint, never a connector's. Transports that serve only a CRM's GETs (the
+    /// benchmark's) keep the default, which sends GETs without a body and refuses the rest.
+    fn send_with_body<'a>(
+        &'a self,
+        method: reqwest::Method,
+        url: &'a Url,
+        headers: &'a HeaderMap,
+        body: Vec<u8>,
+        max_body: usize,
+    ) -> BoxFuture<'a, Result<Fetched, HttpFailure>> {
+        if method == reqwest::Method::GET && body.is_empty() {
+            return self.send(url, headers, max_body);
+        }
+        Box::pin(async { Err(HttpFailure::Unavailable) })
+    }
 }
 
 /// The production transport: reqwest with rustls, no redirects followed by itself.
@@ -208,36 +237,47 @@ impl Transport for ReqwestTransport {
         headers: &'a HeaderMap,
         max: usize,
     ) -> BoxFuture<'a, Result<Fetched, HttpFailure>> {
-        Box::pin(async move {
-            let mut response = self
-                .client
-                .get(url.clone())
-                .headers(headers.clone())
-                .send()
-                .await
-                .map_err(|err| if err.is_timeout() { HttpFailure::Timeout } else { HttpFailure::Unavailable })?;
-            if response.content_length().is_some_and(|len| len > max as u64) {
-                return Err(HttpFailure::TooLarge);
-            }
-            let status = response.status().as_u16();
-            let headers = std::mem::take(response.headers_mut());
-            let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(max as u64) as usize);
-            loop {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        if body.len() + chunk.len() > max {
-                            return Err(HttpFailure::TooLarge);
-                        }
-                        body.extend_from_slice(&chunk);
-                    }
-                    Ok(None) => break,
-                    Err(err) if err.is_timeout() => return Err(HttpFailure::Timeout),
-                    Err(_) => return Err(HttpFailure::Unavailable),
-                }
-            }
-            Ok(Fetched { status, headers, body })
-        })
+        Box::pin(read_answer(self.client.get(url.clone()).headers(headers.clone()), max))
     }
+
+    fn send_with_body<'a>(
+        &'a self,
+        method: reqwest::Method,
+        url: &'a Url,
+        headers: &'a HeaderMap,
+        body: Vec<u8>,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Fetched, HttpFailure>> {
+        Box::pin(read_answer(self.client.request(method, url.clone()).headers(headers.clone()).body(body), max))
+    }
+}
+
+/// Sends a request and reads its answer, at most `max` bytes of body.
+async fn read_answer(request: reqwest::RequestBuilder, max: usize) -> Result<Fetched, HttpFailure> {
+    let mut response = request
+        .send()
+        .await
+        .map_err(|err| if err.is_timeout() { HttpFailure::Timeout } else { HttpFailure::Unavailable })?;
+    if response.content_length().is_some_and(|len| len > max as u64) {
+        return Err(HttpFailure::TooLarge);
+    }
+    let status = response.status().as_u16();
+    let headers = std::mem::take(response.headers_mut());
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(max as u64) as usize);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max {
+                    return Err(HttpFailure::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(err) if err.is_timeout() => return Err(HttpFailure::Timeout),
+            Err(_) => return Err(HttpFailure::Unavailable),
+        }
+    }
+    Ok(Fetched { status, headers, body })
 }
 
 /// The outbound HTTP client shared by every sync of a host: retries, redirects and
@@ -265,12 +305,17 @@ impl HttpClient {
         &self.limits
     }
 
+    /// The transport underneath (the auth calls use it directly).
+    pub(crate) fn transport(&self) -> &dyn Transport {
+        self.transport.as_ref()
+    }
+
     /// GETs `url` (already built by `policy`) with `headers` (already checked) and the
     /// credentials, retrying as documented on this module.
     pub async fn get(
         &self,
         policy: &EgressPolicy,
-        mut url: Url,
+        url: Url,
         headers: &[(String, String)],
         credentials: &Credentials,
     ) -> Result<HttpAnswer, HttpFailure> {
@@ -280,8 +325,21 @@ impl HttpClient {
             let value = HeaderValue::from_str(value).map_err(|_| HttpFailure::Denied)?;
             header_map.insert(name, value);
         }
+        if let Credentials::Session(session) = credentials {
+            return session.send(self, policy, url, header_map).await;
+        }
         credentials.apply(&mut header_map);
+        self.fetch(policy, url, &header_map).await
+    }
 
+    /// GETs `url` with exactly `header_map`, with the retries, redirects and caps of this
+    /// module; a 401 is an answer like any other here.
+    pub(crate) async fn fetch(
+        &self,
+        policy: &EgressPolicy,
+        mut url: Url,
+        header_map: &HeaderMap,
+    ) -> Result<HttpAnswer, HttpFailure> {
         let max = self.limits.max_body_bytes;
         let mut attempt = 0u32;
         let mut redirects = 0u32;
@@ -289,7 +347,7 @@ impl HttpClient {
         loop {
             attempt += 1;
             let last = attempt >= self.limits.max_attempts;
-            let response = match self.transport.send(&url, &header_map, max).await {
+            let response = match self.transport.send(&url, header_map, max).await {
                 Ok(response) => response,
                 Err(HttpFailure::TooLarge) => return Err(HttpFailure::TooLarge),
                 Err(failure) => {
@@ -385,7 +443,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Spreads retries of many syncs apart: up to a quarter more than `base`.
-fn jitter(base: Duration) -> Duration {
+pub(crate) fn jitter(base: Duration) -> Duration {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     base + base.mul_f64(f64::from(nanos % 1000) / 4000.0)

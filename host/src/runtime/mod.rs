@@ -9,7 +9,13 @@
 //!
 //! Errors come in two layers, as wasmtime's do: the outer `SyncError` for a trap, a limit
 //! or a broken contract, and `SyncError::Connector` for a failure the connector reported.
+//!
+//! Several contract versions are served at once (`bindings::SERVED_VERSIONS`): the linker
+//! holds the imports of each, and a component gets the bindings of the version it imports
+//! (`bindings::ConnectorPre`). Everything past the bindings speaks one version: the latest
+//! for exports, host types for imports.
 
+pub mod auth;
 pub mod bindings;
 pub mod egress;
 pub mod http;
@@ -24,19 +30,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use self::bindings::latest::{Connector, ConnectorPre, oneup::connector::types as wit};
+use self::bindings::ConnectorPre;
+use self::bindings::latest::oneup::connector::types as wit;
 use self::egress::EgressPolicy;
 use self::http::{Credentials, HttpClient, HttpLimits};
 use self::manifest::{AuthSpec, Manifest, ManifestError};
 pub use self::session::{CpuLimitExceeded, DebugSink, MemoryLimitExceeded, SinkFailed, SyncSink, SyncStats};
 use self::session::{Limiter, Session, SyncState};
+use crate::ingest::SnapshotTracker;
 use crate::ingest::model::{Cursor, KeyedHash};
 use crate::ingest::pseudonym::{Domain, TenantKey};
 use crate::ingest::validate::{ContractViolation, IdField, Limits as ValidationLimits, Validator};
+
+/// The time zone type of [`IntegrationSetup::timezone`] (jiff's), re-exported for callers.
+pub use jiff::tz::TimeZone;
 
 /// A boxed future, for object-safe async traits (sinks, transports).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
@@ -158,6 +169,10 @@ pub enum SyncError {
     /// Anything else inside the host.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The CRM's authorisation server refused the integration's grant for good (or had
+    /// before): nothing runs until an admin enables it again with new secrets.
+    #[error("the integration needs re-authorisation: the CRM refused its credentials")]
+    NeedsReauthorization,
 }
 
 impl SyncError {
@@ -173,6 +188,7 @@ impl SyncError {
             SyncError::Setup(_) => "setup".into(),
             SyncError::Commit(_) => "commit_failed".into(),
             SyncError::Internal(_) => "internal".into(),
+            SyncError::NeedsReauthorization => "needs_reauthorization".into(),
         }
     }
 }
@@ -183,8 +199,10 @@ impl SyncError {
 pub enum SyncOutcome {
     /// Everything was read.
     Complete,
-    /// The CRM's request budget ran out; resume later from the last checkpoint.
-    BudgetExhausted,
+    /// The CRM's request budget ran out; resume later from the last checkpoint, not before
+    /// the instant given (milliseconds since the Unix epoch) when the connector knows it
+    /// (contract 0.2; always none from a 0.1 connector).
+    BudgetExhausted(Option<i64>),
 }
 
 /// The result of one sync.
@@ -203,7 +221,7 @@ pub struct SyncReport {
 #[derive(Clone)]
 pub struct LoadedConnector {
     manifest: Arc<Manifest>,
-    pre: ConnectorPre<SyncState>,
+    pre: ConnectorPre,
     digest: [u8; 32],
 }
 
@@ -229,6 +247,13 @@ pub struct IntegrationSetup {
     pub tenant_key: TenantKey,
     /// Where free-text debug output goes (developer tooling only).
     pub debug: Option<DebugSink>,
+    /// Where a refreshing auth scheme (OAuth 2.0, Bullhorn) keeps the refresh token and
+    /// takes its refresh lock: the database for the service. `None`: in memory, for this
+    /// one call (tests; the check tool passes an `auth::MemoryVault` it shares).
+    pub vault: Option<Arc<dyn auth::TokenVault>>,
+    /// The tenant's time zone: calendar-date `occurred-at`s (contract 0.2) become the start
+    /// of that day here. Use `TimeZone::UTC` where there is no tenant.
+    pub timezone: TimeZone,
 }
 
 /// A CRM user from the roster, pseudonymised: the id hashed at once, the e-mail kept only
@@ -293,7 +318,7 @@ impl Runtime {
 
         let mut linker = Linker::<SyncState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        Connector::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(anyhow::Error::from)?;
+        bindings::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         {
@@ -334,14 +359,11 @@ impl Runtime {
         let component = self.compile(bytes, &digest)?;
         let contract = self.contract_version(&component)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
-        let pre = ConnectorPre::new(instance_pre)
+        let pre = ConnectorPre::new(&contract, instance_pre)
             .map_err(|_| LoadError::WrongWorld("it lacks the describe, sync or roster export"))?;
 
         let mut store = self.store_for(None, self.idle_session(Arc::new(placeholder_manifest(&contract))));
-        let described = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.call_describe(&mut store).await
-        };
+        let described = pre.describe(&mut store);
         let descriptor = match tokio::time::timeout(Duration::from_secs(10), described).await {
             Err(_) => return Err(LoadError::Describe(SyncError::Deadline)),
             Ok(Err(e)) => return Err(LoadError::Describe(classify(e))),
@@ -490,15 +512,33 @@ impl Runtime {
                 let secret = setup.secrets.get(secret_key).map(String::as_str).unwrap_or_default();
                 Credentials::header(header, secret).map_err(|e| SyncError::Setup(e.to_string()))?
             }
-            AuthSpec::Oauth2Refresh { .. } | AuthSpec::BullhornSession { .. } => {
-                return Err(SyncError::Setup(format!(
-                    "connector {} needs an auth scheme this host does not support yet",
-                    manifest.id
-                )));
-            }
+            AuthSpec::Oauth2Refresh { token_url_key } => Credentials::Session(Arc::new(
+                auth::AuthSession::oauth2(
+                    token_url_key,
+                    &config,
+                    &setup.secrets,
+                    manifest.host_patterns(),
+                    self.config.allow_loopback_http,
+                    setup.vault.clone(),
+                )
+                .map_err(|e| SyncError::Setup(e.to_string()))?,
+            )),
+            AuthSpec::BullhornSession { auth_url_key, login_url_key } => Credentials::Session(Arc::new(
+                auth::AuthSession::bullhorn(
+                    auth_url_key,
+                    login_url_key,
+                    &config,
+                    &setup.secrets,
+                    manifest.host_patterns(),
+                    self.config.allow_loopback_http,
+                    setup.vault.clone(),
+                )
+                .map_err(|e| SyncError::Setup(e.to_string()))?,
+            )),
         };
         let limits = ValidationLimits { max_batch: self.config.limits.max_batch, ..ValidationLimits::default() };
-        let validator = Validator::new(manifest.vocabulary().clone(), setup.tenant_key, &manifest.id, limits);
+        let validator = Validator::new(manifest.vocabulary().clone(), setup.tenant_key, &manifest.id, limits)
+            .with_time_zone(setup.timezone);
         Ok(Session {
             manifest,
             config,
@@ -509,6 +549,7 @@ impl Runtime {
             sink: with_sink,
             pending: Vec::new(),
             max_pending: self.config.limits.max_pending,
+            snapshots: SnapshotTracker::default(),
             stats: SyncStats::default(),
             violation: None,
             debug: setup.debug,
@@ -524,6 +565,8 @@ impl Runtime {
             secrets: setup.secrets.clone(),
             tenant_key: setup.tenant_key.clone(),
             debug: None,
+            timezone: setup.timezone.clone(),
+            vault: None,
         };
         self.session_for(connector, probe, None).map(drop)
     }
@@ -532,7 +575,7 @@ impl Runtime {
     /// check after install, and what the benchmark times per sync.
     pub async fn probe(&self, connector: &LoadedConnector) -> Result<(), SyncError> {
         let mut store = self.store_for(Some(connector), self.idle_session(connector.manifest.clone()));
-        connector.pre.instantiate_async(&mut store).await.map(drop).map_err(classify)
+        connector.pre.instantiate(&mut store).await.map_err(classify)
     }
 
     fn idle_session(&self, manifest: Arc<Manifest>) -> Session {
@@ -546,6 +589,7 @@ impl Runtime {
             sink: None,
             pending: Vec::new(),
             max_pending: 0,
+            snapshots: SnapshotTracker::default(),
             stats: SyncStats::default(),
             violation: None,
             debug: None,
@@ -582,29 +626,34 @@ impl Runtime {
             marks: c.iter().map(|(key, value)| wit::CursorMark { key: key.to_owned(), value }).collect(),
         });
 
-        let call = async {
-            let instance = connector.pre.instantiate_async(&mut store).await?;
-            instance.call_sync(&mut store, since.as_ref()).await
-        };
+        let call = connector.pre.sync(&mut store, since.as_ref());
         let called = tokio::time::timeout(self.config.limits.wall_time, call).await;
         let mut result = match called {
             Err(_) => Err(SyncError::Deadline),
             Ok(Err(e)) => Err(classify(e)),
             Ok(Ok(Err(reported))) => Err(reported_error(&connector.manifest, reported)),
             Ok(Ok(Ok(wit::SyncOutcome::Complete))) => Ok(SyncOutcome::Complete),
-            Ok(Ok(Ok(wit::SyncOutcome::BudgetExhausted))) => Ok(SyncOutcome::BudgetExhausted),
+            Ok(Ok(Ok(wit::SyncOutcome::BudgetExhausted(resume_at)))) => Ok(SyncOutcome::BudgetExhausted(resume_at)),
         };
         let session = &mut store.data_mut().session;
         if let Some(v) = session.violation {
             // A violation fails the sync even if the connector swallowed the error.
             result = Err(SyncError::Contract(v));
         }
+        if session.credentials.needs_reauthorization() {
+            // So does a refused grant: requests went unanswered, whatever the connector made of it.
+            result = Err(SyncError::NeedsReauthorization);
+        }
         if result.is_ok() {
+            // Snapshots ended by now are resolved in this commit; one still open is dropped.
+            if session.snapshots.is_open() {
+                tracing::info!(connector = %connector.manifest.id, "a snapshot was still open at the end; it retracts nothing");
+            }
             if let Err(e) = session.flush(None).await {
                 result = Err(SyncError::Commit(format!("{e:#}")));
             }
         } else {
-            session.pending.clear();
+            session.discard();
         }
         let stats = session.stats.clone();
         let sink = session.sink.take().expect("the sink stays in the session");
@@ -629,11 +678,12 @@ impl Runtime {
         let key = setup.tenant_key.clone();
         let session = self.session_for(connector, setup, None)?;
         let mut store = self.store_for(Some(connector), session);
-        let call = async {
-            let instance = connector.pre.instantiate_async(&mut store).await?;
-            instance.call_roster(&mut store).await
-        };
-        let entries = match tokio::time::timeout(self.config.limits.wall_time, call).await {
+        let call = connector.pre.roster(&mut store);
+        let called = tokio::time::timeout(self.config.limits.wall_time, call).await;
+        if store.data().session.credentials.needs_reauthorization() {
+            return Err(SyncError::NeedsReauthorization);
+        }
+        let entries = match called {
             Err(_) => return Err(SyncError::Deadline),
             Ok(Err(e)) => return Err(classify(e)),
             Ok(Ok(Err(reported))) => return Err(reported_error(&connector.manifest, reported)),

@@ -3,6 +3,12 @@
 //! A `SyncState` lives in a fresh wasmtime `Store` for exactly one call into a connector.
 //! It owns the WASI context (no files, no sockets, no environment), the memory limiter, the
 //! CPU budget, and the `Session`: what this one sync may do and what it has done so far.
+//!
+//! The logic of every import is here once, on `Session`, in host types (`RawChange`,
+//! `RawCursor`, `RawSnapshotWindow`, `ContractViolation`, `HttpFailure`). Each contract
+//! version's bindings (`bindings::v0_1`, `bindings::v0_2`) only convert its WIT values into
+//! these and the answers back, so a 0.1 connector gets exactly the 0.2 rules minus what 0.1
+//! cannot express (dates, snapshots).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,22 +18,25 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::BoxFuture;
-use super::bindings::latest::oneup::connector::{host, types as wit};
 use super::egress::{EgressPolicy, check_request_headers};
-use super::http::{Credentials, HttpClient, HttpFailure};
+use super::http::{Credentials, HttpAnswer, HttpClient, HttpFailure};
 use super::manifest::Manifest;
-use crate::ingest::model::{Change, Cursor, RawChange, RawCursor, RawValue};
+use crate::ingest::model::{Change, Cursor, RawChange, RawCursor, RawSnapshotWindow, Snapshot};
+use crate::ingest::snapshot::SnapshotTracker;
 use crate::ingest::validate::{ContractViolation, Validator};
 
 /// Where validated changes go: printed by `oneup connector check`, summed by the demo,
 /// committed to the store by ingestion. Called at every checkpoint with everything emitted
 /// since the previous one, and once more at the end of a successful sync (`cursor` none).
 pub trait SyncSink: Send {
-    /// Takes the changes since the last commit, the cursor that follows them, and the sync's
-    /// counts so far (rejections included, for sinks that record them with the batch).
+    /// Takes the changes since the last commit, the snapshots completed since then (each
+    /// retracts the facts of its window it did not see, applied after the changes and in
+    /// the same commit), the cursor that follows them, and the sync's counts so far
+    /// (rejections included, for sinks that record them with the batch).
     fn commit<'a>(
         &'a mut self,
         changes: Vec<Change>,
+        snapshots: Vec<Snapshot>,
         cursor: Option<&'a Cursor>,
         stats: &'a SyncStats,
     ) -> BoxFuture<'a, anyhow::Result<()>>;
@@ -54,6 +63,8 @@ pub struct SyncStats {
     pub checkpoints: u64,
     /// Changes committed to the sink.
     pub committed: u64,
+    /// Completed snapshots committed to the sink (contract 0.2).
+    pub snapshots: u64,
     /// Log events dropped for an undeclared code.
     pub logs_dropped: u64,
     /// Debug messages dropped (production has no debug sink).
@@ -129,6 +140,8 @@ pub(crate) struct Session {
     pub(crate) sink: Option<Box<dyn SyncSink>>,
     pub(crate) pending: Vec<Change>,
     pub(crate) max_pending: usize,
+    /// Snapshot windows open or ended since the last commit.
+    pub(crate) snapshots: SnapshotTracker,
     pub(crate) stats: SyncStats,
     /// The first contract violation; once set, nothing more is accepted or committed.
     pub(crate) violation: Option<ContractViolation>,
@@ -151,195 +164,195 @@ impl WasiView for SyncState {
 }
 
 impl Session {
-    fn refuse(&mut self, violation: ContractViolation, changes: u64) -> wit::EmitError {
+    fn refuse(&mut self, violation: ContractViolation, changes: u64) -> ContractViolation {
         *self.stats.rejected.entry(violation.code().to_owned()).or_default() += changes.max(1);
         tracing::warn!(connector = %self.manifest.id, code = violation.code(), changes, "connector broke the contract");
         if self.violation.is_none() {
             self.violation = Some(violation);
         }
-        // Nothing emitted since the last checkpoint may be committed now.
+        // Nothing emitted since the last checkpoint may be committed now, and no snapshot
+        // may retract anything.
         self.pending.clear();
-        violation_to_wit(violation)
+        self.snapshots.clear();
+        violation
     }
 
-    /// Hands pending changes and the cursor to the sink.
+    /// Hands pending changes, the snapshots completed since the last commit and the cursor
+    /// to the sink.
     pub(crate) async fn flush(&mut self, cursor: Option<&Cursor>) -> anyhow::Result<()> {
         let changes = std::mem::take(&mut self.pending);
+        let snapshots = self.snapshots.take_completed();
         let n = changes.len() as u64;
+        let completed = snapshots.len() as u64;
         if let Some(sink) = self.sink.as_mut() {
-            sink.commit(changes, cursor, &self.stats).await?;
+            sink.commit(changes, snapshots, cursor, &self.stats).await?;
         }
         self.stats.committed += n;
+        self.stats.snapshots += completed;
         Ok(())
     }
-}
 
-fn violation_to_wit(v: ContractViolation) -> wit::EmitError {
-    match v {
-        ContractViolation::UndeclaredMetric { .. } => wit::EmitError::UndeclaredMetric,
-        ContractViolation::WrongKind { .. } => wit::EmitError::WrongKind,
-        ContractViolation::BadIdentifier { .. } => wit::EmitError::BadIdentifier,
-        ContractViolation::BatchTooLarge { .. } => wit::EmitError::BatchTooLarge,
-        ContractViolation::BadCursor { .. } => wit::EmitError::BadCursor,
+    /// Drops what a failed sync emitted since its last commit, snapshots included.
+    pub(crate) fn discard(&mut self) {
+        self.pending.clear();
+        self.snapshots.clear();
     }
-}
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-}
+    // The host side of the contract's imports, in host types. The per-version adapters in
+    // `bindings` convert WIT values into these and the answers back.
 
-fn raw_change(c: wit::KpiChange) -> RawChange {
-    match c {
-        wit::KpiChange::Upsert(u) => RawChange::Upsert {
-            metric: u.metric,
-            owner: u.owner,
-            source_id: u.source_id,
-            occurred_at_ms: u.occurred_at,
-            value: match u.value {
-                wit::Amount::Count(n) => RawValue::Count(n),
-                wit::Amount::Money(m) => RawValue::Money { micros: m.micros, currency: m.currency },
-            },
-        },
-        wit::KpiChange::Retract(r) => RawChange::Retract { metric: r.metric, source_id: r.source_id },
-    }
-}
-
-impl wit::Host for SyncState {}
-
-impl host::Host for SyncState {
-    async fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        let s = &self.session;
-        if !s.manifest.config.iter().any(|c| c.key == key) {
-            return Ok(None);
+    /// `host.config`: a declared key's value (or its default).
+    pub(crate) fn config(&self, key: &str) -> Option<String> {
+        if !self.manifest.config.iter().any(|c| c.key == key) {
+            return None;
         }
-        Ok(s.config.get(&key).cloned())
+        self.config.get(key).cloned()
     }
 
-    async fn now(&mut self) -> wasmtime::Result<i64> {
-        Ok(now_ms())
-    }
-
-    async fn http_get(
+    /// `host.http-get`: builds the URL from the base URL, checks the headers, sends it.
+    pub(crate) async fn http_get(
         &mut self,
-        request: wit::HttpRequest,
-    ) -> wasmtime::Result<Result<wit::HttpResponse, wit::HttpError>> {
-        let s = &mut self.session;
-        s.stats.http_requests += 1;
-        let Some(policy) = s.egress.as_ref() else {
-            s.stats.http_denied += 1;
-            return Ok(Err(wit::HttpError::Denied));
+        path: &str,
+        query: &[(String, String)],
+        headers: &[(String, String)],
+    ) -> Result<HttpAnswer, HttpFailure> {
+        self.stats.http_requests += 1;
+        let Some(policy) = self.egress.as_ref() else {
+            self.stats.http_denied += 1;
+            return Err(HttpFailure::Denied);
         };
-        let url = match policy.build_url(&request.path, &request.query) {
+        let url = match policy.build_url(path, query) {
             Ok(url) => url,
             Err(err) => {
-                s.stats.http_denied += 1;
-                tracing::debug!(connector = %s.manifest.id, code = err.code(), "egress denied");
-                return Ok(Err(wit::HttpError::Denied));
+                self.stats.http_denied += 1;
+                tracing::debug!(connector = %self.manifest.id, code = err.code(), "egress denied");
+                return Err(HttpFailure::Denied);
             }
         };
-        let headers = match check_request_headers(&request.headers) {
+        let headers = match check_request_headers(headers) {
             Ok(h) => h,
             Err(err) => {
-                s.stats.http_denied += 1;
-                tracing::debug!(connector = %s.manifest.id, code = err.code(), "egress denied");
-                return Ok(Err(wit::HttpError::Denied));
+                self.stats.http_denied += 1;
+                tracing::debug!(connector = %self.manifest.id, code = err.code(), "egress denied");
+                return Err(HttpFailure::Denied);
             }
         };
-        match s.http.get(policy, url, &headers, &s.credentials).await {
-            Ok(answer) => {
-                Ok(Ok(wit::HttpResponse { status: answer.status, headers: answer.headers, body: answer.body }))
-            }
-            Err(failure) => Ok(Err(match failure {
-                HttpFailure::Denied => wit::HttpError::Denied,
-                HttpFailure::Timeout => wit::HttpError::Timeout,
-                HttpFailure::TooLarge => wit::HttpError::TooLarge,
-                HttpFailure::Unavailable => wit::HttpError::Unavailable,
-                HttpFailure::Unauthorized => wit::HttpError::Unauthorized,
-                HttpFailure::RateLimited => wit::HttpError::RateLimited,
-            })),
-        }
+        self.http.get(policy, url, &headers, &self.credentials).await
     }
 
-    async fn emit(&mut self, changes: Vec<wit::KpiChange>) -> wasmtime::Result<Result<(), wit::EmitError>> {
-        let s = &mut self.session;
+    /// `host.emit`: validates a batch; accepted changes wait for the next commit.
+    pub(crate) fn emit(&mut self, changes: Vec<RawChange>) -> Result<(), ContractViolation> {
         let n = changes.len() as u64;
-        if let Some(v) = s.violation {
-            return Ok(Err(s.refuse(v, n)));
+        if let Some(v) = self.violation {
+            return Err(self.refuse(v, n));
         }
-        let Some(validator) = s.validator.clone() else {
+        let Some(validator) = self.validator.clone() else {
             // Describing: nothing may be emitted.
-            return Ok(Err(s.refuse(ContractViolation::UndeclaredMetric { index: 0 }, n)));
+            return Err(self.refuse(ContractViolation::UndeclaredMetric { index: 0 }, n));
         };
         let max = validator.limits().max_batch;
         if changes.len() > max {
-            return Ok(Err(s.refuse(ContractViolation::BatchTooLarge { len: changes.len(), max }, n)));
+            return Err(self.refuse(ContractViolation::BatchTooLarge { len: changes.len(), max }, n));
         }
-        let raw: Vec<RawChange> = changes.into_iter().map(raw_change).collect();
-        match validator.validate_batch(raw, now_ms()) {
-            Ok(accepted) => {
-                for (reason, count) in accepted.rejected {
-                    *s.stats.rejected.entry(reason.code().to_owned()).or_default() += count;
-                }
-                let held = s.pending.len() + accepted.changes.len();
-                if held > s.max_pending {
-                    // Too much emitted without a checkpoint: the host will not hold more.
-                    return Ok(Err(s.refuse(ContractViolation::BatchTooLarge { len: held, max: s.max_pending }, n)));
-                }
-                for change in &accepted.changes {
-                    match change {
-                        Change::Upsert(_) => s.stats.upserts += 1,
-                        Change::Retract { .. } => s.stats.retractions += 1,
-                    }
-                }
-                s.pending.extend(accepted.changes);
-                Ok(Ok(()))
+        let accepted = match validator.validate_batch(changes, now_ms()) {
+            Ok(accepted) => accepted,
+            Err(v) => return Err(self.refuse(v, n)),
+        };
+        for (reason, count) in accepted.rejected {
+            *self.stats.rejected.entry(reason.code().to_owned()).or_default() += count;
+        }
+        let held = self.pending.len() + accepted.changes.len();
+        if held > self.max_pending {
+            // Too much emitted without a checkpoint: the host will not hold more.
+            return Err(self.refuse(ContractViolation::BatchTooLarge { len: held, max: self.max_pending }, n));
+        }
+        if let Err(v) = self.snapshots.record(&accepted.changes) {
+            return Err(self.refuse(v, n));
+        }
+        for change in &accepted.changes {
+            match change {
+                Change::Upsert(_) => self.stats.upserts += 1,
+                Change::Retract { .. } => self.stats.retractions += 1,
             }
-            Err(v) => Ok(Err(s.refuse(v, n))),
         }
+        self.pending.extend(accepted.changes);
+        Ok(())
     }
 
-    async fn checkpoint(&mut self, cursor: wit::Cursor) -> wasmtime::Result<Result<(), wit::EmitError>> {
-        let s = &mut self.session;
-        if let Some(v) = s.violation {
-            return Ok(Err(s.refuse(v, 0)));
+    /// `host.checkpoint`: commits everything since the last commit with the cursor. The
+    /// outer error is a failed sink (it becomes a trap); the inner one a broken rule.
+    pub(crate) async fn checkpoint(&mut self, cursor: RawCursor) -> wasmtime::Result<Result<(), ContractViolation>> {
+        if let Some(v) = self.violation {
+            return Ok(Err(self.refuse(v, 0)));
         }
-        let raw = RawCursor(cursor.marks.into_iter().map(|m| (m.key, m.value)).collect());
-        let cursor = match Cursor::validate(raw, s.manifest.vocabulary()) {
+        let cursor = match Cursor::validate(cursor, self.manifest.vocabulary()) {
             Ok(c) => c,
-            Err(v) => return Ok(Err(s.refuse(v, 0))),
+            Err(v) => return Ok(Err(self.refuse(v, 0))),
         };
-        if let Err(err) = s.flush(Some(&cursor)).await {
+        if let Err(err) = self.flush(Some(&cursor)).await {
             return Err(wasmtime::Error::new(SinkFailed(format!("{err:#}"))));
         }
-        s.stats.checkpoints += 1;
+        self.stats.checkpoints += 1;
         Ok(Ok(()))
     }
 
-    async fn log(&mut self, level: wit::LogLevel, code: String, fields: Vec<(String, i64)>) -> wasmtime::Result<()> {
-        let s = &mut self.session;
-        if !s.manifest.declares_code(&code) {
-            s.stats.logs_dropped += 1;
-            return Ok(());
+    /// `host.snapshot-begin` (contract 0.2).
+    pub(crate) fn snapshot_begin(&mut self, window: RawSnapshotWindow) -> Result<(), ContractViolation> {
+        if let Some(v) = self.violation {
+            return Err(self.refuse(v, 0));
         }
-        let fields: BTreeMap<&str, i64> =
-            fields.iter().filter(|(k, _)| s.manifest.declares_code(k)).map(|(k, v)| (k.as_str(), *v)).collect();
-        let fields = serde_json::to_string(&fields).unwrap_or_default();
-        let connector = s.manifest.id.as_str();
-        match level {
-            wit::LogLevel::Debug => tracing::debug!(connector, code, fields, "connector log"),
-            wit::LogLevel::Info => tracing::info!(connector, code, fields, "connector log"),
-            wit::LogLevel::Warn => tracing::warn!(connector, code, fields, "connector log"),
-            wit::LogLevel::Error => tracing::error!(connector, code, fields, "connector log"),
-        }
-        Ok(())
+        let Some(validator) = self.validator.clone() else {
+            return Err(self.refuse(ContractViolation::UndeclaredMetric { index: 0 }, 0));
+        };
+        let begun = validator.validate_window(window).and_then(|w| self.snapshots.begin(w));
+        begun.map_err(|v| self.refuse(v, 0))
     }
 
-    async fn debug(&mut self, message: String) -> wasmtime::Result<()> {
-        let s = &mut self.session;
-        match s.debug.as_mut() {
-            Some(sink) => sink(&message),
-            None => s.stats.debug_dropped += 1,
+    /// `host.snapshot-end` (contract 0.2).
+    pub(crate) fn snapshot_end(&mut self) -> Result<(), ContractViolation> {
+        if let Some(v) = self.violation {
+            return Err(self.refuse(v, 0));
         }
-        Ok(())
+        self.snapshots.end().map_err(|v| self.refuse(v, 0))
     }
+
+    /// `host.log`: declared codes only, declared field names only.
+    pub(crate) fn log(&mut self, level: LogLevel, code: &str, fields: &[(String, i64)]) {
+        if !self.manifest.declares_code(code) {
+            self.stats.logs_dropped += 1;
+            return;
+        }
+        let fields: BTreeMap<&str, i64> =
+            fields.iter().filter(|(k, _)| self.manifest.declares_code(k)).map(|(k, v)| (k.as_str(), *v)).collect();
+        let fields = serde_json::to_string(&fields).unwrap_or_default();
+        let connector = self.manifest.id.as_str();
+        match level {
+            LogLevel::Debug => tracing::debug!(connector, code, fields, "connector log"),
+            LogLevel::Info => tracing::info!(connector, code, fields, "connector log"),
+            LogLevel::Warn => tracing::warn!(connector, code, fields, "connector log"),
+            LogLevel::Error => tracing::error!(connector, code, fields, "connector log"),
+        }
+    }
+
+    /// `host.debug`: free text for the developer tool only.
+    pub(crate) fn debug(&mut self, message: &str) {
+        match self.debug.as_mut() {
+            Some(sink) => sink(message),
+            None => self.stats.debug_dropped += 1,
+        }
+    }
+}
+
+/// The severity of a connector's log event (the WIT `log-level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// The host's wall clock, `host.now`.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

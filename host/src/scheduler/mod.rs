@@ -8,6 +8,13 @@
 //! paused too long, its lease expired, another node took over) can no longer write. A node
 //! that dies mid-run leaves the lease to expire, and the run resumes elsewhere from its last
 //! committed checkpoint.
+//!
+//! A sync runs with the tenant's time zone (calendar dates land on the tenant's days). One
+//! that ends because the CRM's request budget ran out succeeds with the code
+//! `budget_exhausted`, and the integration's next sync is due when the connector said the
+//! budget is back (at least [`MIN_BUDGET_BACKOFF`] and at most [`MAX_BUDGET_BACKOFF`]
+//! ahead), or after [`DEFAULT_BUDGET_BACKOFF`] when it did not say, instead of one interval
+//! on.
 
 mod sink;
 
@@ -21,8 +28,28 @@ use tracing::Instrument;
 
 pub use self::sink::StoreSink;
 use crate::runtime::registry::Registry;
-use crate::runtime::{IntegrationSetup, Runtime, SyncError, SyncOutcome};
+use crate::runtime::{IntegrationSetup, Runtime, SyncError, SyncOutcome, TimeZone};
 use crate::store::{Lease, Store, StoreError};
+
+/// How long after a budget-exhausted sync the next one is due when the connector gave no
+/// resume time.
+pub const DEFAULT_BUDGET_BACKOFF: Duration = Duration::from_secs(3600);
+/// The furthest ahead a connector's resume time may put the next sync.
+pub const MAX_BUDGET_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+/// The soonest a budget-exhausted sync is retried, whatever the resume time (a time in the
+/// past must not make the integration sync in a tight loop).
+pub const MIN_BUDGET_BACKOFF: Duration = Duration::from_secs(60);
+
+/// When the next sync is due after a budget-exhausted one ended at `now_ms`: the
+/// connector's `resume_at_ms` clamped to between [`MIN_BUDGET_BACKOFF`] and
+/// [`MAX_BUDGET_BACKOFF`] from now, or [`DEFAULT_BUDGET_BACKOFF`] from now without one.
+pub fn budget_resume_at(now_ms: i64, resume_at_ms: Option<i64>) -> i64 {
+    let after = |d: Duration| now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    match resume_at_ms {
+        None => after(DEFAULT_BUDGET_BACKOFF),
+        Some(at) => at.clamp(after(MIN_BUDGET_BACKOFF), after(MAX_BUDGET_BACKOFF)),
+    }
+}
 
 /// How the scheduler runs.
 #[derive(Debug, Clone)]
@@ -216,11 +243,20 @@ async fn execute(inner: &Inner, lease: Lease) {
         }
         return;
     };
-    let (error, rejected) = match outcome {
-        Ok(rejected) => (None, rejected),
-        Err((code, rejected)) => (Some(code), rejected),
+    let (error, finished) = match outcome {
+        Ok((SyncOutcome::BudgetExhausted(resume_at), rejected)) => {
+            let next = budget_resume_at(crate::store::types::now_ms(), resume_at);
+            tracing::info!(next_sync_at_ms = next, "the CRM's request budget ran out; the next sync resumes then");
+            let finished = inner.store.finish_run_budget_exhausted(&lease, &rejected, next).await;
+            (None, finished)
+        }
+        Ok((SyncOutcome::Complete, rejected)) => (None, inner.store.finish_run(&lease, None, &rejected).await),
+        Err((code, rejected)) => {
+            let finished = inner.store.finish_run(&lease, Some(&code), &rejected).await;
+            (Some(code), finished)
+        }
     };
-    match inner.store.finish_run(&lease, error.as_deref(), &rejected).await {
+    match finished {
         Ok(()) => match &error {
             None => tracing::info!(%tenant, connector = %connector_id, run = %lease.run_id, "run succeeded"),
             Some(code) => tracing::warn!(%tenant, connector = %connector_id, run = %lease.run_id, code, "run failed"),
@@ -234,8 +270,9 @@ async fn execute(inner: &Inner, lease: Lease) {
 
 type Rejected = BTreeMap<String, u64>;
 
-/// The sync itself. Returns the rejections not yet committed, and the error code if any.
-async fn sync_once(inner: &Inner, lease: &Lease) -> Result<Rejected, (String, Rejected)> {
+/// The sync itself. Returns how it ended and the rejections not yet committed, or the
+/// error code and those rejections.
+async fn sync_once(inner: &Inner, lease: &Lease) -> Result<(SyncOutcome, Rejected), (String, Rejected)> {
     let fail = |code: &str| (code.to_owned(), Rejected::new());
     let store = &inner.store;
     let tenant = lease.tenant_id;
@@ -248,11 +285,18 @@ async fn sync_once(inner: &Inner, lease: &Lease) -> Result<Rejected, (String, Re
     };
     let secrets = store.integration_secrets(tenant, &lease.connector_id).await.map_err(|e| fail(e.code()))?;
     let tenant_key = store.tenant_key(tenant).await.map_err(|e| fail(e.code()))?;
+    let zone = store.tenant(tenant).await.map_err(|e| fail(e.code()))?.timezone;
+    // The API checks the zone when the tenant is created; the bundled database has it.
+    let timezone = TimeZone::get(&zone).map_err(|_| fail("invalid_timezone"))?;
+    // The refresh token and refresh lock of OAuth-style credentials; roster and sync share it.
+    let vault: Arc<dyn crate::runtime::auth::TokenVault> = Arc::new(store.token_vault(tenant, &lease.connector_id));
     let setup = || IntegrationSetup {
         config: integration.config.clone(),
         secrets: secrets.expose().clone(),
         tenant_key: tenant_key.clone(),
         debug: None,
+        timezone: timezone.clone(),
+        vault: Some(vault.clone()),
     };
 
     // Owner mapping: the roster's e-mails are compared with the tenant's users, then dropped.
@@ -274,11 +318,7 @@ async fn sync_once(inner: &Inner, lease: &Lease) -> Result<Rejected, (String, Re
     let report = inner.runtime.sync(connector, setup(), integration.cursor.as_ref(), Box::new(sink)).await;
     let uncommitted = committed.uncommitted(&report.stats);
     match report.result {
-        Ok(SyncOutcome::Complete) => Ok(uncommitted),
-        Ok(SyncOutcome::BudgetExhausted) => {
-            tracing::info!("the CRM's request budget ran out; the next sync resumes from the checkpoint");
-            Ok(uncommitted)
-        }
+        Ok(outcome) => Ok((outcome, uncommitted)),
         Err(SyncError::Commit(_)) => Err(("commit_failed".to_owned(), uncommitted)),
         Err(e) => Err((e.code(), uncommitted)),
     }

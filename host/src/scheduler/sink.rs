@@ -1,10 +1,11 @@
-//! The sink that commits a sync's changes to the store, each batch with its cursor and the
+//! The sink that commits a sync's changes to the store, each batch with its cursor, the
+//! snapshots completed since the previous commit (their unseen facts retracted) and the
 //! rejections counted since the previous commit, in one transaction under the run's lease.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::ingest::model::{Change, Cursor};
+use crate::ingest::model::{Change, Cursor, Snapshot};
 use crate::runtime::{BoxFuture, SyncSink, SyncStats};
 use crate::store::{Lease, Store};
 
@@ -51,13 +52,21 @@ impl SyncSink for StoreSink {
     fn commit<'a>(
         &'a mut self,
         changes: Vec<Change>,
+        snapshots: Vec<Snapshot>,
         cursor: Option<&'a Cursor>,
         stats: &'a SyncStats,
     ) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let before = self.committed.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
             let rejected = delta(&stats.rejected, &before);
-            self.store.commit(&self.lease, &changes, cursor, &rejected).await?;
+            let counts = self.store.commit_with_snapshots(&self.lease, &changes, &snapshots, cursor, &rejected).await?;
+            if !snapshots.is_empty() {
+                tracing::info!(
+                    snapshots = snapshots.len(),
+                    retracted = counts.snapshot_deleted,
+                    "snapshots committed; facts they did not see were retracted"
+                );
+            }
             *self.committed.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = stats.rejected.clone();
             Ok(())
         })

@@ -503,6 +503,404 @@ impl Store {
     }
 }
 
+/// A composite metric: a weighted sum of connector count metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompositeMetric {
+    /// What KPIs, targets and contests name it by.
+    pub slug: String,
+    /// An optional display name.
+    pub name: Option<String>,
+    /// Its terms, in the order given (at least one, each metric once).
+    pub terms: Vec<CompositeTerm>,
+    /// The admin who defined it.
+    pub created_by: UserId,
+    /// When, in milliseconds since the Unix epoch.
+    pub created_at_ms: i64,
+}
+
+/// One term of a composite metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompositeTerm {
+    /// A connector count metric's slug.
+    pub metric: String,
+    /// Its weight in millionths (`1.5` is 1 500 000), never zero.
+    pub weight_micros: i64,
+}
+
+/// A contest as listed: its definition without the participants, with how many there are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContestSummary {
+    /// Its id.
+    pub id: ContestId,
+    /// Display name.
+    pub name: String,
+    /// The metric slug.
+    pub metric: String,
+    /// The format.
+    pub format: String,
+    /// The first instant counted.
+    pub starts_at_ms: i64,
+    /// The first instant no longer counted.
+    pub ends_at_ms: i64,
+    /// `users` or `teams`.
+    pub participants_kind: String,
+    /// How many participants.
+    pub participant_count: i64,
+    /// When it was created.
+    pub created_at_ms: i64,
+    /// When it was frozen, if it was.
+    pub frozen_at_ms: Option<i64>,
+}
+
+/// Where a page of a list starts: after the item created at `created_at_ms` with `id`
+/// (lists run newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageAfter {
+    /// The last listed item's creation time.
+    pub created_at_ms: i64,
+    /// The last listed item's id.
+    pub id: Uuid,
+}
+
+/// Whose items a member may list: their own, and their teams'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visible {
+    /// Everything of the tenant (managers, admins).
+    All,
+    /// What concerns this user (members).
+    Concerning(UserId),
+}
+
+/// The SQL condition for "visible to a member": `$3` is the user. `{who}` names the
+/// column holding a user id, `{team}` the one holding a team id.
+fn concerning(user_col: &str, team_col: &str) -> String {
+    format!(
+        "({user_col} = $3 OR {team_col} IN (SELECT team_id FROM team_members WHERE tenant_id = $1 AND user_id = $3))"
+    )
+}
+
+type SummaryRow = (Uuid, String, String, String, i64, i64, String, i64, i64, Option<i64>);
+
+impl Store {
+    /// Whether the team exists in the tenant.
+    pub async fn team_exists(&self, tenant: TenantId, team: TeamId) -> Result<bool, StoreError> {
+        let row: Option<Uuid> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT id FROM teams WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_uuid())
+                .bind(team.as_uuid())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.is_some())
+    }
+
+    /// A page of the tenant's contests, newest first: at most `limit` after `after`, only
+    /// those `visible` (a member's: those they or one of their teams take part in).
+    pub async fn contests(
+        &self,
+        tenant: TenantId,
+        visible: Visible,
+        after: Option<PageAfter>,
+        limit: u32,
+    ) -> Result<Vec<ContestSummary>, StoreError> {
+        let member = match visible {
+            Visible::All => String::new(),
+            Visible::Concerning(_) => format!(
+                " AND EXISTS (SELECT 1 FROM contest_participants p WHERE p.tenant_id = c.tenant_id \
+                 AND p.contest_id = c.id AND {})",
+                concerning("p.user_id", "p.team_id")
+            ),
+        };
+        let user = match visible {
+            Visible::All => None,
+            Visible::Concerning(u) => Some(u.as_uuid()),
+        };
+        let (at, id) = after.map_or((i64::MAX, Uuid::max()), |a| (a.created_at_ms, a.id));
+        let sql = format!(
+            "SELECT c.id, c.name, c.metric, c.format, c.starts_at, c.ends_at, c.participants, \
+             (SELECT COUNT(*) FROM contest_participants q WHERE q.tenant_id = c.tenant_id AND q.contest_id = c.id), \
+             c.created_at, c.frozen_at FROM contests c \
+             WHERE c.tenant_id = $1 AND ($3 IS NULL OR $3 IS NOT NULL){member} \
+             AND (c.created_at < $4 OR (c.created_at = $4 AND c.id < $5)) \
+             ORDER BY c.created_at DESC, c.id DESC LIMIT $2"
+        );
+        let rows: Vec<SummaryRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(tenant.as_uuid())
+                .bind(i64::from(limit))
+                .bind(user)
+                .bind(at)
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, metric, format, starts, ends, kind, count, created, frozen)| ContestSummary {
+                id: ContestId::from_uuid(id),
+                name,
+                metric,
+                format,
+                starts_at_ms: starts,
+                ends_at_ms: ends,
+                participants_kind: kind,
+                participant_count: count,
+                created_at_ms: created,
+                frozen_at_ms: frozen,
+            })
+            .collect())
+    }
+
+    /// Changes a contest's name and window. [`StoreError::NotFound`] if it is not in the
+    /// tenant; [`StoreError::Conflict`] (`final contest`) if it is frozen already.
+    pub async fn update_contest(
+        &self,
+        tenant: TenantId,
+        contest: ContestId,
+        name: &str,
+        starts_at_ms: i64,
+        ends_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let frozen: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT frozen_at FROM contests WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(contest.as_uuid())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match frozen {
+                None => return Err(StoreError::NotFound { what: "contest" }),
+                Some(Some(_)) => return Err(StoreError::Conflict { what: "final contest" }),
+                Some(None) => {}
+            }
+            sqlx::query(
+                "UPDATE contests SET name = $3, starts_at = $4, ends_at = $5 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(contest.as_uuid())
+            .bind(name)
+            .bind(starts_at_ms)
+            .bind(ends_at_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Deletes a contest with its participants. [`StoreError::NotFound`] if it is not in
+    /// the tenant.
+    pub async fn delete_contest(&self, tenant: TenantId, contest: ContestId) -> Result<(), StoreError> {
+        let deleted = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM contests WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_uuid())
+                .bind(contest.as_uuid())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if deleted == 0 { Err(StoreError::NotFound { what: "contest" }) } else { Ok(()) }
+    }
+
+    /// A page of the tenant's targets, newest first: at most `limit` after `after`, only
+    /// those `visible` (a member's: their own and their teams').
+    pub async fn targets(
+        &self,
+        tenant: TenantId,
+        visible: Visible,
+        after: Option<PageAfter>,
+        limit: u32,
+    ) -> Result<Vec<Target>, StoreError> {
+        let member = match visible {
+            Visible::All => String::new(),
+            Visible::Concerning(_) => format!(" AND {}", concerning("user_id", "team_id")),
+        };
+        let user = match visible {
+            Visible::All => None,
+            Visible::Concerning(u) => Some(u.as_uuid()),
+        };
+        let (at, id) = after.map_or((i64::MAX, Uuid::max()), |a| (a.created_at_ms, a.id));
+        let sql = format!(
+            "{SELECT_TARGET} WHERE tenant_id = $1 AND ($3 IS NULL OR $3 IS NOT NULL){member} \
+             AND (created_at < $4 OR (created_at = $4 AND id < $5)) ORDER BY created_at DESC, id DESC LIMIT $2"
+        );
+        let rows: Vec<TargetRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(tenant.as_uuid())
+                .bind(i64::from(limit))
+                .bind(user)
+                .bind(at)
+                .bind(id)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(target_from_row).collect()
+    }
+
+    /// Changes a target's goal. [`StoreError::NotFound`] if it is not in the tenant.
+    pub async fn update_target_goal(&self, tenant: TenantId, target: TargetId, goal: i64) -> Result<(), StoreError> {
+        let updated = on_pool!(self, pool => {
+            sqlx::query("UPDATE targets SET goal = $3 WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_uuid())
+                .bind(target.as_uuid())
+                .bind(goal)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if updated == 0 { Err(StoreError::NotFound { what: "target" }) } else { Ok(()) }
+    }
+
+    /// Deletes a target. [`StoreError::NotFound`] if it is not in the tenant.
+    pub async fn delete_target(&self, tenant: TenantId, target: TargetId) -> Result<(), StoreError> {
+        let deleted = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM targets WHERE tenant_id = $1 AND id = $2")
+                .bind(tenant.as_uuid())
+                .bind(target.as_uuid())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if deleted == 0 { Err(StoreError::NotFound { what: "target" }) } else { Ok(()) }
+    }
+
+    /// Defines a composite metric with its terms in one transaction.
+    /// [`StoreError::Conflict`] (`metric`) if the slug is taken in the tenant; nothing is
+    /// written then.
+    pub async fn create_composite_metric(&self, tenant: TenantId, metric: &CompositeMetric) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO composite_metrics (tenant_id, slug, name, created_by, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(&metric.slug)
+            .bind(&metric.name)
+            .bind(metric.created_by.as_uuid())
+            .bind(metric.created_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| {
+                if StoreError::is_unique_violation(&err) {
+                    StoreError::Conflict { what: "metric" }
+                } else {
+                    not_found_on_foreign_key("tenant")(err)
+                }
+            })?;
+            for (position, term) in metric.terms.iter().enumerate() {
+                sqlx::query(
+                    "INSERT INTO composite_metric_terms (tenant_id, slug, position, metric, weight_micros) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(tenant.as_uuid())
+                .bind(&metric.slug)
+                .bind(i64::try_from(position).unwrap_or(i64::MAX))
+                .bind(&term.metric)
+                .bind(term.weight_micros)
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| {
+                    if StoreError::is_unique_violation(&err) {
+                        StoreError::Conflict { what: "metric term" }
+                    } else {
+                        StoreError::from(err)
+                    }
+                })?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// A composite metric of the tenant, if there is one with that slug.
+    pub async fn composite_metric(&self, tenant: TenantId, slug: &str) -> Result<Option<CompositeMetric>, StoreError> {
+        Ok(self.composite_metrics_where(tenant, Some(slug)).await?.into_iter().next())
+    }
+
+    /// Every composite metric of the tenant, by slug.
+    pub async fn composite_metrics(&self, tenant: TenantId) -> Result<Vec<CompositeMetric>, StoreError> {
+        self.composite_metrics_where(tenant, None).await
+    }
+
+    async fn composite_metrics_where(
+        &self,
+        tenant: TenantId,
+        slug: Option<&str>,
+    ) -> Result<Vec<CompositeMetric>, StoreError> {
+        type Row = (String, Option<String>, Uuid, i64);
+        let (metrics, terms): (Vec<Row>, Vec<(String, String, i64)>) = on_pool!(self, pool => {
+            let metrics = sqlx::query_as(
+                "SELECT slug, name, created_by, created_at FROM composite_metrics \
+                 WHERE tenant_id = $1 AND ($2 IS NULL OR slug = $2) ORDER BY slug",
+            )
+            .bind(tenant.as_uuid())
+            .bind(slug)
+            .fetch_all(pool)
+            .await?;
+            let terms = sqlx::query_as(
+                "SELECT slug, metric, weight_micros FROM composite_metric_terms \
+                 WHERE tenant_id = $1 AND ($2 IS NULL OR slug = $2) ORDER BY slug, position",
+            )
+            .bind(tenant.as_uuid())
+            .bind(slug)
+            .fetch_all(pool)
+            .await?;
+            (metrics, terms)
+        });
+        Ok(metrics
+            .into_iter()
+            .map(|(slug, name, created_by, created_at)| CompositeMetric {
+                terms: terms
+                    .iter()
+                    .filter(|(s, _, _)| *s == slug)
+                    .map(|(_, metric, weight)| CompositeTerm { metric: metric.clone(), weight_micros: *weight })
+                    .collect(),
+                slug,
+                name,
+                created_by: UserId::from_uuid(created_by),
+                created_at_ms: created_at,
+            })
+            .collect())
+    }
+
+    /// Deletes a composite metric. [`StoreError::NotFound`] if there is none with that
+    /// slug; [`StoreError::Conflict`] (`metric in use`) if a contest or target measures by
+    /// it (nothing is deleted then).
+    pub async fn delete_composite_metric(&self, tenant: TenantId, slug: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let exists: Option<String> =
+                sqlx::query_scalar("SELECT slug FROM composite_metrics WHERE tenant_id = $1 AND slug = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(slug)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound { what: "metric" });
+            }
+            let used: i64 = sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM contests WHERE tenant_id = $1 AND metric = $2) \
+                 + (SELECT COUNT(*) FROM targets WHERE tenant_id = $1 AND metric = $2)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(slug)
+            .fetch_one(&mut *tx)
+            .await?;
+            if used > 0 {
+                return Err(StoreError::Conflict { what: "metric in use" });
+            }
+            sqlx::query("DELETE FROM composite_metrics WHERE tenant_id = $1 AND slug = $2")
+                .bind(tenant.as_uuid())
+                .bind(slug)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

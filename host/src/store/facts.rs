@@ -18,6 +18,16 @@
 //! statement is reused for every row inside the transaction (SQLite runs in-process, so a
 //! statement costs no round trip).
 //!
+//! # Snapshots
+//! [`Store::commit_with_snapshots`] also resolves the snapshot windows a connector completed
+//! since its previous commit (contract 0.2, see [`crate::ingest::snapshot`]): after the
+//! batch is applied, every fact of the integration of a window's metrics whose
+//! `occurred_at` is in `[from, to)` and whose source hash the snapshot did not see is
+//! deleted, in the same transaction as the batch and the cursor, and the deleted facts are
+//! added to the run's retractions. The stored candidates are read by the
+//! `facts_by_metric_time` index and compared with the sorted seen hashes in memory; the
+//! unseen ones are deleted by key.
+//!
 //! # Money
 //! An amount in the tenant currency is kept as it is; another currency is converted with
 //! the tenant's rate (see [`super::fx`]) when committed. Without a rate the amount is kept
@@ -36,7 +46,7 @@ use super::runs::{Lease, merge_rejected};
 use super::tenants::parse_currency;
 use super::types::{TenantId, UserId, now_ms, to_i64, to_u64};
 use super::{BeginWrite, Pool, Store};
-use crate::ingest::{Change, Currency, Cursor, Fact, KeyedHash, Value};
+use crate::ingest::{Change, Currency, Cursor, Fact, KeyedHash, Snapshot, Value};
 
 /// How stale `confirmed_at` may get before an unchanged fact is rewritten to move it on
 /// (one day; it must match the literal in the upsert statement).
@@ -54,6 +64,8 @@ pub struct CommitCounts {
     pub retractions: u64,
     /// Facts that retractions actually deleted (a retraction of an unknown fact deletes none).
     pub deleted: u64,
+    /// Facts that the committed snapshots deleted (stored in their window, not seen).
+    pub snapshot_deleted: u64,
     /// Facts written whose CRM owner is not mapped to a user.
     pub unmapped: u64,
     /// Facts written whose amount waits for an exchange rate.
@@ -264,11 +276,25 @@ impl Store {
         cursor: Option<&Cursor>,
         rejected: &BTreeMap<String, u64>,
     ) -> Result<CommitCounts, StoreError> {
+        self.commit_with_snapshots(lease, changes, &[], cursor, rejected).await
+    }
+
+    /// Like [`Store::commit`], and resolves the completed `snapshots` in the same
+    /// transaction, after the changes: the integration's stored facts of each snapshot's
+    /// metrics in its window that it did not see are deleted (see the module docs).
+    pub async fn commit_with_snapshots(
+        &self,
+        lease: &Lease,
+        changes: &[Change],
+        snapshots: &[Snapshot],
+        cursor: Option<&Cursor>,
+        rejected: &BTreeMap<String, u64>,
+    ) -> Result<CommitCounts, StoreError> {
         let batch = Batch::new(changes);
         let cursor = cursor.map(cursor_json);
         match &self.pool {
-            Pool::Postgres(pool) => commit_pg(pool, lease, batch, cursor.as_deref(), rejected).await,
-            Pool::Sqlite(pool) => commit_sqlite(pool, lease, batch, cursor.as_deref(), rejected).await,
+            Pool::Postgres(pool) => commit_pg(pool, lease, batch, snapshots, cursor.as_deref(), rejected).await,
+            Pool::Sqlite(pool) => commit_sqlite(pool, lease, batch, snapshots, cursor.as_deref(), rejected).await,
         }
     }
 
@@ -514,6 +540,102 @@ where
     Ok(rows.into_iter().map(|(hash,)| hash).collect())
 }
 
+/// The source hashes of the integration's stored facts of `metric` in the snapshot's
+/// window that the snapshot did not see.
+async fn unseen_sources<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    tenant: Uuid,
+    connector_id: &str,
+    snapshot: &Snapshot,
+    metric: &str,
+) -> Result<Vec<[u8; 16]>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    Uuid: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (Vec<u8>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let stored: Vec<(Vec<u8>,)> = sqlx::query_as(
+        "SELECT source_hash FROM facts WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 \
+         AND occurred_at >= $4 AND occurred_at < $5",
+    )
+    .bind(tenant)
+    .bind(connector_id)
+    .bind(metric)
+    .bind(snapshot.window.from_ms())
+    .bind(snapshot.window.to_ms())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut unseen = Vec::new();
+    for (source,) in stored {
+        let source = keyed_hash(&source)?;
+        if !snapshot.saw(metric, &source) {
+            unseen.push(source.to_bytes());
+        }
+    }
+    Ok(unseen)
+}
+
+/// Deletes what the snapshots did not see (after the batch); returns how many facts.
+async fn resolve_snapshots_pg(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    tenant: Uuid,
+    connector_id: &str,
+    snapshots: &[Snapshot],
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for snapshot in snapshots {
+        for metric in snapshot.window.metrics() {
+            let unseen = unseen_sources(tx, tenant, connector_id, snapshot, metric).await?;
+            for chunk in unseen.chunks(PG_CHUNK) {
+                deleted += sqlx::query(
+                    "DELETE FROM facts WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 \
+                     AND source_hash = ANY($4::bytea[])",
+                )
+                .bind(tenant)
+                .bind(connector_id)
+                .bind(metric)
+                .bind(chunk)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes what the snapshots did not see (after the batch); returns how many facts.
+async fn resolve_snapshots_sqlite(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    tenant: Uuid,
+    connector_id: &str,
+    snapshots: &[Snapshot],
+) -> Result<u64, StoreError> {
+    let mut deleted = 0;
+    for snapshot in snapshots {
+        for metric in snapshot.window.metrics() {
+            for source in unseen_sources(tx, tenant, connector_id, snapshot, metric).await? {
+                deleted += sqlx::query(
+                    "DELETE FROM facts WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 \
+                     AND source_hash = $4",
+                )
+                .bind(tenant)
+                .bind(connector_id)
+                .bind(metric.as_str())
+                .bind(&source[..])
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// Checks the lease and the integration under lock; returns the stored rejection counts.
 fn check_leased(row: Option<(String, bool)>) -> Result<String, StoreError> {
     match row {
@@ -527,6 +649,7 @@ async fn commit_pg(
     pool: &PgPool,
     lease: &Lease,
     mut batch: Batch<'_>,
+    snapshots: &[Snapshot],
     cursor: Option<&str>,
     rejected: &BTreeMap<String, u64>,
 ) -> Result<CommitCounts, StoreError> {
@@ -605,6 +728,7 @@ async fn commit_pg(
             .await?;
     }
 
+    batch.counts.snapshot_deleted = resolve_snapshots_pg(&mut tx, tenant, connector, snapshots).await?;
     finish_commit_pg(&mut tx, lease, &batch.counts, cursor, &stored_rejected, rejected).await?;
     tx.commit().await?;
     Ok(batch.counts)
@@ -630,7 +754,7 @@ async fn finish_commit_pg(
         .bind(lease.tenant_id.as_uuid())
         .bind(lease.run_id.as_uuid())
         .bind(to_i64(counts.upserts))
-        .bind(to_i64(counts.retractions))
+        .bind(to_i64(counts.retractions + counts.snapshot_deleted))
         .bind(to_i64(counts.unmapped))
         .bind(to_i64(counts.waiting_rate))
         .bind(merge_rejected(stored_rejected, rejected)?)
@@ -643,6 +767,7 @@ async fn commit_sqlite(
     pool: &SqlitePool,
     lease: &Lease,
     mut batch: Batch<'_>,
+    snapshots: &[Snapshot],
     cursor: Option<&str>,
     rejected: &BTreeMap<String, u64>,
 ) -> Result<CommitCounts, StoreError> {
@@ -696,6 +821,7 @@ async fn commit_sqlite(
             .execute(&mut *tx)
             .await?;
     }
+    batch.counts.snapshot_deleted = resolve_snapshots_sqlite(&mut tx, tenant, connector, snapshots).await?;
 
     if let Some(cursor) = cursor {
         sqlx::query("UPDATE integrations SET cursor = $3 WHERE tenant_id = $1 AND connector_id = $2")
@@ -709,7 +835,7 @@ async fn commit_sqlite(
         .bind(tenant)
         .bind(lease.run_id.as_uuid())
         .bind(to_i64(batch.counts.upserts))
-        .bind(to_i64(batch.counts.retractions))
+        .bind(to_i64(batch.counts.retractions + batch.counts.snapshot_deleted))
         .bind(to_i64(batch.counts.unmapped))
         .bind(to_i64(batch.counts.waiting_rate))
         .bind(merge_rejected(&stored_rejected, rejected)?)

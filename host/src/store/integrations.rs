@@ -1,16 +1,21 @@
 //! Integrations (a connector enabled for a tenant: the opt-in), their sealed secrets and
-//! cursors, and the mapping of CRM owners to tenant users.
+//! cursors, the mapping of CRM owners to tenant users, and the refresh lock and
+//! re-authorisation status of integrations whose credentials refresh (OAuth 2.0, Bullhorn;
+//! see [`IntegrationVault`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::crypto::secrets_aad;
 use super::error::{StoreError, not_found_on_foreign_key};
-use super::types::{TenantId, UserId, now_ms, to_i64, to_u64};
+use super::types::{TenantId, UserId, now_ms, random_bytes, to_i64, to_u64};
 use super::{BeginWrite, Store};
 use crate::ingest::{Cursor, KeyedHash};
+use crate::runtime::BoxFuture;
+use crate::runtime::auth::{GrantCache, REFRESH_TOKEN, RefreshLock, TokenVault, VaultError};
 
 /// An integration's credentials by declared secret key. Sealed at rest; `Debug` shows
 /// the keys only, so a stray log line cannot leak a value.
@@ -76,6 +81,32 @@ pub struct Integration {
     pub next_sync_at_ms: Option<i64>,
     /// Whether sealed secrets are held (false once disabled: they are destroyed).
     pub has_secrets: bool,
+    /// Whether its credentials work, as far as the host knows.
+    pub auth_status: AuthStatus,
+    /// When the status last became what it is, if it is not `ok`.
+    pub auth_status_at_ms: Option<i64>,
+}
+
+/// Whether an integration's credentials work, as far as the host knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStatus {
+    /// Nothing says otherwise.
+    Ok,
+    /// The CRM's authorisation server refused the refresh token for good (`invalid_grant`,
+    /// a 400 or 401 from the token endpoint). The scheduler queues no run until an admin
+    /// enables the integration again with new secrets.
+    NeedsReauthorization,
+}
+
+impl AuthStatus {
+    /// The stable snake_case name (also the run error code of a refused grant).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthStatus::Ok => "ok",
+            AuthStatus::NeedsReauthorization => "needs_reauthorization",
+        }
+    }
 }
 
 /// What enabling an integration records.
@@ -96,14 +127,46 @@ pub struct EnableIntegration<'a> {
 }
 
 const SELECT_INTEGRATION: &str = "SELECT connector_id, enabled, config, metrics, cursor, sync_interval_secs, \
-     enabled_by, enabled_at, disabled_at, next_sync_at, secrets IS NOT NULL FROM integrations";
+     enabled_by, enabled_at, disabled_at, next_sync_at, secrets IS NOT NULL, auth_status, auth_status_at \
+     FROM integrations";
 
-type IntegrationRow =
-    (String, bool, String, String, Option<String>, i64, Option<Uuid>, Option<i64>, Option<i64>, Option<i64>, bool);
+type IntegrationRow = (
+    String,
+    bool,
+    String,
+    String,
+    Option<String>,
+    i64,
+    Option<Uuid>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    bool,
+    Option<String>,
+    Option<i64>,
+);
 
 fn integration_from_row(row: IntegrationRow) -> Result<Integration, StoreError> {
-    let (connector_id, enabled, config, metrics, cursor, interval, enabled_by, enabled_at, disabled_at, next, secrets) =
-        row;
+    let (
+        connector_id,
+        enabled,
+        config,
+        metrics,
+        cursor,
+        interval,
+        enabled_by,
+        enabled_at,
+        disabled_at,
+        next,
+        secrets,
+        auth_status,
+        auth_status_at,
+    ) = row;
+    let auth_status = match auth_status.as_deref() {
+        None => AuthStatus::Ok,
+        Some("needs_reauthorization") => AuthStatus::NeedsReauthorization,
+        Some(_) => return Err(StoreError::Corrupt { what: "integration auth status" }),
+    };
     Ok(Integration {
         connector_id,
         enabled,
@@ -116,6 +179,8 @@ fn integration_from_row(row: IntegrationRow) -> Result<Integration, StoreError> 
         disabled_at_ms: disabled_at,
         next_sync_at_ms: next,
         has_secrets: secrets,
+        auth_status,
+        auth_status_at_ms: auth_status_at,
     })
 }
 
@@ -134,9 +199,10 @@ pub(crate) fn cursor_json(cursor: &Cursor) -> String {
 impl Store {
     /// Enables an integration (the opt-in), recording the consent: who, when, which metrics.
     ///
-    /// Enabling again replaces config, secrets and consent. The cursor is kept when the
-    /// config is unchanged and starts over otherwise (another CRM account, say). The
-    /// scheduler will queue a first run at once.
+    /// Enabling again replaces config, secrets and consent, and clears a
+    /// `needs_reauthorization` status (the admin brought new credentials). The cursor is
+    /// kept when the config is unchanged and starts over otherwise (another CRM account,
+    /// say). The scheduler will queue a first run at once.
     pub async fn enable_integration(
         &self,
         tenant: TenantId,
@@ -160,7 +226,7 @@ impl Store {
                  cursor = CASE WHEN integrations.config = excluded.config THEN integrations.cursor ELSE NULL END, \
                  sync_interval_secs = excluded.sync_interval_secs, metrics = excluded.metrics, \
                  enabled_by = excluded.enabled_by, enabled_at = excluded.enabled_at, disabled_at = NULL, \
-                 next_sync_at = excluded.next_sync_at",
+                 next_sync_at = excluded.next_sync_at, auth_status = NULL, auth_status_at = NULL",
             )
             .bind(tenant.as_uuid())
             .bind(enable.connector_id)
@@ -379,4 +445,283 @@ impl Store {
 /// Reads a stored 16-byte keyed hash.
 pub(crate) fn keyed_hash(bytes: &[u8]) -> Result<KeyedHash, StoreError> {
     <[u8; 16]>::try_from(bytes).map(KeyedHash::from_bytes).map_err(|_| StoreError::Corrupt { what: "keyed hash" })
+}
+
+/// How long a refresh may hold an integration's refresh lease before another node may take
+/// it over (a refresh takes a few token calls of at most 15 seconds each).
+const REFRESH_LEASE: Duration = Duration::from_secs(120);
+/// How long a refresh waits for another one of the same integration to finish.
+const REFRESH_WAIT: Duration = Duration::from_secs(130);
+
+/// The database side of an integration's refreshing credentials, for the runtime's
+/// [`TokenVault`]: the refresh token lives in the integration's sealed secrets, and a
+/// lease on the integration row (`refresh_lease_holder`, `refresh_lease_until`) lets one
+/// refresh at a time run, across every node of the database. No transaction stays open
+/// while the token endpoint answers: taking the lease is one conditional `UPDATE`, and
+/// every later write is fenced by the holder and by the sealed secrets it read, so a lease
+/// that expired and was taken over, or secrets an admin replaced meanwhile, make the write
+/// a no-op that reports [`VaultError::LockLost`].
+///
+/// One vault serves one run (its roster and sync calls share the access grant through it).
+#[derive(Debug)]
+pub struct IntegrationVault {
+    store: Store,
+    tenant: TenantId,
+    connector_id: String,
+    cache: GrantCache,
+}
+
+impl Store {
+    /// The refresh-token vault of an integration, for one run.
+    pub fn token_vault(&self, tenant: TenantId, connector_id: &str) -> IntegrationVault {
+        IntegrationVault {
+            store: self.clone(),
+            tenant,
+            connector_id: connector_id.to_owned(),
+            cache: GrantCache::default(),
+        }
+    }
+
+    /// Marks an integration as needing re-authorisation (what a refused refresh does
+    /// through its vault). Enabling it again clears the mark.
+    pub async fn mark_needs_reauthorization(&self, tenant: TenantId, connector_id: &str) -> Result<(), StoreError> {
+        let done = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE integrations SET auth_status = 'needs_reauthorization', auth_status_at = $3 \
+                 WHERE tenant_id = $1 AND connector_id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotFound { what: "integration" });
+        }
+        Ok(())
+    }
+
+    /// Takes the refresh lease if it is free; the sealed secrets when taken.
+    async fn take_refresh_lease(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        holder: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let now = now_ms();
+        let until = now.saturating_add(REFRESH_LEASE.as_millis() as i64);
+        let sealed: Option<Option<Vec<u8>>> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "UPDATE integrations SET refresh_lease_holder = $3, refresh_lease_until = $4 \
+                 WHERE tenant_id = $1 AND connector_id = $2 AND enabled AND secrets IS NOT NULL \
+                 AND auth_status IS NULL AND (refresh_lease_until IS NULL OR refresh_lease_until < $5) \
+                 RETURNING secrets",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(holder)
+            .bind(until)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(sealed.flatten())
+    }
+
+    /// Why the lease could not be taken: `Ok(())` if only because another holds it.
+    async fn refresh_lease_refusal(&self, tenant: TenantId, connector_id: &str) -> Result<(), VaultError> {
+        let row: Option<(bool, bool, Option<String>)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT enabled, secrets IS NOT NULL, auth_status FROM integrations \
+                 WHERE tenant_id = $1 AND connector_id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| VaultError::Store(StoreError::from(e).code().to_owned()))?
+        });
+        match row {
+            None | Some((false, _, _)) | Some((_, false, _)) => Err(VaultError::Gone),
+            Some((_, _, Some(_))) => Err(VaultError::NeedsReauthorization),
+            Some((true, true, None)) => Ok(()),
+        }
+    }
+
+    /// Runs one `UPDATE` of the row fenced by the lease holder and the sealed secrets it
+    /// read; whether it matched. `$1` tenant, `$2` connector, `$3` holder, `$4` sealed
+    /// secrets read, `$5` the new sealed secrets or the time, as `sql` uses them.
+    async fn fenced_update(&self, sql: &str, lock: &StoreRefreshLock, fifth: Fifth<'_>) -> Result<bool, StoreError> {
+        let done = on_pool!(self, pool => {
+            let query = sqlx::query(sql)
+                .bind(lock.tenant.as_uuid())
+                .bind(&lock.connector_id)
+                .bind(&lock.holder)
+                .bind(&lock.sealed);
+            let query = match fifth {
+                Fifth::Sealed(sealed) => query.bind(sealed),
+                Fifth::Now => query.bind(now_ms()),
+                Fifth::Nothing => query,
+            };
+            query.execute(pool).await?.rows_affected()
+        });
+        Ok(done == 1)
+    }
+}
+
+/// The fifth parameter of a fenced update.
+enum Fifth<'a> {
+    Sealed(&'a [u8]),
+    Now,
+    Nothing,
+}
+
+fn vault_error(e: StoreError) -> VaultError {
+    VaultError::Store(e.code().to_owned())
+}
+
+impl TokenVault for IntegrationVault {
+    fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn RefreshLock>, VaultError>> {
+        Box::pin(async move {
+            let holder = hex::encode(random_bytes::<12>());
+            let started = std::time::Instant::now();
+            let mut pause = Duration::from_millis(25);
+            loop {
+                let taken = self
+                    .store
+                    .take_refresh_lease(self.tenant, &self.connector_id, &holder)
+                    .await
+                    .map_err(vault_error)?;
+                if let Some(sealed) = taken {
+                    let aad = secrets_aad(self.tenant.as_uuid(), &self.connector_id);
+                    let opened = self.store.key.open(&aad, &sealed).map_err(vault_error).and_then(|plain| {
+                        serde_json::from_slice::<BTreeMap<String, String>>(&plain)
+                            .map_err(|_| VaultError::Store("corrupt".into()))
+                    });
+                    let mut lock = StoreRefreshLock {
+                        store: self.store.clone(),
+                        tenant: self.tenant,
+                        connector_id: self.connector_id.clone(),
+                        holder,
+                        sealed,
+                        secrets: BTreeMap::new(),
+                        released: false,
+                    };
+                    match opened {
+                        Ok(secrets) => {
+                            lock.secrets = secrets;
+                            return Ok(Box::new(lock) as Box<dyn RefreshLock>);
+                        }
+                        Err(e) => {
+                            Box::new(lock).release().await;
+                            return Err(e);
+                        }
+                    }
+                }
+                self.store.refresh_lease_refusal(self.tenant, &self.connector_id).await?;
+                if started.elapsed() >= REFRESH_WAIT {
+                    return Err(VaultError::Busy);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(400));
+            }
+        })
+    }
+
+    fn grant_cache(&self) -> Option<&GrantCache> {
+        Some(&self.cache)
+    }
+}
+
+/// A held refresh lease of one integration.
+struct StoreRefreshLock {
+    store: Store,
+    tenant: TenantId,
+    connector_id: String,
+    holder: String,
+    /// The sealed secrets as read when the lease was taken (or last written by it).
+    sealed: Vec<u8>,
+    secrets: BTreeMap<String, String>,
+    released: bool,
+}
+
+const STORE_ROTATED: &str = "UPDATE integrations SET secrets = $5 \
+     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
+const MARK_REFUSED: &str = "UPDATE integrations SET auth_status = 'needs_reauthorization', auth_status_at = $5, \
+     refresh_lease_holder = NULL, refresh_lease_until = NULL \
+     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
+const RELEASE: &str = "UPDATE integrations SET refresh_lease_holder = NULL, refresh_lease_until = NULL \
+     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
+
+impl StoreRefreshLock {
+    async fn run(&self, sql: &str, fifth: Fifth<'_>) -> Result<bool, StoreError> {
+        self.store.fenced_update(sql, self, fifth).await
+    }
+}
+
+impl RefreshLock for StoreRefreshLock {
+    fn refresh_token(&self) -> &str {
+        self.secrets.get(REFRESH_TOKEN).map(String::as_str).unwrap_or_default()
+    }
+
+    fn store_rotated<'a>(&'a mut self, token: &'a str) -> BoxFuture<'a, Result<(), VaultError>> {
+        Box::pin(async move {
+            let mut secrets = self.secrets.clone();
+            secrets.insert(REFRESH_TOKEN.to_owned(), token.to_owned());
+            let plain = serde_json::to_vec(&secrets).expect("a map of strings serialises");
+            let sealed = self.store.key.seal(&secrets_aad(self.tenant.as_uuid(), &self.connector_id), &plain);
+            if !self.run(STORE_ROTATED, Fifth::Sealed(&sealed)).await.map_err(vault_error)? {
+                return Err(VaultError::LockLost);
+            }
+            self.sealed = sealed;
+            self.secrets = secrets;
+            Ok(())
+        })
+    }
+
+    fn refuse(mut self: Box<Self>) -> BoxFuture<'static, Result<(), VaultError>> {
+        self.released = true;
+        Box::pin(async move {
+            if self.run(MARK_REFUSED, Fifth::Now).await.map_err(vault_error)? {
+                Ok(())
+            } else {
+                Err(VaultError::LockLost)
+            }
+        })
+    }
+
+    fn release(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        self.released = true;
+        Box::pin(async move {
+            if let Err(e) = self.run(RELEASE, Fifth::Nothing).await {
+                tracing::warn!(code = e.code(), "could not release a refresh lease; it will expire");
+            }
+        })
+    }
+}
+
+impl Drop for StoreRefreshLock {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // Dropped mid-refresh (the sync was cancelled): free the lease in the background
+        // rather than make the next refresh wait for it to expire.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let lock = StoreRefreshLock {
+                store: self.store.clone(),
+                tenant: self.tenant,
+                connector_id: std::mem::take(&mut self.connector_id),
+                holder: std::mem::take(&mut self.holder),
+                sealed: std::mem::take(&mut self.sealed),
+                secrets: BTreeMap::new(),
+                released: true,
+            };
+            handle.spawn(async move {
+                let _ = lock.run(RELEASE, Fifth::Nothing).await;
+            });
+        }
+    }
 }

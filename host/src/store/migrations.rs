@@ -23,12 +23,16 @@ type Embedded = (i64, &'static str, &'static str);
 const POSTGRES: &[Embedded] = &[
     (1, "initial", include_str!("../../migrations/postgres/0001_initial.sql")),
     (2, "contests targets", include_str!("../../migrations/postgres/0002_contests_targets.sql")),
+    (3, "auth", include_str!("../../migrations/postgres/0003_auth.sql")),
+    (4, "engine", include_str!("../../migrations/postgres/0004_engine.sql")),
 ];
 
 /// The SQLite migrations, in order.
 const SQLITE: &[Embedded] = &[
     (1, "initial", include_str!("../../migrations/sqlite/0001_initial.sql")),
     (2, "contests targets", include_str!("../../migrations/sqlite/0002_contests_targets.sql")),
+    (3, "auth", include_str!("../../migrations/sqlite/0003_auth.sql")),
+    (4, "engine", include_str!("../../migrations/sqlite/0004_engine.sql")),
 ];
 
 /// A list of embedded migrations, as a source for sqlx's migrator.

@@ -95,7 +95,9 @@ pub struct Run {
     pub waiting_rate: u64,
     /// Changes rejected by the validator, by reason code.
     pub rejected: BTreeMap<String, u64>,
-    /// The error code of a failed run (a host code or one the connector declared).
+    /// The error code of a failed run (a host code or one the connector declared); on a
+    /// succeeded run, [`BUDGET_EXHAUSTED`] when it stopped because the CRM's request budget
+    /// ran out (what it read is committed; the next run resumes from its cursor).
     pub error_code: Option<String>,
 }
 
@@ -202,6 +204,9 @@ pub(crate) fn merge_rejected(stored: &str, add: &BTreeMap<String, u64>) -> Resul
     Ok(serde_json::to_string(&counts).expect("a map of strings to integers serialises"))
 }
 
+/// The code on a succeeded run that stopped because the CRM's request budget ran out.
+pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
+
 /// A duration in milliseconds, saturating.
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -284,7 +289,7 @@ impl Store {
         let due: Vec<(Uuid, String, i64)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT tenant_id, connector_id, sync_interval_secs FROM integrations \
-                 WHERE enabled AND next_sync_at <= $1 ORDER BY next_sync_at LIMIT $2",
+                 WHERE enabled AND next_sync_at <= $1 AND auth_status IS NULL ORDER BY next_sync_at LIMIT $2",
             )
             .bind(now)
             .bind(i64::from(limit))
@@ -417,8 +422,33 @@ impl Store {
         error_code: Option<&str>,
         rejected: &BTreeMap<String, u64>,
     ) -> Result<(), StoreError> {
-        let now = now_ms();
         let status = if error_code.is_some() { RunStatus::Failed } else { RunStatus::Succeeded };
+        self.end_run(lease, status, error_code, rejected, None).await
+    }
+
+    /// Finishes a run that stopped because the CRM's request budget ran out: `succeeded`,
+    /// with the code [`BUDGET_EXHAUSTED`], and the integration's next scheduled sync at
+    /// `next_sync_at_ms` instead of one interval from now. Otherwise as [`Store::finish_run`].
+    pub async fn finish_run_budget_exhausted(
+        &self,
+        lease: &Lease,
+        rejected: &BTreeMap<String, u64>,
+        next_sync_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.end_run(lease, RunStatus::Succeeded, Some(BUDGET_EXHAUSTED), rejected, Some(next_sync_at_ms)).await
+    }
+
+    /// Records the end of a run; the next scheduled sync is at `next_sync_at_ms`, or one
+    /// interval from now.
+    async fn end_run(
+        &self,
+        lease: &Lease,
+        status: RunStatus,
+        error_code: Option<&str>,
+        rejected: &BTreeMap<String, u64>,
+        next_sync_at_ms: Option<i64>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             // The integration first, then the run: the lock order of every transaction that
@@ -456,12 +486,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "UPDATE integrations SET next_sync_at = $3 + sync_interval_secs * 1000 \
+                "UPDATE integrations SET next_sync_at = COALESCE($4, $3 + sync_interval_secs * 1000) \
                  WHERE tenant_id = $1 AND connector_id = $2 AND enabled",
             )
             .bind(lease.tenant_id.as_uuid())
             .bind(&lease.connector_id)
             .bind(now)
+            .bind(next_sync_at_ms)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;

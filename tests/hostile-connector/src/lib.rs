@@ -21,6 +21,15 @@
 //! | `undeclared-log-code` | logs under the undeclared code `sneaky_free_text_code`, then completes |
 //! | `bad-cursor` | checkpoints under the undeclared key `sneaky_key` |
 //! | `debug` | writes the debug text `secret debug Jane Doe`, then completes |
+//! | `dates` | emits, in one batch, `deals_won` upserts dated (calendar dates, no time) 2025-03-30 (`date-spring`, the day Europe/Berlin springs forward), 2025-10-26 (`date-autumn`, it falls back), 2025-02-30 (`date-impossible`) and 1899-12-31 (`date-ancient`), and a `revenue` upsert of 100 EUR dated 2025-06-02 (`date-summer`); checkpoints |
+//! | `snap-seed` | emits `deals_won` `s-1`, `s-2` (at [`IN_WINDOW_MS`]), `s-from` (at [`WINDOW_FROM_MS`]), `s-to` (at [`WINDOW_TO_MS`]), `s-out` (at [`OUTSIDE_WINDOW_MS`]) and `revenue` 5 EUR `s-1` (at [`IN_WINDOW_MS`]); checkpoints |
+//! | `snap` | opens a snapshot of `deals_won` over `[WINDOW_FROM_MS, WINDOW_TO_MS)`, emits `s-1`, checkpoints, emits `s-new` (at [`LATER_IN_WINDOW_MS`]), ends the snapshot, checkpoints |
+//! | `snap-final` | as `snap` without either checkpoint: the end of the sync commits |
+//! | `snap-open` | opens the snapshot, emits `s-1`, checkpoints and completes with the snapshot open |
+//! | `snap-end-then-trap` | opens the snapshot, emits `s-1`, ends it, panics before any commit |
+//! | `bad-snapshot:<rule>` | emits `bs-1`, then breaks a snapshot rule: `undeclared` (metric `secret_metric`), `no-metrics`, `seventeen-metrics`, `empty-window` (from = to), `reversed-window`, `twice` (a second begin while one is open), `end-without-begin` |
+//! | `budget` | emits `bu-1`, checkpoints, ends `budget-exhausted` without a resume time |
+//! | `budget-in:<minutes>` | as `budget`, with the resume time the host clock plus `<minutes>` (may be negative) |
 //!
 //! An unknown mode fails with the code `bad_config`. The roster, whatever the mode, is one
 //! entry: CRM user `u-1` with e-mail `hostile.user@example.com`.
@@ -31,8 +40,8 @@
 #![warn(missing_docs)]
 
 use oneup_connector_sdk::{
-    AuthScheme, Connector, ConnectorError, Ctx, Cursor, Descriptor, HttpError, HttpRequest, KpiChange, LogLevel,
-    MetricKind, Money, RosterEntry, Setting, SyncOutcome, codes,
+    AuthScheme, CalendarDate, Connector, ConnectorError, Ctx, Cursor, Descriptor, HttpError, HttpRequest, KpiChange,
+    LogLevel, MetricKind, Money, OccurredAt, RosterEntry, Setting, SnapshotWindow, SyncOutcome, codes,
 };
 
 /// The connector.
@@ -51,6 +60,48 @@ pub const DENIED: &str = "denied";
 
 /// The one cursor key it declares.
 pub const CURSOR_KEY: &str = "position";
+
+/// The snapshot window's start, inclusive: 2025-06-01T00:00:00Z.
+pub const WINDOW_FROM_MS: i64 = 1_748_736_000_000;
+/// The snapshot window's end, exclusive: 2025-07-01T00:00:00Z.
+pub const WINDOW_TO_MS: i64 = 1_751_328_000_000;
+/// Inside the window: 2025-06-02T10:00:00Z (the time of every valid upsert).
+pub const IN_WINDOW_MS: i64 = OCCURRED_AT_MS;
+/// Later inside the window: 2025-06-10T10:00:00Z.
+pub const LATER_IN_WINDOW_MS: i64 = 1_749_549_600_000;
+/// After the window: 2025-07-15T10:00:00Z.
+pub const OUTSIDE_WINDOW_MS: i64 = 1_752_573_600_000;
+
+fn won_at(source_id: &str, at: impl Into<OccurredAt>) -> KpiChange {
+    KpiChange::count("deals_won", OWNER, source_id, at, 1)
+}
+
+fn window() -> SnapshotWindow {
+    SnapshotWindow::new(&["deals_won"], WINDOW_FROM_MS, WINDOW_TO_MS)
+}
+
+fn eur(amount: &str) -> Result<Money, ConnectorError> {
+    Money::parse(amount, "EUR").map_err(|_| ConnectorError::new(codes::BAD_CONFIG))
+}
+
+/// Breaks the snapshot rule `rule` (after emitting `bs-1`).
+fn bad_snapshot(ctx: &mut Ctx<'_>, rule: &str) -> Result<(), ConnectorError> {
+    ctx.emit(&[won("bs-1")])?;
+    let bad = |metrics: &[&'static str], from, to| SnapshotWindow::new(metrics, from, to);
+    match rule {
+        "undeclared" => ctx.snapshot_begin(&bad(&["deals_won", "secret_metric"], WINDOW_FROM_MS, WINDOW_TO_MS)),
+        "no-metrics" => ctx.snapshot_begin(&bad(&[], WINDOW_FROM_MS, WINDOW_TO_MS)),
+        "seventeen-metrics" => ctx.snapshot_begin(&bad(&["deals_won"; 17], WINDOW_FROM_MS, WINDOW_TO_MS)),
+        "empty-window" => ctx.snapshot_begin(&bad(&["deals_won"], WINDOW_FROM_MS, WINDOW_FROM_MS)),
+        "reversed-window" => ctx.snapshot_begin(&bad(&["deals_won"], WINDOW_TO_MS, WINDOW_FROM_MS)),
+        "twice" => {
+            ctx.snapshot_begin(&window())?;
+            ctx.snapshot_begin(&window())
+        }
+        "end-without-begin" => ctx.snapshot_end(),
+        _ => Err(ConnectorError::new(codes::BAD_CONFIG)),
+    }
+}
 
 fn won(source_id: &str) -> KpiChange {
     KpiChange::count("deals_won", OWNER, source_id, OCCURRED_AT_MS, 1)
@@ -151,10 +202,73 @@ impl Connector for Hostile {
             "debug" => {
                 ctx.debug("secret debug Jane Doe");
             }
-            other => match other.strip_prefix("path:") {
-                Some(path) => return probe(ctx, &HttpRequest::get(path)),
-                None => return Err(ConnectorError::new(codes::BAD_CONFIG)),
-            },
+            "dates" => {
+                let date = |year, month, day| CalendarDate { year, month, day };
+                ctx.emit(&[
+                    won_at("date-spring", date(2025, 3, 30)),
+                    won_at("date-autumn", date(2025, 10, 26)),
+                    won_at("date-impossible", date(2025, 2, 30)),
+                    won_at("date-ancient", date(1899, 12, 31)),
+                    KpiChange::money("revenue", OWNER, "date-summer", date(2025, 6, 2), eur("100")?),
+                ])?;
+                ctx.checkpoint(&done)?;
+            }
+            "snap-seed" => {
+                ctx.emit(&[
+                    won_at("s-1", IN_WINDOW_MS),
+                    won_at("s-2", IN_WINDOW_MS),
+                    won_at("s-from", WINDOW_FROM_MS),
+                    won_at("s-to", WINDOW_TO_MS),
+                    won_at("s-out", OUTSIDE_WINDOW_MS),
+                    KpiChange::money("revenue", OWNER, "s-1", IN_WINDOW_MS, eur("5")?),
+                ])?;
+                ctx.checkpoint(&done)?;
+            }
+            "snap" => {
+                ctx.snapshot_begin(&window())?;
+                ctx.emit(&[won_at("s-1", IN_WINDOW_MS)])?;
+                ctx.checkpoint(&done)?;
+                ctx.emit(&[won_at("s-new", LATER_IN_WINDOW_MS)])?;
+                ctx.snapshot_end()?;
+                ctx.checkpoint(&done)?;
+            }
+            "snap-final" => {
+                ctx.snapshot_begin(&window())?;
+                ctx.emit(&[won_at("s-1", IN_WINDOW_MS), won_at("s-new", LATER_IN_WINDOW_MS)])?;
+                ctx.snapshot_end()?;
+            }
+            "snap-open" => {
+                ctx.snapshot_begin(&window())?;
+                ctx.emit(&[won_at("s-1", IN_WINDOW_MS)])?;
+                ctx.checkpoint(&done)?;
+            }
+            "snap-end-then-trap" => {
+                ctx.snapshot_begin(&window())?;
+                ctx.emit(&[won_at("s-1", IN_WINDOW_MS)])?;
+                ctx.snapshot_end()?;
+                panic!("the hostile connector traps on purpose after ending a snapshot");
+            }
+            "budget" => {
+                ctx.emit(&[won("bu-1")])?;
+                ctx.checkpoint(&done)?;
+                return Ok(SyncOutcome::BudgetExhausted { resume_at: None });
+            }
+            other => {
+                if let Some(path) = other.strip_prefix("path:") {
+                    return probe(ctx, &HttpRequest::get(path));
+                }
+                if let Some(rule) = other.strip_prefix("bad-snapshot:") {
+                    bad_snapshot(ctx, rule)?;
+                    return Ok(SyncOutcome::Complete);
+                }
+                if let Some(minutes) = other.strip_prefix("budget-in:").and_then(|m| m.parse::<i64>().ok()) {
+                    ctx.emit(&[won("bu-1")])?;
+                    ctx.checkpoint(&done)?;
+                    let resume_at = ctx.now() + minutes * 60_000;
+                    return Ok(SyncOutcome::BudgetExhausted { resume_at: Some(resume_at) });
+                }
+                return Err(ConnectorError::new(codes::BAD_CONFIG));
+            }
         }
         Ok(SyncOutcome::Complete)
     }
@@ -208,6 +322,31 @@ mod tests {
         assert_eq!(result, Ok(SyncOutcome::Complete));
         assert_eq!(host.requests()[0].headers, [("host".into(), "evil.example".into())]);
         assert_eq!(host.changes().len(), 1);
+    }
+
+    #[test]
+    fn contract_0_2_modes_do_what_the_table_says() {
+        let (host, result) = run("snap");
+        assert_eq!(result, Ok(SyncOutcome::Complete));
+        assert!(host.violations().is_empty(), "{:?}", host.violations());
+        assert_eq!(host.snapshots().len(), 1);
+        assert_eq!(host.checkpoints().len(), 2);
+        let (host, result) = run("snap-open");
+        assert_eq!(result, Ok(SyncOutcome::Complete));
+        assert!(host.snapshots().is_empty(), "never closed");
+        let (host, result) = run("dates");
+        assert_eq!(result, Ok(SyncOutcome::Complete));
+        assert_eq!(host.batch_sizes(), [5]);
+        for rule in ["undeclared", "no-metrics", "seventeen-metrics", "empty-window", "twice", "end-without-begin"] {
+            let (host, result) = run(&format!("bad-snapshot:{rule}"));
+            assert_eq!(result.map_err(|e| e.code), Err(codes::EMIT_REFUSED.into()), "{rule}");
+            assert_eq!(host.violations().len(), 1, "{rule}");
+        }
+        let (_, result) = run("budget");
+        assert_eq!(result, Ok(SyncOutcome::BudgetExhausted { resume_at: None }));
+        let mut host = FakeHost::new().with_config("mode", "budget-in:60").with_now(OCCURRED_AT_MS);
+        let result = run_sync(Hostile, &mut host, None);
+        assert_eq!(result, Ok(SyncOutcome::BudgetExhausted { resume_at: Some(OCCURRED_AT_MS + 3_600_000) }));
     }
 
     #[test]

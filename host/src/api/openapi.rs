@@ -1,0 +1,502 @@
+//! The OpenAPI 3.1 document of the API, generated from the handlers themselves.
+//!
+//! Every route is registered through utoipa-axum's `routes!` ([`super::routes`]), which
+//! takes the path, method, parameters, bodies and answers from the handler's
+//! `#[utoipa::path]` annotation and mounts the handler under that same path: a route
+//! cannot be served without being documented, nor documented under another path.
+//! [`document`] then adds what holds for every route: the bearer-token security of
+//! everything under `/v1/`, its 401 answer, and the 500 answer, all with the one error
+//! body [`ErrorBody`].
+//!
+//! Served at `GET /openapi.json` (anyone) with Swagger UI at `GET /docs`; the page's files
+//! come from the `utoipa-swagger-ui-vendored` crate, embedded in the binary (no CDN).
+//! `host/openapi.json` is the committed copy: a unit test fails with a diff whenever the
+//! generated document differs from it, and `ONEUP_UPDATE_OPENAPI=1 cargo test -p oneup
+//! openapi` rewrites it after an intended change.
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{RefOr, Response, ResponseBuilder};
+use utoipa::{OpenApi, ToSchema};
+
+/// The name of the bearer security scheme in the document.
+const BEARER: &str = "bearer";
+
+/// Every error answer: `{"error":{"code","message"}}`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_field", "message": "`goal` must be above zero"}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The inside of an error answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code (`invalid_field`, `not_found`, `target_overlaps`, …).
+    pub code: String,
+    /// What is wrong, for a person. Never carries a secret or internal detail.
+    pub message: String,
+}
+
+/// `{"id"}` of something just created.
+#[derive(Serialize, ToSchema)]
+pub struct Created {
+    /// Its id.
+    pub id: uuid::Uuid,
+}
+
+/// A user's role in their tenant.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Role)]
+pub enum RoleSchema {
+    /// Manages users, integrations, rates, metrics and everything a manager may.
+    Admin,
+    /// Reads KPIs, runs contests and sets targets.
+    Manager,
+    /// Sees their own figures, targets and the contests they take part in.
+    Member,
+}
+
+/// How a metric's values add up.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = MetricKind)]
+pub enum MetricKindSchema {
+    /// Whole numbers of things.
+    Count,
+    /// Amounts of money, in the tenant currency.
+    Money,
+}
+
+/// The length of a target's period, in the tenant's time zone.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = Period)]
+pub enum PeriodSchema {
+    /// One local day.
+    Day,
+    /// One ISO week, Monday to Sunday.
+    Week,
+    /// One calendar month.
+    Month,
+    /// January–March, April–June, July–September or October–December.
+    Quarter,
+    /// One calendar year.
+    Year,
+}
+
+/// A figure: an integer for a count, a decimal string in the tenant currency (rounded to
+/// its minor units) for money.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = Figure)]
+pub enum FigureSchema {
+    /// A count.
+    Count(i64),
+    /// Money, such as `"2500.00"`.
+    Money(String),
+}
+
+/// An amount given by a client: a number, or a decimal string such as `"2500.00"` (exact).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = Amount)]
+pub enum AmountSchema {
+    /// A JSON number.
+    Number(f64),
+    /// A decimal string.
+    Text(String),
+}
+
+/// The schemas of the integration routes' bodies (`integrations.rs` builds them as JSON;
+/// these describe them field by field).
+pub mod integration_schemas {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+    use serde_json::Value;
+    use utoipa::ToSchema;
+
+    /// `PUT /v1/integrations/{connector}`'s body: the connector's settings.
+    #[derive(Serialize, ToSchema)]
+    pub struct EnableIntegrationBody {
+        /// Config keys the connector declares (`GET /v1/connectors`); required ones without
+        /// a default must be given.
+        pub config: BTreeMap<String, String>,
+        /// Secret keys the connector declares; sealed at rest, never returned or logged.
+        pub secrets: BTreeMap<String, String>,
+        /// Seconds between scheduled syncs, 60 to 604800 (default: the connector's).
+        pub sync_interval_secs: Option<u64>,
+    }
+
+    /// An installed connector as `GET /v1/connectors` lists it.
+    #[derive(Serialize, ToSchema)]
+    pub struct ConnectorView {
+        /// Its id (`pipedrive`, …).
+        pub id: String,
+        /// Its version.
+        pub version: String,
+        /// The WIT contract it was built against (`oneup:connector@0.1.0`, …).
+        pub contract: String,
+        /// The metrics it emits: `{"slug","kind"}`.
+        pub metrics: Vec<Value>,
+        /// Its config keys: `{"key","required","default"}`.
+        pub config: Vec<Value>,
+        /// Its secret keys: `{"key","required"}`.
+        pub secrets: Vec<Value>,
+        /// The config key holding the base URL.
+        pub base_url_key: String,
+        /// Host patterns the base URL may point at.
+        pub allowed_hosts: Vec<String>,
+        /// How the host authenticates its requests.
+        pub auth: Value,
+        /// Default seconds between syncs.
+        pub default_sync_interval_secs: u64,
+    }
+
+    /// `GET /v1/connectors`' answer.
+    #[derive(Serialize, ToSchema)]
+    pub struct ConnectorList {
+        /// Every installed connector.
+        pub connectors: Vec<ConnectorView>,
+    }
+
+    /// An integration (a connector enabled for the tenant).
+    #[derive(Serialize, ToSchema)]
+    pub struct IntegrationView {
+        /// The connector's id.
+        pub connector: String,
+        /// Whether it is enabled.
+        pub enabled: bool,
+        /// Its config (never secrets).
+        pub config: BTreeMap<String, String>,
+        /// The metrics consented to at enabling.
+        pub metrics: Vec<String>,
+        /// Seconds between scheduled syncs.
+        pub sync_interval_secs: u64,
+        /// Who enabled it.
+        pub enabled_by: Option<uuid::Uuid>,
+        /// When, in milliseconds since the Unix epoch.
+        pub enabled_at_ms: Option<i64>,
+        /// When it was disabled.
+        pub disabled_at_ms: Option<i64>,
+        /// When the next scheduled sync is due.
+        pub next_sync_at_ms: Option<i64>,
+        /// Whether secrets are held for it.
+        pub has_secrets: bool,
+        /// Whether its CRM credentials work, as last seen.
+        pub auth_status: String,
+        /// When that was last seen.
+        pub auth_status_at_ms: Option<i64>,
+    }
+
+    /// `GET /v1/integrations`' answer.
+    #[derive(Serialize, ToSchema)]
+    pub struct IntegrationList {
+        /// Every integration of the tenant.
+        pub integrations: Vec<IntegrationView>,
+    }
+
+    /// `POST …/sync`'s answer without waiting.
+    #[derive(Serialize, ToSchema)]
+    pub struct QueuedRun {
+        /// The run queued (or already queued or running).
+        pub run_id: uuid::Uuid,
+    }
+
+    /// A sync run.
+    #[derive(Serialize, ToSchema)]
+    pub struct RunView {
+        /// Its id.
+        pub id: uuid::Uuid,
+        /// The connector.
+        pub connector: String,
+        /// `queued`, `running`, `succeeded` or `failed`.
+        pub status: String,
+        /// Changes committed.
+        pub events_accepted: u64,
+        /// Changes refused, all reasons.
+        pub events_rejected: u64,
+        /// A stable error code when it failed.
+        pub error: Option<String>,
+        /// Upserts committed.
+        pub upserts: u64,
+        /// Retractions committed.
+        pub retractions: u64,
+        /// Refused changes by reason code.
+        pub rejected: BTreeMap<String, u64>,
+        /// Facts of CRM owners mapped to nobody yet.
+        pub unmapped: u64,
+        /// Money facts waiting for an exchange rate.
+        pub waiting_for_rate: u64,
+        /// Checkpoints committed.
+        pub checkpoints: u64,
+        /// Attempts (a run resumes on another node after a lost lease).
+        pub attempts: u64,
+        /// When it was queued, in milliseconds since the Unix epoch.
+        pub created_at_ms: i64,
+        /// When it started.
+        pub started_at_ms: Option<i64>,
+        /// When it finished.
+        pub finished_at_ms: Option<i64>,
+        /// How long it ran.
+        pub duration_ms: Option<i64>,
+    }
+
+    /// `GET …/runs`' answer.
+    #[derive(Serialize, ToSchema)]
+    pub struct RunList {
+        /// The latest runs, newest first.
+        pub runs: Vec<RunView>,
+    }
+
+    /// `GET …/owners`' answer.
+    #[derive(Serialize, ToSchema)]
+    pub struct OwnersView {
+        /// How many CRM owners wait for a mapping.
+        pub unmapped_owners: u64,
+        /// How many facts they hold.
+        pub unmapped_facts: u64,
+        /// Each as `{"owner": keyed hash, "facts"}`.
+        pub unmapped: Vec<Value>,
+        /// The mappings: `{"owner": keyed hash, "user_id"}`.
+        pub mapped: Vec<Value>,
+    }
+
+    /// `PUT …/owners`' body.
+    #[derive(Serialize, ToSchema)]
+    pub struct MapOwnerBody {
+        /// The CRM's user id (hashed at once, never kept).
+        pub crm_user_id: String,
+        /// The tenant user it is.
+        pub user_id: uuid::Uuid,
+    }
+}
+
+/// The document's fixed parts; the paths come from the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "oneup",
+        description = "The oneup host: CRM connectors in a sandbox, only the numbers kept; KPIs, targets \
+            and contests over them.\n\nEvery route under `/v1/` takes `Authorization: Bearer <token>`: the \
+            operator's token (`ONEUP_OPERATOR_TOKEN`) for creating tenants, a tenant user's API token \
+            for everything else. Roles: `admin`, `manager`, `member`; each route says who may call it. \
+            Errors are always `{\"error\":{\"code\",\"message\"}}`: 400 bad input, 401 no or bad token, \
+            403 wrong role, 404 unknown (another tenant's ids included), 409 conflict, 422 a rule of the \
+            domain broken. Money is a decimal string in the tenant currency, counts are integers. \
+            Interactive page: `GET /docs`.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "tenants", description = "Tenants, users, tokens, teams, exchange rates and the user's own record."),
+        (name = "integrations", description = "Installed connectors, the opt-in per tenant, sync runs, CRM owner mapping."),
+        (name = "metrics", description = "The metrics a tenant can measure: connector metrics and composite scores."),
+        (name = "kpis", description = "Totals of a metric by user, team or day over a date range."),
+        (name = "contests", description = "Contests and their leaderboards."),
+        (name = "targets", description = "Targets and their progress."),
+        (name = "system", description = "Liveness, Prometheus metrics, the processing register, the audit log, this document."),
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+)]
+pub(super) struct ApiDoc;
+
+/// A response with the error body.
+fn error_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"))))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Adds what holds for every route: bearer security (and its 401) under `/v1/`, and the
+/// 500 answer everywhere.
+fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The operator's token (`ONEUP_OPERATOR_TOKEN`) or a tenant user's API token \
+                     (`POST /v1/users/{id}/tokens`).",
+                ))
+                .build(),
+        ),
+    );
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let secured = path.starts_with("/v1/");
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if secured {
+                op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+                op.responses
+                    .responses
+                    .entry("401".to_owned())
+                    .or_insert_with(|| error_response("No token, or a token that is not valid (`unauthorized`)."));
+            }
+            op.responses.responses.entry("500".to_owned()).or_insert_with(|| {
+                error_response("An internal error (`internal`); the details are in the server log only.")
+            });
+        }
+    }
+}
+
+/// The whole OpenAPI document of the API.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = super::routes().into_openapi();
+    finish(&mut doc);
+    doc
+}
+
+/// [`document`] as pretty JSON with sorted keys and a final newline: what `GET
+/// /openapi.json` serves and `host/openapi.json` holds.
+pub fn document_json() -> String {
+    // Through `Value`, whose maps are sorted, so the text does not depend on the order
+    // in which routes were registered.
+    let value = serde_json::to_value(document()).expect("the OpenAPI document serialises");
+    let mut text = serde_json::to_string_pretty(&value).expect("JSON serialises");
+    text.push('\n');
+    text
+}
+
+/// The interactive page at `/docs`, reading `/openapi.json`.
+pub(super) fn docs_page<S: Clone + Send + Sync + 'static>() -> axum::Router<S> {
+    utoipa_swagger_ui::SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::new(["/openapi.json"])).into()
+}
+
+/// A line diff of `old` → `new` (`-`/`+` lines with three lines of context), for a test
+/// failure a person can read.
+pub fn line_diff(old: &str, new: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    // Common prefix and suffix first: an API change touches a few places of a long text.
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..].iter().rev().zip(b[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
+    let (ma, mb) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
+    // Longest common subsequence of the middle parts.
+    let mut lcs = vec![vec![0u32; mb.len() + 1]; ma.len() + 1];
+    for i in (0..ma.len()).rev() {
+        for j in (0..mb.len()).rev() {
+            lcs[i][j] = if ma[i] == mb[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let mut ops: Vec<(char, &str)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < ma.len() || j < mb.len() {
+        if i < ma.len() && j < mb.len() && ma[i] == mb[j] {
+            ops.push((' ', ma[i]));
+            (i, j) = (i + 1, j + 1);
+        } else if i < ma.len() && (j == mb.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            ops.push(('-', ma[i]));
+            i += 1;
+        } else {
+            ops.push(('+', mb[j]));
+            j += 1;
+        }
+    }
+    let mut out = String::new();
+    let context_before = &a[prefix.saturating_sub(3)..prefix];
+    out.push_str(&format!("@@ line {} @@\n", prefix.saturating_sub(3) + 1));
+    for line in context_before {
+        out.push_str(&format!("  {line}\n"));
+    }
+    for (op, line) in ops {
+        out.push_str(&format!("{op} {line}\n"));
+    }
+    for line in a[a.len() - suffix..].iter().take(3) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_diff_shows_changed_lines_with_context() {
+        let old = "a\nb\nc\nd\ne\nf\ng\n";
+        let new = "a\nb\nc\nD\ne\nf\nx\ng\n";
+        let diff = line_diff(old, new);
+        assert!(diff.contains("- d\n+ D\n"), "{diff}");
+        assert!(diff.contains("+ x\n"), "{diff}");
+        assert!(diff.contains("  c\n"), "{diff}");
+        assert_eq!(line_diff(old, old).lines().filter(|l| l.starts_with(['+', '-'])).count(), 0);
+    }
+
+    /// The generated document is the committed `host/openapi.json`. After an intended API
+    /// change, run `ONEUP_UPDATE_OPENAPI=1 cargo test -p oneup openapi` and commit the file.
+    #[test]
+    fn openapi_document_matches_the_committed_file() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        let generated = document_json();
+        if std::env::var("ONEUP_UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &generated).expect("host/openapi.json is written");
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "the API's OpenAPI document changed (- committed host/openapi.json, + generated):\n{}\n\
+             If the change is intended, run `ONEUP_UPDATE_OPENAPI=1 cargo test -p oneup openapi` and commit \
+             host/openapi.json.",
+            line_diff(&committed, &generated)
+        );
+    }
+
+    #[test]
+    fn every_v1_operation_is_secured_and_every_operation_has_an_id_a_tag_and_its_errors() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 25, "{}", paths.len());
+        for (path, item) in paths {
+            for (method, op) in item.as_object().unwrap() {
+                let what = format!("{method} {path}");
+                assert!(op["operationId"].is_string(), "{what}: operationId");
+                assert!(op["tags"].as_array().is_some_and(|t| !t.is_empty()), "{what}: tags");
+                assert!(op["summary"].is_string(), "{what}: summary");
+                assert!(op["responses"]["500"].is_object(), "{what}: 500");
+                if path.starts_with("/v1/") {
+                    assert_eq!(op["security"], serde_json::json!([{"bearer": []}]), "{what}: security");
+                    assert_eq!(
+                        op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{what}: 401"
+                    );
+                } else {
+                    assert!(op.get("security").is_none(), "{what}: open");
+                }
+                // Every documented error answer has the error body.
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert_eq!(
+                            response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                            "{what}: {status} has the error body"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
