@@ -10,8 +10,11 @@
 //!   Pipedrive integration enabled with the fake's loopback base URL and a sealed API
 //!   token, then a run queued and claimed for its `Lease`. The sync runs in a `Runtime`
 //!   that allows loopback HTTP, over the production `ReqwestTransport` (wrapped only to
-//!   time it), into the scheduler's `StoreSink` (wrapped only to time it): every
-//!   checkpoint commits its facts, the cursor and the run's counts in one transaction.
+//!   time it), into the scheduler's `StoreSink` (wrapped only to time it), under the
+//!   service's default commit policy (`SandboxLimits`: checkpoints coalesced into commits
+//!   of at least `commit_changes` changes or one per `commit_interval`, each commit in a
+//!   task beside the reading): every commit writes its facts, the latest cursor and the
+//!   run's counts in one transaction.
 //! * **The fake CRM.** `FakePipedrive` on loopback, sized so that its first sync emits
 //!   about `--e2e-events` changes, half from won deals (two changes each) and half from
 //!   done calls and meetings (one each); the rates per record are measured on a small
@@ -28,10 +31,11 @@
 //!   were written, the table is truncated (its primary key, index and checks stay), and the
 //!   same rows go back in with one `COPY facts (…) FROM STDIN` on one connection. A
 //!   `CHECKPOINT` precedes each timed phase so neither pays for the other's dirty pages.
-//! * **An experiment, on request** (`--e2e-coalesce N`): the same sync again into the
-//!   truncated table, with a sink that holds changes across checkpoints and commits them,
-//!   with the latest cursor, once at least `N` are held: what fewer, larger transactions
-//!   would give. Not the service's path.
+//! * **Before and after, in the same run** (unless `--e2e-skip-before`): the same sync
+//!   again into the truncated table under the commit policies the service had before
+//!   (`SandboxLimits::commit_changes` 0: a commit at every checkpoint, the connector
+//!   waiting for it) and between (commits coalesced, not overlapped with the reading),
+//!   each beside the same raw `COPY` rate; then a summary of the three.
 //!
 //! One run of each: a million events take tens of seconds per side on these machines.
 
@@ -46,7 +50,8 @@ use futures_util::StreamExt;
 use oneup::ingest::{Change, Currency, Cursor, Snapshot};
 use oneup::runtime::http::{Fetched, HttpFailure, ReqwestTransport, Transport};
 use oneup::runtime::{
-    BoxFuture, IntegrationSetup, LoadedConnector, Runtime, RuntimeConfig, SyncOutcome, SyncSink, SyncStats,
+    BoxFuture, IntegrationSetup, LoadedConnector, Runtime, RuntimeConfig, SandboxLimits, SyncOutcome, SyncSink,
+    SyncStats,
 };
 use oneup::scheduler::StoreSink;
 use oneup::store::admin::{create_postgres_database, drop_postgres_database, unique_database_name};
@@ -95,8 +100,8 @@ pub struct Options<'a> {
     pub database_url: &'a str,
     /// Changes the fake CRM's first sync should emit, about.
     pub events: u64,
-    /// If not 0, a second sync with checkpoints coalesced to this many changes per commit.
-    pub coalesce: usize,
+    /// Also runs the sync under the earlier commit policies, for before/after figures.
+    pub before: bool,
     /// Seed of the fake dataset.
     pub seed: u64,
     /// CRM users the records are spread over.
@@ -217,10 +222,17 @@ async fn measure(opts: &Options<'_>, store: &Store, url: &str, name: &str, shown
     );
 
     // ---- end to end ----------------------------------------------------------------------
-    let ctx = SyncContext { store, runtime: &runtime, transport: &transport, connector: &connector, setup: &setup };
-    let e2e = ctx.run(&mut admin, &lease, 0, expected.events()).await?;
+    let ctx = SyncContext { store, transport: &transport, setup: &setup };
+    let e2e = ctx.run(&mut admin, &lease, &runtime, &connector, expected.events()).await?;
     let rows = e2e.events;
-    e2e.print("end to end (one run)");
+    let limits = &runtime.config().limits;
+    let policy = format!(
+        "a commit once >= {} changes wait at a checkpoint or {:.0} s have passed, {}",
+        group(limits.commit_changes as u64),
+        limits.commit_interval.as_secs_f64(),
+        if limits.overlap_commits { "each in a task beside the reading" } else { "the connector waiting for it" }
+    );
+    e2e.print(&format!("end to end, the service's defaults ({policy})"));
     println!(
         "     run recorded: {} checkpoints, {} upserts, {} unmapped, {} waiting for a rate",
         group(e2e.run.checkpoints),
@@ -270,21 +282,43 @@ async fn measure(opts: &Options<'_>, store: &Store, url: &str, name: &str, shown
         }
     );
 
-    // ---- optional: checkpoints coalesced -------------------------------------------------
-    if opts.coalesce > 0 {
-        sqlx::query("TRUNCATE facts").execute(&mut admin).await?;
-        let lease = setup.claim(store).await?;
-        let coalesced = ctx.run(&mut admin, &lease, opts.coalesce, expected.events()).await?;
-        coalesced.print(&format!(
-            "experiment, not the service's path: checkpoints coalesced in the sink to at least {} changes per commit",
-            group(opts.coalesce as u64)
-        ));
-        let ratio = coalesced.rate() / copy_rate;
-        println!(
-            "     coalesced / raw COPY: {ratio:.2} ({} events/s vs {} rows/s)",
-            group(coalesced.rate() as u64),
-            group(copy_rate as u64)
-        );
+    // ---- before and after ------------------------------------------------------------------
+    let mut summary = vec![(format!("after: {policy} (the service's defaults)"), e2e.rate())];
+    if opts.before {
+        let defaults = SandboxLimits::default();
+        let variants = [
+            (
+                "before: a commit at every checkpoint, the connector waiting for it".to_owned(),
+                SandboxLimits { commit_changes: 0, overlap_commits: false, ..defaults.clone() },
+            ),
+            (
+                "between: commits coalesced as after, the connector waiting for each (no overlap)".to_owned(),
+                SandboxLimits { overlap_commits: false, ..defaults.clone() },
+            ),
+        ];
+        for (title, limits) in variants {
+            sqlx::query("TRUNCATE facts").execute(&mut admin).await?;
+            let config = RuntimeConfig { limits, ..runtime.config().clone() };
+            let other = Runtime::with_transport(config, transport.clone())?;
+            let connector = other.load(opts.wasm).await.context("loading the component failed")?;
+            let lease = setup.claim(store).await?;
+            let run = ctx.run(&mut admin, &lease, &other, &connector, expected.events()).await?;
+            run.print(&title);
+            println!(
+                "     / raw COPY: {:.2} ({} events/s vs {} rows/s)",
+                run.rate() / copy_rate,
+                group(run.rate() as u64),
+                group(copy_rate as u64)
+            );
+            summary.insert(summary.len() - 1, (title, run.rate()));
+        }
+    }
+    println!(
+        "   summary, events/s end to end and the share of raw COPY ({} rows/s), this run:",
+        group(copy_rate as u64)
+    );
+    for (title, rate) in &summary {
+        println!("     {:>9} events/s  {:.2}  {title}", group(*rate as u64), rate / copy_rate);
     }
     drop(runtime);
     fake.shutdown().await;
@@ -294,9 +328,7 @@ async fn measure(opts: &Options<'_>, store: &Store, url: &str, name: &str, shown
 /// What one sync needs.
 struct SyncContext<'a> {
     store: &'a Store,
-    runtime: &'a Runtime,
     transport: &'a TimedTransport,
-    connector: &'a LoadedConnector,
     setup: &'a Setup,
 }
 
@@ -316,40 +348,33 @@ struct SyncRun {
     rss_before_kb: u64,
     run: Run,
     checkpointed: bool,
+    /// Whether the commits ran beside the reading.
+    overlap: bool,
 }
 
 impl SyncContext<'_> {
-    /// Runs a first sync under `lease` into an empty `facts` (after a `CHECKPOINT`), with
-    /// checkpoints coalesced to `coalesce` changes per commit if not 0, sampling memory;
-    /// finishes the run and checks that `expected` facts were written.
+    /// Runs a first sync under `lease` into an empty `facts` (after a `CHECKPOINT`) in
+    /// `runtime` (whose limits set the commit policy), sampling memory; finishes the run
+    /// and checks that `expected` facts were written.
     async fn run(
         &self,
         admin: &mut PgConnection,
         lease: &Lease,
-        coalesce: usize,
+        runtime: &Runtime,
+        connector: &LoadedConnector,
         expected: u64,
     ) -> anyhow::Result<SyncRun> {
         let checkpointed = checkpoint(admin).await;
         let progress = Arc::new(Progress::default());
         let (sink, committed) = StoreSink::new(self.store.clone(), lease.clone());
-        let timed = TimedSink { inner: sink, progress: progress.clone() };
-        let sink: Box<dyn SyncSink> = if coalesce > 0 {
-            Box::new(CoalescingSink {
-                inner: timed,
-                min: coalesce,
-                held: Vec::new(),
-                held_snapshots: Vec::new(),
-                cursor: None,
-            })
-        } else {
-            Box::new(timed)
-        };
+        let sink: Box<dyn SyncSink> = Box::new(TimedSink { inner: sink, progress: progress.clone() });
+        let overlap = runtime.config().limits.overlap_commits;
         self.transport.take();
         let rss_before_kb = rss_kb().unwrap_or(0);
         let sampler = RssSampler::start(SAMPLE_EVERY, progress.events.clone())?;
         let cpu_before = cpu_time();
         let started = Instant::now();
-        let report = self.runtime.sync(self.connector, self.setup.integration(), None, sink).await;
+        let report = runtime.sync(connector, self.setup.integration(), None, sink).await;
         let wall = started.elapsed();
         let cpu = cpu_time().zip(cpu_before).map(|(after, before)| after.saturating_sub(before));
         let samples = sampler.stop();
@@ -383,6 +408,7 @@ impl SyncContext<'_> {
             rss_before_kb,
             run,
             checkpointed,
+            overlap,
         })
     }
 }
@@ -397,7 +423,9 @@ impl SyncRun {
     fn print(&self, title: &str) {
         let wall = self.wall.as_secs_f64();
         let http_s = self.served.nanos as f64 / 1e9;
-        let rest_s = (wall - self.sink_s - http_s).max(0.0);
+        // Commits beside the reading overlap the rest; otherwise the connector waits for them.
+        let waited_s = if self.overlap { 0.0 } else { self.sink_s };
+        let rest_s = (wall - waited_s - http_s).max(0.0);
         let share = |s: f64| s / wall * 100.0;
         println!(
             "   {title}: {} changes committed in {wall:.1} s = {} events/s; {} commits for {} checkpoints (and the end), {:.0} changes per commit",
@@ -415,15 +443,17 @@ impl SyncRun {
             share(http_s)
         );
         println!(
-            "     Postgres commits (Store::commit through StoreSink)                      {:>6.1} s  {:>4.1}%   median {:.1} ms, p99 {:.1} ms per commit; {} events/s on their own",
+            "     Postgres commits (Store::commit through StoreSink)                      {:>6.1} s  {:>4.1}%   median {:.1} ms, p99 {:.1} ms per commit; {} events/s on their own{}",
             self.sink_s,
             share(self.sink_s),
             median(&self.commits),
             percentile(&self.commits, 99.0),
-            group((self.events as f64 / self.sink_s) as u64)
+            group((self.events as f64 / self.sink_s) as u64),
+            if self.overlap { "; in a task beside the reading, overlapping the rows above and below" } else { "" }
         );
         println!(
-            "     the rest (instantiation, guest parsing, lift, validation + HMAC, glue)  {:>6.1} s  {:>4.1}%",
+            "     the rest (instantiation, guest parsing, lift, validation + HMAC, glue{})  {:>6.1} s  {:>4.1}%",
+            if self.overlap { ", waiting for a commit to land" } else { "" },
             rest_s,
             share(rest_s)
         );
@@ -687,43 +717,6 @@ impl SyncSink for TimedSink {
             self.progress.events.fetch_add(n, Ordering::Relaxed);
             if let Ok(mut commits) = self.progress.commits.lock() {
                 commits.push(ms(elapsed));
-            }
-            Ok(())
-        })
-    }
-}
-
-/// Holds changes across checkpoints until at least `min` are held, then commits them with
-/// the latest cursor (which follows all of them). The end of the sync commits the rest.
-/// An experiment: what fewer, larger transactions would give.
-struct CoalescingSink<S> {
-    inner: S,
-    min: usize,
-    held: Vec<Change>,
-    held_snapshots: Vec<Snapshot>,
-    cursor: Option<Cursor>,
-}
-
-impl<S: SyncSink> SyncSink for CoalescingSink<S> {
-    fn commit<'a>(
-        &'a mut self,
-        changes: Vec<Change>,
-        snapshots: Vec<Snapshot>,
-        cursor: Option<&'a Cursor>,
-        stats: &'a SyncStats,
-    ) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            self.held.extend(changes);
-            self.held_snapshots.extend(snapshots);
-            if let Some(cursor) = cursor {
-                self.cursor = Some(cursor.clone());
-            }
-            // The end of a sync commits without a cursor of its own.
-            let last = cursor.is_none();
-            if self.held.len() >= self.min || last {
-                let held = std::mem::take(&mut self.held);
-                let snapshots = std::mem::take(&mut self.held_snapshots);
-                self.inner.commit(held, snapshots, self.cursor.as_ref(), stats).await?;
             }
             Ok(())
         })

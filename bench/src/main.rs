@@ -90,10 +90,10 @@ struct Args {
     /// count is printed); 0 skips that section.
     #[arg(long, default_value_t = 1_000_000)]
     e2e_events: u64,
-    /// After the end-to-end run, an experiment: the same sync again with its checkpoints
-    /// coalesced by the sink into commits of at least this many changes (0: no experiment).
-    #[arg(long, default_value_t = 0)]
-    e2e_coalesce: usize,
+    /// Skips the end-to-end runs under the earlier commit policies (a commit at every
+    /// checkpoint; coalesced commits without overlap) that give the before/after figures.
+    #[arg(long)]
+    e2e_skip_before: bool,
     /// Runs only the end-to-end section.
     #[arg(long, conflicts_with = "only")]
     e2e_only: bool,
@@ -149,7 +149,7 @@ fn run_sections(args: &Args, wasm: &[u8], cache_dir: &Path) -> anyhow::Result<()
         cache_dir,
         database_url: &args.database_url,
         events: args.e2e_events,
-        coalesce: args.e2e_coalesce,
+        before: !args.e2e_skip_before,
         seed: args.seed,
         users: args.users,
     }))

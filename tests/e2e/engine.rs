@@ -36,6 +36,8 @@ on_both_stores!(
     openapi_document_and_docs_page_are_served,
     kpis_by_day_and_composite_metrics_over_synced_data,
     contests_and_targets_are_listed_edited_and_deleted_by_role,
+    race_head_to_head_and_team_vs_team_over_synced_data,
+    incentives_award_points_once_and_revoke_on_retraction,
 );
 
 // ----- helpers ---------------------------------------------------------------------------
@@ -208,6 +210,13 @@ fn entries(body: &Json, key: &str) -> BTreeMap<String, (u64, i64)> {
     out
 }
 
+/// A leaderboard answer without its `flags`.
+fn without_flags(body: &Json) -> Json {
+    let mut body = body.clone();
+    body.as_object_mut().expect("an object").remove("flags");
+    body
+}
+
 /// What a participant list is worth: CRM users by their counts, others at zero.
 fn rows_for(
     t: &Tenant,
@@ -339,9 +348,16 @@ async fn contests_and_targets_over_synced_data(backend: Backend) {
     let kpis = api.get(&format!("/v1/kpis?metric=deals_won&from={from}&to={to}"), &t.manager).await;
     let row = kpis.expect(200)["rows"].as_array().unwrap().iter().find(|r| r["user_id"] == t.user(u5)).cloned();
     assert_eq!(row.expect("u5's row")["value"], 1);
-    // ... the finished contest does not: its result was frozen.
-    let again = t.leaderboard(&ties, &t.manager).await;
-    assert_eq!(again.expect(200), &frozen, "a frozen result never changes");
+    // ... the finished contest does not: its result was frozen, and the change is flagged
+    // beside it rather than changing it.
+    let again = t.leaderboard(&ties, &t.manager).await.expect(200).clone();
+    assert_eq!(frozen["flags"], json!([]), "nothing changed at the freeze: {frozen}");
+    assert_eq!(without_flags(&again), without_flags(&frozen), "a frozen result never changes");
+    assert_eq!(
+        again["flags"],
+        json!([{"user_id": t.user(u5), "frozen_value": 0, "current_value": 1, "reason": "changed_after_freeze"}]),
+        "{again}"
+    );
     // The live one follows the CRM.
     let body = t.leaderboard(&live, &t.manager).await.expect(200).clone();
     let expected = expected_ranks(&rows_for(&t, &won_between(&fake, live_window.0, live_window.1), &[&t.member_id]));
@@ -453,8 +469,18 @@ async fn contests_and_targets_over_synced_data(backend: Backend) {
     .await;
     assert_eq!(body["status"], "behind", "{body}");
     assert_eq!(body["achieved_at"], Json::Null);
-    // The frozen contest still shows what it showed at its end.
-    assert_eq!(t.leaderboard(&ties, &t.manager).await.expect(200), &frozen);
+    // The frozen contest still shows what it showed at its end, and flags both changes.
+    let again = t.leaderboard(&ties, &t.manager).await.expect(200).clone();
+    assert_eq!(without_flags(&again), without_flags(&frozen));
+    let flags: BTreeMap<String, (Json, Json)> = again["flags"]
+        .as_array()
+        .expect("flags")
+        .iter()
+        .map(|f| (str_of(&f["user_id"]), (f["frozen_value"].clone(), f["current_value"].clone())))
+        .collect();
+    let want: BTreeMap<String, (Json, Json)> =
+        [(t.user(u0).to_owned(), (json!(3), json!(2))), (t.user(u5).to_owned(), (json!(0), json!(1)))].into();
+    assert_eq!(flags, want, "{again}");
 }
 
 // ----- 2. bad input -------------------------------------------------------------------------
@@ -549,10 +575,54 @@ async fn bad_engine_input_is_refused_and_nothing_is_written(backend: Backend) {
     r.refused("empty window", "POST", "/v1/contests", m, &contest(s, s, me.clone()), 422).await;
     let code = r.refused("no participants", "POST", "/v1/contests", m, &contest(s, e, json!({"users": []})), 422).await;
     assert_eq!(code, "no_participants");
-    let mut race: Json = serde_json::from_str(&contest(s, e, me.clone())).unwrap();
-    race["format"] = json!("race");
-    let code = r.refused("format not built yet", "POST", "/v1/contests", m, &race.to_string(), 422).await;
+    let mut bingo: Json = serde_json::from_str(&contest(s, e, me.clone())).unwrap();
+    bingo["format"] = json!("bingo");
+    let code = r.refused("unknown format", "POST", "/v1/contests", m, &bingo.to_string(), 422).await;
     assert_eq!(code, "format_not_supported");
+
+    // The formats' own rules.
+    let with = |format: &str, goal: Option<Json>, participants: Json| {
+        let mut body: Json = serde_json::from_str(&contest(s, e, participants)).unwrap();
+        body["format"] = json!(format);
+        if let Some(goal) = goal {
+            body["goal"] = goal;
+        }
+        body.to_string()
+    };
+    let code = r.refused("race without a goal", "POST", "/v1/contests", m, &with("race", None, me.clone()), 422).await;
+    assert_eq!(code, "goal_required");
+    for goal in [json!(0), json!(-2), json!("-1")] {
+        let body = with("race", Some(goal), me.clone());
+        assert_eq!(
+            r.refused("race goal not above zero", "POST", "/v1/contests", m, &body, 422).await,
+            "goal_not_positive"
+        );
+    }
+    for goal in [json!("abc"), json!(true), json!(1.5)] {
+        r.refused("race goal not a whole count", "POST", "/v1/contests", m, &with("race", Some(goal), me.clone()), 400)
+            .await;
+    }
+    let body = with("race", Some(json!(3)), json!({"users": []}));
+    assert_eq!(r.refused("race without participants", "POST", "/v1/contests", m, &body, 422).await, "no_participants");
+    let body = with("race", Some(json!(3)), json!({"users": [a.member_id, b.member_id]}));
+    r.refused("race with another tenant's user", "POST", "/v1/contests", m, &body, 404).await;
+    let body = with("leaderboard", Some(json!(3)), me.clone());
+    assert_eq!(r.refused("goal outside a race", "POST", "/v1/contests", m, &body, 422).await, "goal_not_allowed");
+    let (x, y) = (a.admin_id.clone(), a.manager_id.clone());
+    for users in [json!([a.member_id]), json!([a.member_id, x, y])] {
+        let body = with("head_to_head", None, json!({"users": users}));
+        let code = r.refused("head to head of other than two", "POST", "/v1/contests", m, &body, 422).await;
+        assert_eq!(code, "wrong_participant_count");
+    }
+    let body = with("head_to_head", None, json!({"users": [a.member_id, b.member_id]}));
+    r.refused("head to head with another tenant's user", "POST", "/v1/contests", m, &body, 404).await;
+    let body = with("head_to_head", None, json!({"teams": [a_team, b_team]}));
+    r.refused("head to head with another tenant's team", "POST", "/v1/contests", m, &body, 404).await;
+    let body = with("team_vs_team", None, json!({"users": [a.member_id, y]}));
+    assert_eq!(r.refused("team vs team of users", "POST", "/v1/contests", m, &body, 422).await, "teams_required");
+    let body = with("team_vs_team", None, json!({"teams": [a_team]}));
+    let code = r.refused("team vs team of one team", "POST", "/v1/contests", m, &body, 422).await;
+    assert_eq!(code, "wrong_participant_count");
 
     // Leaderboards of unknown contests.
     let lb = |id: &str| format!("/v1/contests/{id}/leaderboard");
@@ -1069,4 +1139,400 @@ async fn contests_and_targets_are_listed_edited_and_deleted_by_role(backend: Bac
     api.delete(&format!("/v1/targets/{others}"), &a.manager).await.expect(204);
     assert_eq!(a.progress(&others, &a.manager).await.expect_error(404), "not_found");
     assert_eq!(api.delete(&format!("/v1/targets/{others}"), &a.manager).await.expect_error(404), "not_found");
+}
+
+// ----- 6. contest formats -------------------------------------------------------------------
+
+/// A race's entries as `(rank, id, value, reached_goal_at)`, best first, after checking each
+/// has exactly those four fields.
+fn race_rows(body: &Json, key: &str) -> Vec<(u64, String, Json, Option<Timestamp>)> {
+    let list = body["entries"].as_array().unwrap_or_else(|| panic!("entries: {body}"));
+    list.iter()
+        .map(|e| {
+            assert_eq!(e.as_object().expect("an entry").len(), 4, "rank, {key}, value, reached_goal_at: {e}");
+            let reached = (!e["reached_goal_at"].is_null()).then(|| instant(&e["reached_goal_at"]));
+            (e["rank"].as_u64().expect("rank"), str_of(&e[key]), e["value"].clone(), reached)
+        })
+        .collect()
+}
+
+/// `POST /v1/contests` of any format as the manager; the new id.
+async fn contest_of(
+    t: &Tenant,
+    format: &str,
+    metric: &str,
+    goal: Option<Json>,
+    window: (Timestamp, Timestamp),
+    participants: Json,
+) -> String {
+    let mut body = json!({"name": format!("A {format}"), "metric": metric, "format": format,
+        "starts_at": window.0.to_string(), "ends_at": window.1.to_string(), "participants": participants});
+    if let Some(goal) = goal {
+        body["goal"] = goal;
+    }
+    str_of(&t.api.post("/v1/contests", &t.manager, &body).await.expect(201)["id"])
+}
+
+async fn race_head_to_head_and_team_vs_team_over_synced_data(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let fake = fake_pipedrive(733, 4, 60, 10, TOKEN).await;
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let mut t = Tenant::create(&api, "Format Sales", "formats.example").await;
+    t.add_crm_users(&fake).await;
+    let crm_ids: Vec<u64> = t.crm.keys().copied().collect();
+    let &[u0, u1, u2, u3] = crm_ids.as_slice() else { panic!("four CRM users") };
+
+    // A window thirteen months back, where the generated data never reaches: u0 wins 3 deals
+    // (the 2nd on day 2), u1 2 deals (the 2nd on day 1, 2 a.m.: the first to reach 2), u2 one,
+    // u3 none. Every deal is worth 100.00.
+    let now = Timestamp::now_utc();
+    let t0 = local_midnight(month_start(local_date(now), -13));
+    let window = (t0, t0.plus_secs(28 * DAY));
+    let built = [(u0, DAY), (u0, 2 * DAY), (u0, 3 * DAY), (u1, DAY + HOUR), (u1, DAY + 2 * HOUR), (u2, 4 * DAY)];
+    fake.with(|crm| {
+        for (owner, at) in built {
+            crm.add_deal(NewDeal::won(owner, 100.0, CURRENCY, t0.plus_secs(at))).expect("a deal is added");
+        }
+    });
+    t.enable_and_sync(&fake).await;
+    let users = json!({"users": [t.user(u0), t.user(u1), t.user(u2), t.user(u3)]});
+    let (id0, id1, id2, id3) =
+        (t.user(u0).to_owned(), t.user(u1).to_owned(), t.user(u2).to_owned(), t.user(u3).to_owned());
+
+    // A race to 2 deals: u1 got there first though u0 has more; then by value.
+    let race = contest_of(&t, "race", "deals_won", Some(json!(2)), window, users.clone()).await;
+    let body = t.leaderboard(&race, &t.manager).await.expect(200).clone();
+    assert_eq!(body["status"], "final", "{body}");
+    assert_eq!(body["contest"]["format"], "race");
+    assert_eq!(body["contest"]["goal"], 2);
+    assert_eq!(body["winner"], id1.as_str(), "{body}");
+    assert_eq!(body["flags"], json!([]));
+    let want = vec![
+        (1, id1.clone(), json!(2), Some(t0.plus_secs(DAY + 2 * HOUR))),
+        (2, id0.clone(), json!(3), Some(t0.plus_secs(2 * DAY))),
+        (3, id2.clone(), json!(1), None),
+        (4, id3.clone(), json!(0), None),
+    ];
+    assert_eq!(race_rows(&body, "user_id"), want, "{body}");
+    let frozen_race = body;
+
+    // The same race in money: a goal of 150.00 is reached with the second deal.
+    let money = contest_of(&t, "race", "revenue", Some(json!("150.00")), window, users.clone()).await;
+    let body = t.leaderboard(&money, t.token(u2)).await.expect(200).clone();
+    assert_eq!(body["contest"]["goal"], "150.00");
+    assert_eq!(body["winner"], id1.as_str(), "{body}");
+    let got: Vec<(u64, String, Json)> =
+        race_rows(&body, "user_id").into_iter().map(|(r, id, v, _)| (r, id, v)).collect();
+    let want: Vec<(u64, String, Json)> = vec![
+        (1, id1.clone(), json!("200.00")),
+        (2, id0.clone(), json!("300.00")),
+        (3, id2.clone(), json!("100.00")),
+        (4, id3.clone(), json!("0.00")),
+    ];
+    assert_eq!(got, want, "{body}");
+    let view = api.get(&format!("/v1/contests/{money}"), &t.manager).await.expect(200).clone();
+    assert_eq!((view["format"].as_str(), view["goal"].as_str()), (Some("race"), Some("150.00")), "{view}");
+
+    // A running race is won as soon as someone reaches the goal; one nobody reached yet has
+    // no winner.
+    let open = (t0, now.plus_secs(DAY));
+    let running = contest_of(&t, "race", "deals_won", Some(json!(2)), open, users.clone()).await;
+    let body = t.leaderboard(&running, &t.manager).await.expect(200).clone();
+    assert_eq!((body["status"].as_str(), body["winner"].as_str()), (Some("running"), Some(id1.as_str())), "{body}");
+    assert_eq!(race_rows(&body, "user_id")[0].3, Some(t0.plus_secs(DAY + 2 * HOUR)));
+    let far = contest_of(&t, "race", "deals_won", Some(json!(1_000_000)), open, users.clone()).await;
+    let body = t.leaderboard(&far, &t.manager).await.expect(200).clone();
+    assert_eq!(body["winner"], Json::Null, "{body}");
+    assert!(race_rows(&body, "user_id").iter().all(|r| r.3.is_none()), "{body}");
+
+    // Head to head of two users: by value; won once final.
+    let duel = contest_of(&t, "head_to_head", "deals_won", None, window, json!({"users": [id1, id0]})).await;
+    let body = t.leaderboard(&duel, &t.manager).await.expect(200).clone();
+    let want: BTreeMap<String, (u64, i64)> = [(id0.clone(), (1, 3)), (id1.clone(), (2, 2))].into();
+    assert_eq!(entries(&body, "user_id"), want, "{body}");
+    assert_eq!((body["winner"].as_str(), body["contest"]["goal"].clone()), (Some(id0.as_str()), Json::Null));
+    let live_duel = contest_of(&t, "head_to_head", "deals_won", None, open, json!({"users": [id1, id0]})).await;
+    let body = t.leaderboard(&live_duel, &t.manager).await.expect(200).clone();
+    assert_eq!((body["status"].as_str(), &body["winner"]), (Some("running"), &Json::Null), "undecided while running");
+
+    // Teams: A = u0 (3, the third on day 3), B = u1 + u2 (3, the third on day 4): equal, A
+    // reached it earlier. An empty team at zero.
+    let team_a = t.team("Alpha", &[&id0]).await;
+    let team_b = t.team("Beta", &[&id1, &id2]).await;
+    let team_c = t.team("Gamma", &[]).await;
+    let teams_duel =
+        contest_of(&t, "head_to_head", "deals_won", None, window, json!({"teams": [team_b, team_a]})).await;
+    let body = t.leaderboard(&teams_duel, t.token(u2)).await.expect(200).clone();
+    let want: BTreeMap<String, (u64, i64)> = [(team_a.clone(), (1, 3)), (team_b.clone(), (2, 3))].into();
+    assert_eq!(entries(&body, "team_id"), want, "{body}");
+    assert_eq!(body["winner"], team_a.as_str());
+    assert_eq!(t.leaderboard(&teams_duel, t.token(u3)).await.expect_error(403), "forbidden");
+    let cup =
+        contest_of(&t, "team_vs_team", "deals_won", None, window, json!({"teams": [team_c, team_b, team_a]})).await;
+    let body = t.leaderboard(&cup, &t.manager).await.expect(200).clone();
+    let want: BTreeMap<String, (u64, i64)> =
+        [(team_a.clone(), (1, 3)), (team_b.clone(), (2, 3)), (team_c.clone(), (3, 0))].into();
+    assert_eq!(entries(&body, "team_id"), want, "{body}");
+    assert_eq!(
+        (body["contest"]["format"].as_str(), body["winner"].as_str()),
+        (Some("team_vs_team"), Some(team_a.as_str()))
+    );
+
+    // u1 loses a deal after the freeze: the race's result stands, flagged.
+    fake.with(|crm| {
+        crm.set_clock(Timestamp::now_utc());
+        let deal = crm
+            .deals()
+            .iter()
+            .find(|d| d.owner_id == u1 && d.won_time == Some(t0.plus_secs(DAY + HOUR)))
+            .map(|d| d.id)
+            .expect("u1's first deal");
+        crm.mark_deal_lost(deal).expect("the deal is lost");
+    });
+    t.sync().await;
+    let body = eventually("the lost deal to be flagged", Duration::from_secs(30), || async {
+        let body = t.leaderboard(&race, &t.manager).await.expect(200).clone();
+        (body["flags"] != json!([])).then_some(body)
+    })
+    .await;
+    assert_eq!(without_flags(&body), without_flags(&frozen_race), "the frozen race does not change");
+    assert_eq!(
+        body["flags"],
+        json!([{"user_id": id1, "frozen_value": 2, "current_value": 1, "reason": "changed_after_freeze"}]),
+        "{body}"
+    );
+    // The running race follows the facts: u0 is first to 2 now.
+    let body = t.leaderboard(&running, &t.manager).await.expect(200).clone();
+    assert_eq!(body["winner"], id0.as_str(), "{body}");
+    assert_eq!(body["flags"], json!([]));
+}
+
+// ----- 7. incentives and points -------------------------------------------------------------
+
+/// A points answer as (balance, [(points, reason, source id)]) after following every page
+/// of `limit`; checks every entry is listed once.
+async fn points(api: &Api, path: &str, token: &str, limit: u32) -> (i64, Vec<(i64, String, String)>) {
+    let mut url = format!("{path}?limit={limit}");
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let mut balance = None;
+    loop {
+        let body = api.get(&url, token).await.expect(200).clone();
+        let b = body["balance"].as_i64().expect("balance");
+        assert_eq!(*balance.get_or_insert(b), b, "one balance across pages");
+        let entries = body["entries"].as_array().expect("entries");
+        assert!(entries.len() <= limit as usize, "{body}");
+        for e in entries {
+            assert!(seen.insert(str_of(&e["id"])), "listed once: {body}");
+            let source = if e["target_id"].is_null() { str_of(&e["contest_id"]) } else { str_of(&e["target_id"]) };
+            out.push((e["points"].as_i64().expect("points"), str_of(&e["reason"]), source));
+        }
+        match body["next_cursor"].as_str() {
+            Some(cursor) => url = format!("{path}?limit={limit}&cursor={cursor}"),
+            None => break,
+        }
+    }
+    out.sort();
+    (balance.unwrap_or(0), out)
+}
+
+async fn incentives_award_points_once_and_revoke_on_retraction(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let fake = fake_pipedrive(919, 4, 60, 10, TOKEN).await;
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let mut t = Tenant::create(&api, "Reward Sales", "rewards.example").await;
+    t.add_crm_users(&fake).await;
+    let b = Tenant::create(&api, "Other Sales", "other-rewards.example").await;
+    let crm_ids: Vec<u64> = t.crm.keys().copied().collect();
+    let &[u0, u1, u2, u3] = crm_ids.as_slice() else { panic!("four CRM users") };
+
+    // Thirteen months back: u0 3 deals, u1 2, u2 1, u3 none.
+    let now = Timestamp::now_utc();
+    let month = month_start(local_date(now), -13);
+    let t0 = local_midnight(month);
+    let window = (t0, t0.plus_secs(28 * DAY));
+    let built = [(u0, DAY), (u0, 2 * DAY), (u0, 3 * DAY), (u1, DAY + HOUR), (u1, DAY + 2 * HOUR), (u2, 4 * DAY)];
+    fake.with(|crm| {
+        for (owner, at) in built {
+            crm.add_deal(NewDeal::won(owner, 100.0, CURRENCY, t0.plus_secs(at))).expect("a deal is added");
+        }
+    });
+    t.enable_and_sync(&fake).await;
+    let (id0, id1, id2, id3) =
+        (t.user(u0).to_owned(), t.user(u1).to_owned(), t.user(u2).to_owned(), t.user(u3).to_owned());
+    let contest = t.contest("Podium", "deals_won", window, json!({"users": [id0, id1, id2, id3]})).await;
+    let day = |secs: i64| local_date(t0.plus_secs(secs)).to_string();
+    let target = t
+        .target(json!({"assignee": {"user_id": id0}, "metric": "deals_won", "period": "month", "goal": 3,
+            "starts_on": day(0)}))
+        .await;
+    let team = t.team("Pair", &[&id1, &id2]).await;
+    let team_target = t
+        .target(json!({"assignee": {"team_id": team}, "metric": "deals_won", "period": "month", "goal": 3,
+            "starts_on": day(0)}))
+        .await;
+    let incentive = |body: Json| {
+        let api = api.clone();
+        let token = t.manager.clone();
+        async move { str_of(&api.post("/v1/incentives", &token, &body).await.expect(201)["id"]) }
+    };
+    incentive(json!({"contest_id": contest, "places": 2, "points": 50, "label": "Podium dinner"})).await;
+    incentive(json!({"contest_id": contest, "places": 3, "min_value": 2, "points": 5})).await;
+    incentive(json!({"target_id": target, "points": 100, "label": "Goal bonus"})).await;
+    incentive(json!({"target_id": target, "tier_percent": 150, "points": 30, "label": "Stretch"})).await;
+    incentive(json!({"target_id": team_target, "points": 10})).await;
+    // Listed newest first, page by page, for managers only.
+    let mut listed = Vec::new();
+    let mut url = "/v1/incentives?limit=2".to_owned();
+    loop {
+        let page = api.get(&url, &t.manager).await.expect(200).clone();
+        listed.extend(page["incentives"].as_array().expect("incentives").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(cursor) => url = format!("/v1/incentives?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    // Newest first (instants may be equal within a millisecond: compared as instants).
+    let created: Vec<Timestamp> = listed.iter().map(|i| instant(&i["created_at"])).collect();
+    assert!(created.windows(2).all(|w| w[0] >= w[1]), "{listed:?}");
+    let by_points: BTreeMap<i64, &Json> = listed.iter().map(|i| (i["points"].as_i64().unwrap(), i)).collect();
+    let summary: Vec<(i64, Json, Json, Json, Json)> = by_points
+        .iter()
+        .map(|(p, i)| (*p, i["label"].clone(), i["places"].clone(), i["min_value"].clone(), i["tier_percent"].clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (5, Json::Null, json!(3), json!(2), Json::Null),
+            (10, Json::Null, Json::Null, Json::Null, json!(100)),
+            (30, json!("Stretch"), Json::Null, Json::Null, json!(150)),
+            (50, json!("Podium dinner"), json!(2), Json::Null, Json::Null),
+            (100, json!("Goal bonus"), Json::Null, Json::Null, json!(100)),
+        ],
+        "{listed:?}"
+    );
+    assert_eq!(by_points[&50]["contest_id"], contest.as_str());
+    assert_eq!(by_points[&100]["target_id"], target.as_str());
+    assert_eq!(api.get("/v1/incentives", t.token(u0)).await.expect_error(403), "forbidden");
+    assert_eq!(api.get("/v1/incentives", &b.manager).await.expect(200)["incentives"], json!([]));
+
+    // Nobody has read anything: the points read awards what is due. u0: 2nd place is
+    // within 2 places (50), a value of 3 ≥ 2 (5), the target (100), not the 150 % tier.
+    let p0 = points(&api, "/v1/me/points", t.token(u0), 50).await;
+    let mut want = vec![
+        (5, "awarded".to_owned(), contest.clone()),
+        (50, "awarded".to_owned(), contest.clone()),
+        (100, "awarded".to_owned(), target.clone()),
+    ];
+    want.sort();
+    assert_eq!(p0, (155, want.clone()));
+    // Read again, and page by page: awarded once.
+    assert_eq!(points(&api, &format!("/v1/users/{id0}/points"), &t.manager, 1).await, (155, want));
+    assert_eq!(points(&api, "/v1/me/points", t.token(u0), 2).await.0, 155);
+    // u1: 2nd (50), 2 ≥ 2 (5), the team's target (10); u2: 3rd with 1 < 2, the team (10).
+    let mut want1 = vec![
+        (5, "awarded".to_owned(), contest.clone()),
+        (10, "awarded".to_owned(), team_target.clone()),
+        (50, "awarded".to_owned(), contest.clone()),
+    ];
+    want1.sort();
+    assert_eq!(points(&api, &format!("/v1/users/{id1}/points"), &t.admin, 50).await, (65, want1));
+    assert_eq!(
+        points(&api, &format!("/v1/users/{id2}/points"), t.token(u2), 50).await,
+        (10, vec![(10, "awarded".to_owned(), team_target.clone())])
+    );
+    assert_eq!(points(&api, "/v1/me/points", t.token(u3), 50).await, (0, vec![]));
+    let one = api.get("/v1/me/points?limit=1", t.token(u0)).await.expect(200).clone();
+    let entry = &one["entries"][0];
+    assert!(entry["at"].is_string() && entry["incentive_id"].is_string(), "{one}");
+    // Who may see whose points.
+    let their = format!("/v1/users/{id0}/points");
+    assert_eq!(api.get(&their, t.token(u3)).await.expect_error(403), "forbidden");
+    assert_eq!(api.get(&their, &b.manager).await.expect_error(404), "not_found");
+    assert_eq!(api.get("/v1/me/points?limit=0", t.token(u0)).await.expect_error(400), "invalid_query");
+    assert_eq!(api.get("/v1/me/points?cursor=zz", t.token(u0)).await.expect_error(400), "invalid_cursor");
+
+    // u0 loses a deal: the target is no longer achieved, its award is revoked; the contest's
+    // frozen result stands (flagged), so its awards stay.
+    fake.with(|crm| {
+        crm.set_clock(Timestamp::now_utc());
+        let deal = crm
+            .deals()
+            .iter()
+            .find(|d| d.owner_id == u0 && d.won_time == Some(t0.plus_secs(DAY)))
+            .map(|d| d.id)
+            .expect("u0's first deal");
+        crm.mark_deal_lost(deal).expect("the deal is lost");
+    });
+    t.sync().await;
+    let after = eventually("the award to be revoked", Duration::from_secs(30), || async {
+        let p = points(&api, "/v1/me/points", t.token(u0), 50).await;
+        (p.0 == 55).then_some(p)
+    })
+    .await;
+    assert!(after.1.contains(&(-100, "revoked".to_owned(), target.clone())), "{after:?}");
+    assert_eq!(after.1.len(), 4, "three awards and one revocation: {after:?}");
+    assert_eq!(points(&api, "/v1/me/points", t.token(u0), 50).await, after, "revoked once");
+    let board = t.leaderboard(&contest, &t.manager).await.expect(200).clone();
+    assert_eq!(board["flags"][0]["user_id"], id0.as_str(), "{board}");
+    let progress = t.progress(&target, &t.manager).await.expect(200).clone();
+    assert_eq!(progress["value"], 2, "{progress}");
+
+    // Bad input: refused, nothing written.
+    let mut r = Refusals { db: &db, api: api.clone(), snapshot: BTreeMap::new() };
+    r.refresh().await;
+    let m = t.manager.as_str();
+    let post = |what: &'static str, body: Json, status: u16| {
+        let r = &r;
+        async move { r.refused(what, "POST", "/v1/incentives", m, &body.to_string(), status).await }
+    };
+    let c = contest.as_str();
+    assert_eq!(
+        r.refused(
+            "member",
+            "POST",
+            "/v1/incentives",
+            t.token(u0),
+            &json!({"contest_id": c, "points": 1}).to_string(),
+            403
+        )
+        .await,
+        "forbidden"
+    );
+    assert_eq!(post("no source", json!({"points": 1}), 422).await, "one_source");
+    assert_eq!(
+        post("two sources", json!({"points": 1, "contest_id": c, "target_id": target}), 422).await,
+        "one_source"
+    );
+    for points in [json!(0), json!(-5)] {
+        assert_eq!(post("points", json!({"contest_id": c, "points": points}), 422).await, "points_not_positive");
+    }
+    post("points not a number", json!({"contest_id": c, "points": "ten"}), 400).await;
+    post("fractional points", json!({"contest_id": c, "points": 1.5}), 400).await;
+    post("unknown field", json!({"contest_id": c, "points": 1, "prize": "car"}), 400).await;
+    post("blank label", json!({"contest_id": c, "points": 1, "label": " "}), 400).await;
+    let body = json!({"contest_id": c, "points": 1, "tier_percent": 120});
+    assert_eq!(post("tier with a contest", body, 422).await, "field_not_allowed");
+    let body = json!({"target_id": target, "points": 1, "places": 2});
+    assert_eq!(post("places with a target", body, 422).await, "field_not_allowed");
+    for places in [0, 5] {
+        let body = json!({"contest_id": c, "points": 1, "places": places});
+        assert_eq!(post("places out of range", body, 422).await, "places_out_of_range");
+    }
+    let body = json!({"target_id": target, "points": 1, "tier_percent": 0});
+    assert_eq!(post("tier zero", body, 422).await, "tier_out_of_range");
+    let body = json!({"contest_id": c, "points": 1, "min_value": 0});
+    assert_eq!(post("minimum zero", body, 422).await, "goal_not_positive");
+    let theirs = b.contest("B's", "deals_won", (now, now.plus_secs(DAY)), json!({"users": [b.member_id]})).await;
+    r.refresh().await;
+    let r = &r;
+    let refused = |what: &'static str, body: Json| async move {
+        r.refused(what, "POST", "/v1/incentives", m, &body.to_string(), 404).await
+    };
+    assert_eq!(refused("another tenant's contest", json!({"contest_id": theirs, "points": 1})).await, "not_found");
+    let nobody = "00000000-0000-4000-8000-000000000000";
+    assert_eq!(refused("unknown target", json!({"target_id": nobody, "points": 1})).await, "not_found");
+    assert_eq!(refused("not an id", json!({"target_id": "bob", "points": 1})).await, "not_found");
 }

@@ -26,8 +26,11 @@ macro_rules! on_both_stores {
 mod auth;
 mod bullhorn;
 mod check_cli;
+mod commits;
 mod engine;
+mod live;
 mod pipedrive;
+mod privacy;
 mod salesforce;
 mod sandbox;
 mod service;

@@ -893,11 +893,27 @@ async fn owner_mapping_attributes_past_facts(db: &TestDb) {
     store.unmap_owner(id, CONNECTOR, h(100)).await.unwrap();
     let kpis = store.kpi_totals(id, "deals_won", T0, T0 + 1).await.unwrap();
     assert_eq!(totals(&kpis), BTreeMap::from([(unmapped(100), 3), (unmapped(101), 1)]));
-    // Erasing a mapped user leaves the facts, unattributed.
+    // Erasing a mapped user moves their facts to an anonymous former member under a random
+    // owner hash (tests/e2e/privacy.rs covers erasure through the API).
     store.map_owners(id, CONNECTOR, &[(h(101), ann.id)]).await.unwrap();
     store.delete_user(id, ann.id).await.unwrap();
-    assert!(store.owner_mappings(id, CONNECTOR).await.unwrap().is_empty());
-    assert_eq!(store.facts(id, CONNECTOR).await.unwrap().len(), 4);
+    let mappings = store.owner_mappings(id, CONNECTOR).await.unwrap();
+    let former = store.former_members(id).await.unwrap();
+    assert_eq!(mappings.len(), 1);
+    let (anonymous, holder) = mappings[0];
+    assert!(anonymous != h(101) && holder != ann.id && former.contains(&holder), "{mappings:?}");
+    let kpis = store.kpi_totals(id, "deals_won", T0, T0 + 1).await.unwrap();
+    assert_eq!(totals(&kpis), BTreeMap::from([(Owner::User(holder), 1), (unmapped(100), 3)]));
+    // The erased CRM owner's edits stay with the former member; its new records go to nobody.
+    store
+        .commit(&l, &[count("deals_won", 3, 101, T0, 1), count("deals_won", 5, 101, T0, 1)], None, &none())
+        .await
+        .unwrap();
+    let kpis = store.kpi_totals(id, "deals_won", T0, T0 + 1).await.unwrap();
+    let erased = Owner::Unmapped { connector_id: CONNECTOR.to_owned(), owner: KeyedHash::from_bytes([0; 16]) };
+    assert_eq!(totals(&kpis), BTreeMap::from([(Owner::User(holder), 1), (unmapped(100), 3), (erased, 1)]));
+    assert_eq!(store.facts(id, CONNECTOR).await.unwrap().len(), 5);
+    assert!(store.facts(id, CONNECTOR).await.unwrap().iter().all(|f| f.owner != h(101)));
 }
 
 async fn teams_and_members(db: &TestDb) {

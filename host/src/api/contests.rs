@@ -6,8 +6,18 @@
 //! participant who reached the value earlier (their last counting fact in the window is
 //! older) ranks higher. Every participant is listed, zeros included.
 //!
-//! Results are frozen at the end: the first read after `ends_at` stores the final standing
-//! and every later read serves that stored standing, whatever the CRM says afterwards.
+//! Formats: `leaderboard`, `race` (first to reach `goal` wins), `head_to_head` (exactly two
+//! users or teams) and `team_vs_team` (two or more teams); see [`FORMATS`].
+//!
+//! Results are frozen at the end: the first read at or after `ends_at` (a leaderboard read,
+//! the live stream, or a points read when the contest has incentives) stores the final
+//! standing, and every later read serves that stored standing, whatever the CRM says
+//! afterwards. A change after the freeze is not hidden: each read of a final contest also
+//! computes the standing afresh and lists in `flags` the participants whose value differs
+//! from the frozen one (`changed_after_freeze`). Read-time comparison was chosen over
+//! recording at ingestion: it needs no hook in the commit path and catches every kind of
+//! change (retraction, edit, late sync), at the price of one computation per read of a
+//! final contest, the same as for a running one.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -21,19 +31,28 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, User};
-use super::metrics::{Resolved, resolve, resolve_stored};
+use super::metrics::{Resolved, Unit, resolve, resolve_stored};
 use super::openapi::{Created, ErrorBody};
 use super::paging::{PageQuery, finish};
+use super::targets::parse_goal;
 use super::tenants::{audit, check_name, parse_id};
-use crate::engine::{Contender, DatedValue, rank};
+use crate::engine::{Contender, DatedValue, first_reaching, rank, rank_race};
 use crate::store::engine::{ContestSummary, Visible};
 use crate::store::types::now_ms;
 use crate::store::{
-    Actor, Contest, ContestId, DatedFact, NewContest, Participants, Principal, Role, StoreError, TeamId, Tenant, UserId,
+    Actor, Contest, ContestId, DatedFact, NewContest, Participants, Principal, Role, StoreError, TeamId, Tenant,
+    TenantId, UserId,
 };
 
-/// The formats this version runs.
-const FORMATS: [&str; 1] = ["leaderboard"];
+/// The formats this version runs:
+///
+/// * `leaderboard`: users or teams ranked by value;
+/// * `race`: first to reach `goal` wins; ranked by when each reached it, then by value;
+/// * `head_to_head`: exactly two participants (users or teams), ranked by value;
+/// * `team_vs_team`: two or more teams, each the sum of its members, ranked by value.
+///
+/// A leaderboard ranked by percent of each participant's own target is not built yet.
+const FORMATS: [&str; 4] = ["leaderboard", "race", "head_to_head", "team_vs_team"];
 
 /// The most participants one contest may have.
 pub(super) const MAX_PARTICIPANTS: usize = 10_000;
@@ -46,9 +65,13 @@ pub(super) struct NewContestBody {
     name: String,
     /// The metric it ranks by: a connector's or a composite one.
     metric: String,
-    /// `leaderboard` (the default; the only format so far).
+    /// `leaderboard` (the default), `race`, `head_to_head` or `team_vs_team`.
     #[serde(default = "default_format")]
     format: String,
+    /// A race's goal (races only, and required there): above zero, in the metric's unit (a
+    /// whole count, or a decimal string of the tenant currency such as `"2500.00"`).
+    #[schema(value_type = Option<super::openapi::FigureSchema>)]
+    goal: Option<Value>,
     /// The first instant counted, RFC 3339 with an offset.
     #[schema(example = "2025-06-01T00:00:00+01:00")]
     starts_at: String,
@@ -84,6 +107,9 @@ pub(super) struct ContestView {
     metric: String,
     /// Its format.
     format: String,
+    /// A race's goal, in the metric's unit; `null` for other formats.
+    #[schema(value_type = Option<super::openapi::FigureSchema>)]
+    goal: Value,
     /// The first instant counted (RFC 3339, in the tenant's offset then).
     starts_at: String,
     /// The first instant no longer counted.
@@ -160,6 +186,26 @@ pub(super) struct LeaderboardEntry {
     /// The participant's figure.
     #[schema(value_type = super::openapi::FigureSchema)]
     value: Value,
+    /// Races only: when the participant reached the goal, `null` while they have not.
+    reached_goal_at: Option<String>,
+}
+
+/// A participant whose value changed after the result was frozen.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct LeaderboardFlag {
+    /// In a users contest.
+    user_id: Option<uuid::Uuid>,
+    /// In a teams contest.
+    team_id: Option<uuid::Uuid>,
+    /// The value in the frozen standing.
+    #[schema(value_type = super::openapi::FigureSchema)]
+    frozen_value: Value,
+    /// The value computed from the facts now.
+    #[schema(value_type = super::openapi::FigureSchema)]
+    current_value: Value,
+    /// `changed_after_freeze`.
+    reason: String,
 }
 
 /// The contest a leaderboard belongs to.
@@ -170,6 +216,9 @@ pub(super) struct LeaderboardContest {
     name: String,
     metric: String,
     format: String,
+    /// A race's goal; `null` for other formats.
+    #[schema(value_type = Option<super::openapi::FigureSchema>)]
+    goal: Value,
     starts_at: String,
     ends_at: String,
     /// `users` or `teams`.
@@ -191,8 +240,15 @@ pub(super) struct Leaderboard {
     kind: String,
     /// The tenant currency.
     currency: String,
+    /// The winner's user or team id: in a race, the participant ranked first once they
+    /// reached the goal; otherwise the participant ranked first once the result is final.
+    /// `null` while undecided or when several share first place.
+    winner: Option<uuid::Uuid>,
     /// Every participant, zeros included, best first.
     entries: Vec<LeaderboardEntry>,
+    /// Once final: participants whose value computed now differs from the frozen one (a fact
+    /// retracted, changed or synced after the freeze). The frozen standing does not change.
+    flags: Vec<LeaderboardFlag>,
 }
 
 /// The tenant and its time zone.
@@ -248,7 +304,7 @@ fn parse_ids<T: std::str::FromStr + Ord + Copy>(what: &str, raw: &[String]) -> R
         (status = 400, description = "Malformed body, instant, id, or an id listed twice.", body = ErrorBody),
         (status = 403, description = "A member.", body = ErrorBody),
         (status = 404, description = "Unknown metric, or a participant not in this tenant.", body = ErrorBody),
-        (status = 422, description = "Empty window (`empty_window`), no participants (`no_participants`), too many, or a format not supported (`format_not_supported`).", body = ErrorBody),
+        (status = 422, description = "Empty window (`empty_window`), no participants (`no_participants`), too many, a format not supported (`format_not_supported`), a race without a goal (`goal_required`) or a goal not above zero (`goal_not_positive`), a goal outside a race (`goal_not_allowed`), other than two participants in a head to head (`wrong_participant_count`), users in a team vs team (`teams_required`).", body = ErrorBody),
     ))]
 pub(super) async fn create_contest(
     State(state): State<AppState>,
@@ -263,7 +319,7 @@ pub(super) async fn create_contest(
         ParticipantsBody::Users(ids) => Participants::Users(parse_ids::<UserId>("users", ids)?),
         ParticipantsBody::Teams(ids) => Participants::Teams(parse_ids::<TeamId>("teams", ids)?),
     };
-    resolve(&state, p.tenant_id, &body.metric).await?.ok_or(ApiError::NotFound("metric"))?;
+    let metric = resolve(&state, p.tenant_id, &body.metric).await?.ok_or(ApiError::NotFound("metric"))?;
     if !FORMATS.contains(&body.format.as_str()) {
         return Err(ApiError::unprocessable(
             "format_not_supported",
@@ -285,6 +341,7 @@ pub(super) async fn create_contest(
             format!("a contest has at most {MAX_PARTICIPANTS} participants"),
         ));
     }
+    let goal = check_format(&state, &p, &body, &participants, metric.unit).await?;
     let contest = state
         .store
         .create_contest(
@@ -293,6 +350,7 @@ pub(super) async fn create_contest(
                 name: &name,
                 metric: &body.metric,
                 format: &body.format,
+                goal,
                 starts_at_ms: starts_at,
                 ends_at_ms: ends_at,
                 participants: &participants,
@@ -302,6 +360,42 @@ pub(super) async fn create_contest(
         .await?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "contest.created", &contest.id.to_string()).await?;
     Ok((StatusCode::CREATED, axum::Json(Created { id: contest.id.as_uuid() })))
+}
+
+/// The rules of each format for its participants and goal; the race's goal on success.
+async fn check_format(
+    state: &AppState,
+    p: &Principal,
+    body: &NewContestBody,
+    participants: &Participants,
+    unit: Unit,
+) -> Result<Option<i64>, ApiError> {
+    let goal = match (body.format.as_str(), &body.goal) {
+        ("race", None) => {
+            return Err(ApiError::unprocessable("goal_required", "a race needs a `goal` above zero"));
+        }
+        ("race", Some(goal)) => {
+            let currency = state.store.tenant(p.tenant_id).await?.currency;
+            Some(parse_goal(goal, unit, currency.as_str())?)
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::unprocessable("goal_not_allowed", "only a race has a `goal`"));
+        }
+        (_, None) => None,
+    };
+    match (body.format.as_str(), participants) {
+        ("head_to_head", _) if participants.len() != 2 => Err(ApiError::unprocessable(
+            "wrong_participant_count",
+            "a head to head has exactly two participants (users or teams)",
+        )),
+        ("team_vs_team", Participants::Users(_)) => {
+            Err(ApiError::unprocessable("teams_required", "the participants of a team vs team are teams"))
+        }
+        ("team_vs_team", _) if participants.len() < 2 => {
+            Err(ApiError::unprocessable("wrong_participant_count", "a team vs team needs at least two teams"))
+        }
+        _ => Ok(goal),
+    }
 }
 
 /// Managers and admins see every contest; a member only those they take part in (as a
@@ -321,48 +415,191 @@ async fn may_see(state: &AppState, p: &Principal, contest: &Contest) -> Result<(
     }
 }
 
-/// The standing now, as the answer's `entries`.
-async fn standing(
+/// A contest's standing computed now from its facts, as the answer's `entries`, best first.
+async fn compute_entries(
     state: &AppState,
-    p: &Principal,
+    tenant: TenantId,
     contest: &Contest,
     metric: &Resolved,
     currency: &str,
+    tz: &TimeZone,
 ) -> Result<Vec<Value>, ApiError> {
-    let facts = metric.dated(state, p.tenant_id, contest.starts_at_ms, contest.ends_at_ms).await?;
+    let facts = metric.dated(state, tenant, contest.starts_at_ms, contest.ends_at_ms).await?;
     let mut by_user: HashMap<UserId, Vec<DatedValue>> = HashMap::new();
     for DatedFact { user_id, at_ms, value } in facts {
         by_user.entry(user_id).or_default().push(DatedValue::new(at_ms, value));
     }
-    let (key, contenders): (&str, Vec<Contender<String>>) = match &contest.participants {
-        Participants::Users(users) => (
-            "user_id",
-            users
-                .iter()
-                .map(|u| Contender::from_facts(u.to_string(), by_user.get(u).map_or(&[][..], Vec::as_slice)))
-                .collect(),
-        ),
+    // Every participant's facts (for a team, every member's together).
+    let (key, participants): (&str, Vec<(String, Vec<DatedValue>)>) = match &contest.participants {
+        Participants::Users(users) => {
+            ("user_id", users.iter().map(|u| (u.to_string(), by_user.get(u).cloned().unwrap_or_default())).collect())
+        }
         Participants::Teams(teams) => {
-            let mut contenders = Vec::with_capacity(teams.len());
+            let mut out = Vec::with_capacity(teams.len());
             for team in teams {
-                let members = state.store.team_members(p.tenant_id, *team).await?;
+                let members = state.store.team_members(tenant, *team).await?;
                 let facts: Vec<DatedValue> = members.iter().filter_map(|m| by_user.get(m)).flatten().copied().collect();
-                contenders.push(Contender::from_facts(team.to_string(), &facts));
+                out.push((team.to_string(), facts));
             }
-            ("team_id", contenders)
+            ("team_id", out)
         }
     };
-    Ok(rank(contenders)
-        .into_iter()
-        .map(|s| json!({"rank": s.rank, key: s.key, "value": metric.unit.figure(s.value, currency)}))
-        .collect())
+    let figure = |v: i128| metric.unit.figure(v, currency);
+    Ok(match (contest.format.as_str(), contest.goal) {
+        ("race", Some(goal)) => {
+            let goal = i128::from(goal);
+            let contenders = participants
+                .into_iter()
+                .map(|(k, facts)| {
+                    let finished = first_reaching(&facts, goal);
+                    (Contender::from_facts(k, &facts), finished)
+                })
+                .collect();
+            rank_race(contenders)
+                .into_iter()
+                .map(|r| {
+                    json!({"rank": r.standing.rank, key: r.standing.key, "value": figure(r.standing.value),
+                        "reached_goal_at": r.finished_at_ms.map(|at| instant(at, tz))})
+                })
+                .collect()
+        }
+        _ => rank(participants.into_iter().map(|(k, facts)| Contender::from_facts(k, &facts)).collect())
+            .into_iter()
+            .map(|s| json!({"rank": s.rank, key: s.key, "value": figure(s.value)}))
+            .collect(),
+    })
+}
+
+/// The winner shown with a standing: in a race, the one participant ranked first who
+/// reached the goal (as soon as they did); in the other formats, the one participant
+/// ranked first once the result is final. `None` while undecided or when several share
+/// first place.
+fn winner_of(format: &str, entries: &[Value], key: &str, is_final: bool) -> Option<Value> {
+    let first: Vec<&Value> = entries.iter().filter(|e| e["rank"] == 1).collect();
+    let [only] = first.as_slice() else { return None };
+    let decided = if format == "race" { !only["reached_goal_at"].is_null() } else { is_final };
+    decided.then(|| only[key].clone())
+}
+
+/// The participants whose value now differs from their frozen value: a fact of theirs was
+/// retracted, changed or arrived late after the freeze. The frozen standing is not changed;
+/// these are shown beside it.
+fn flags_of(frozen: &[Value], current: &[Value], key: &str) -> Vec<Value> {
+    let now: HashMap<&Value, &Value> = current.iter().map(|e| (&e[key], &e["value"])).collect();
+    frozen
+        .iter()
+        .filter_map(|e| {
+            let current = now.get(&e[key]).copied().unwrap_or(&Value::Null);
+            (current != &e["value"]).then(|| {
+                json!({key: e[key], "frozen_value": e["value"], "current_value": current,
+                    "reason": "changed_after_freeze"})
+            })
+        })
+        .collect()
+}
+
+/// A contest's current standing: what `GET /v1/contests/{id}/leaderboard` answers, for a
+/// contest of `tenant` (no check of who asks: callers check that). Freezes the result at
+/// the first call after the end. Used by the leaderboard route and by the live stream.
+pub(crate) async fn standing(state: &AppState, tenant: TenantId, contest: ContestId) -> Result<Value, ApiError> {
+    let contest = state.store.contest(tenant, contest).await?;
+    leaderboard_body(state, tenant, &contest).await
+}
+
+/// The leaderboard answer of a stored contest (see [`standing`]).
+///
+/// While the contest runs, the standing is computed from the facts at every read. At the
+/// first read at or after its end, that standing is stored (frozen) and every later read
+/// serves it unchanged, together with `flags`: the participants whose value computed
+/// afresh at that read differs from the frozen one (a fact retracted, changed or synced
+/// late). Comparing at read time costs one computation per read of a final contest, the
+/// same as a running one, and needs no hook in ingestion.
+async fn leaderboard_body(state: &AppState, tenant_id: TenantId, contest: &Contest) -> Result<Value, ApiError> {
+    let tenant = state.store.tenant(tenant_id).await?;
+    let tz = TimeZone::get(&tenant.timezone).map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant zone: {e}")))?;
+    let currency = tenant.currency.as_str();
+    let now = now_ms();
+    let key = match contest.participants {
+        Participants::Users(_) => "user_id",
+        Participants::Teams(_) => "team_id",
+    };
+    let metric = resolve(state, tenant_id, &contest.metric).await?;
+    let (entries, frozen_at, flags): (Value, Option<i64>, Vec<Value>) = match (&contest.frozen, contest.frozen_at_ms) {
+        (Some(frozen), Some(at)) => {
+            let frozen = parse_frozen(frozen)?;
+            let flags = match &metric {
+                Some(metric) => {
+                    let current = compute_entries(state, tenant_id, contest, metric, currency, &tz).await?;
+                    flags_of(frozen.as_array().map_or(&[][..], Vec::as_slice), &current, key)
+                }
+                // The metric is gone: nothing to compare with.
+                None => Vec::new(),
+            };
+            (frozen, Some(at), flags)
+        }
+        _ => {
+            let metric = resolve_stored(state, tenant_id, &contest.metric).await?;
+            let entries = compute_entries(state, tenant_id, contest, &metric, currency, &tz).await?;
+            if now >= contest.ends_at_ms {
+                let (frozen, at) =
+                    state.store.freeze_contest(tenant_id, contest.id, &Value::Array(entries).to_string()).await?;
+                (parse_frozen(&frozen)?, Some(at), Vec::new())
+            } else {
+                (Value::Array(entries), None, Vec::new())
+            }
+        }
+    };
+    let status = if frozen_at.is_some() {
+        "final"
+    } else if now < contest.starts_at_ms {
+        "scheduled"
+    } else {
+        "running"
+    };
+    if frozen_at.is_some() {
+        super::incentives::award_contest(state, tenant_id, contest, entries.as_array().map_or(&[][..], Vec::as_slice))
+            .await?;
+    }
+    let unit = metric.as_ref().map(|m| m.unit);
+    let winner =
+        winner_of(&contest.format, entries.as_array().map_or(&[][..], Vec::as_slice), key, frozen_at.is_some());
+    Ok(json!({
+        "contest": {
+            "id": contest.id,
+            "name": contest.name,
+            "metric": contest.metric,
+            "format": contest.format,
+            "goal": goal_figure(contest.goal, unit, currency),
+            "starts_at": instant(contest.starts_at_ms, &tz),
+            "ends_at": instant(contest.ends_at_ms, &tz),
+            "participants": contest.participants.kind(),
+        },
+        "status": status,
+        "frozen_at": frozen_at.map(|at| instant(at, &tz)),
+        "kind": unit,
+        "currency": currency,
+        "winner": winner,
+        "entries": entries,
+        "flags": flags,
+    }))
+}
+
+/// A race's goal as a figure of the metric's unit (the raw number if the metric is gone).
+fn goal_figure(goal: Option<i64>, unit: Option<Unit>, currency: &str) -> Value {
+    match (goal, unit) {
+        (None, _) => Value::Null,
+        (Some(g), Some(unit)) => unit.figure(i128::from(g), currency),
+        (Some(g), None) => json!(g),
+    }
 }
 
 /// A contest's leaderboard (its participants, manager+).
 ///
 /// Every participant, zeros included, best first, with standard competition ranks; on equal
-/// values the one who reached the value earlier ranks higher. The first read after the end
-/// freezes the standing: later reads serve it unchanged.
+/// values the one who reached the value earlier ranks higher. A race ranks first those who
+/// reached its goal, the earliest first, then by value. The first read at or after the end
+/// freezes the standing: later reads serve it unchanged, with `flags` listing participants
+/// whose value has changed since (retracted or late facts), never silently changing it.
 #[utoipa::path(get, path = "/v1/contests/{id}/leaderboard", tag = "contests", operation_id = "contest_leaderboard",
     params(("id" = uuid::Uuid, Path, description = "The contest.")),
     responses(
@@ -380,50 +617,7 @@ pub(super) async fn leaderboard(
     let id: ContestId = parse_id("contest", &id)?;
     let contest = state.store.contest(p.tenant_id, id).await?;
     may_see(&state, &p, &contest).await?;
-    let (tenant, tz) = tenant_zone(&state, &p).await?;
-    let currency = tenant.currency.as_str();
-    let now = now_ms();
-    let (entries, frozen_at): (Value, Option<i64>) = match (&contest.frozen, contest.frozen_at_ms) {
-        (Some(frozen), Some(at)) => (parse_frozen(frozen)?, Some(at)),
-        _ => {
-            let metric = resolve_stored(&state, p.tenant_id, &contest.metric).await?;
-            let entries = standing(&state, &p, &contest, &metric, currency).await?;
-            if now >= contest.ends_at_ms {
-                let (frozen, at) =
-                    state.store.freeze_contest(p.tenant_id, contest.id, &Value::Array(entries).to_string()).await?;
-                (parse_frozen(&frozen)?, Some(at))
-            } else {
-                (Value::Array(entries), None)
-            }
-        }
-    };
-    let status = if frozen_at.is_some() {
-        "final"
-    } else if now < contest.starts_at_ms {
-        "scheduled"
-    } else {
-        "running"
-    };
-    let participants = match contest.participants {
-        Participants::Users(_) => "users",
-        Participants::Teams(_) => "teams",
-    };
-    Ok(axum::Json(json!({
-        "contest": {
-            "id": contest.id,
-            "name": contest.name,
-            "metric": contest.metric,
-            "format": contest.format,
-            "starts_at": instant(contest.starts_at_ms, &tz),
-            "ends_at": instant(contest.ends_at_ms, &tz),
-            "participants": participants,
-        },
-        "status": status,
-        "frozen_at": frozen_at.map(|at| instant(at, &tz)),
-        "kind": resolve(&state, p.tenant_id, &contest.metric).await?.map(|m| m.unit),
-        "currency": currency,
-        "entries": entries,
-    })))
+    Ok(axum::Json(leaderboard_body(&state, p.tenant_id, &contest).await?))
 }
 
 fn parse_frozen(frozen: &str) -> Result<Value, ApiError> {
@@ -450,12 +644,20 @@ fn participants_view(participants: &Participants) -> ParticipantsBody {
     }
 }
 
-fn contest_view(contest: &Contest, tz: &TimeZone) -> ContestView {
+/// A contest's definition in the tenant's offset, its goal in its metric's unit.
+async fn view(state: &AppState, p: &Principal, contest: &Contest) -> Result<ContestView, ApiError> {
+    let (tenant, tz) = tenant_zone(state, p).await?;
+    let unit = resolve(state, p.tenant_id, &contest.metric).await?.map(|m| m.unit);
+    Ok(contest_view(contest, &tz, unit, tenant.currency.as_str()))
+}
+
+fn contest_view(contest: &Contest, tz: &TimeZone, unit: Option<Unit>, currency: &str) -> ContestView {
     ContestView {
         id: contest.id.as_uuid(),
         name: contest.name.clone(),
         metric: contest.metric.clone(),
         format: contest.format.clone(),
+        goal: goal_figure(contest.goal, unit, currency),
         starts_at: instant(contest.starts_at_ms, tz),
         ends_at: instant(contest.ends_at_ms, tz),
         participants: participants_view(&contest.participants),
@@ -522,8 +724,7 @@ pub(super) async fn get_contest(
     let id: ContestId = parse_id("contest", &id)?;
     let contest = state.store.contest(p.tenant_id, id).await?;
     may_see(&state, &p, &contest).await?;
-    let (_, tz) = tenant_zone(&state, &p).await?;
-    Ok(axum::Json(contest_view(&contest, &tz)))
+    Ok(axum::Json(view(&state, &p, &contest).await?))
 }
 
 /// Renames a contest or moves its window (manager+).
@@ -571,8 +772,7 @@ pub(super) async fn update_contest(
         other => other.into(),
     })?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "contest.updated", &id.to_string()).await?;
-    let (_, tz) = tenant_zone(&state, &p).await?;
-    Ok(axum::Json(contest_view(&state.store.contest(p.tenant_id, id).await?, &tz)))
+    Ok(axum::Json(view(&state, &p, &state.store.contest(p.tenant_id, id).await?).await?))
 }
 
 /// Deletes a contest with its standing (manager+).

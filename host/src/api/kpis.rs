@@ -225,6 +225,10 @@ async fn answer(
                 })
                 .collect();
             if manager {
+                // Former members (anonymous stand-ins of erased users) count for their
+                // teams, and in the tenant's figures as unattributed (store/erasure.rs).
+                let former = state.store.former_members(p.tenant_id).await?;
+                unattributed += former.iter().filter_map(|u| per_user.get(u)).sum::<i128>();
                 out.unattributed = Some(render(unattributed));
                 out.waiting_for_rate = Some(waiting_rate);
             }

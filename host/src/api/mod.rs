@@ -8,8 +8,10 @@
 mod contests;
 mod error;
 mod extract;
+mod incentives;
 mod integrations;
 mod kpis;
+mod live;
 mod metrics;
 pub mod openapi;
 mod paging;
@@ -31,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use self::error::ApiError;
+pub use self::live::Live;
 use crate::runtime::Runtime;
 use crate::runtime::registry::Registry;
 use crate::scheduler::Scheduler;
@@ -56,6 +59,8 @@ pub struct App {
     pub sync_wait: Duration,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// The live leaderboards, fed by the scheduler's change feed (`Live::start`).
+    pub live: Live,
 }
 
 impl App {
@@ -106,6 +111,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::add_member, tenants::remove_member))
         .routes(routes!(tenants::set_fx_rates, tenants::get_fx_rates))
         .routes(routes!(tenants::me, tenants::update_me))
+        .routes(routes!(tenants::export_me))
         .routes(routes!(integrations::list_connectors))
         .routes(routes!(integrations::list_integrations))
         .routes(routes!(integrations::enable, integrations::disable, integrations::get_integration))
@@ -120,9 +126,13 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(contests::create_contest, contests::list_contests))
         .routes(routes!(contests::get_contest, contests::update_contest, contests::delete_contest))
         .routes(routes!(contests::leaderboard))
+        .routes(routes!(live::leaderboard_stream))
         .routes(routes!(targets::create_target, targets::list_targets))
         .routes(routes!(targets::get_target, targets::update_target, targets::delete_target))
         .routes(routes!(targets::progress))
+        .routes(routes!(incentives::create_incentive, incentives::list_incentives))
+        .routes(routes!(incentives::user_points))
+        .routes(routes!(incentives::my_points))
         .routes(routes!(system::audit))
         .routes(routes!(system::privacy_register))
         .routes(routes!(system::healthz))
@@ -135,6 +145,7 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
         .merge(openapi::docs_page())
+        .merge(live::pages())
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))

@@ -297,6 +297,7 @@ pub mod integration_schemas {
         (name = "kpis", description = "Totals of a metric by user, team or day over a date range."),
         (name = "contests", description = "Contests and their leaderboards."),
         (name = "targets", description = "Targets and their progress."),
+        (name = "incentives", description = "Rewards for targets and contest placements, and each user's points ledger."),
         (name = "system", description = "Liveness, Prometheus metrics, the processing register, the audit log, this document."),
     ),
     components(schemas(ErrorBody, ErrorDetail)),

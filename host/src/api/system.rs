@@ -79,7 +79,7 @@ pub(super) async fn privacy_register(_: User) -> impl IntoResponse {
                 "subjects": "the tenant's users",
                 "purpose": "KPIs, targets, contests and incentives inside the tenant",
                 "legal_basis": "legitimate interest of the tenant (operational performance management)",
-                "retention": "while the integration exists; purged on request (DELETE /v1/integrations/{id}?purge=true); unattributed when the user is erased",
+                "retention": "while the integration exists; purged on request (DELETE /v1/integrations/{id}?purge=true); on erasure of the user, kept for their teams' totals under an anonymous former member with random hashes, never linked to the person or their CRM id again",
                 "source": "the tenant's CRM, opt-in per integration, read-only",
                 "not_kept": ["names, e-mails or details of customers or contacts", "deal titles, notes, free text", "raw CRM ids", "CRM users' e-mails (compared, then dropped)"],
             },

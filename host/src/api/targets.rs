@@ -206,7 +206,7 @@ fn split_decimal(text: &str) -> Option<(bool, &str, &str)> {
 /// The goal in the metric's unit: a whole count, micros of the tenant currency (at most
 /// its minor units of decimals), or micro-points (at most six decimals). Not a number:
 /// 400; zero or negative: 422.
-fn parse_goal(goal: &Value, kind: Unit, currency: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_goal(goal: &Value, kind: Unit, currency: &str) -> Result<i64, ApiError> {
     let text = match goal {
         Value::Number(n) => n.to_string(),
         Value::String(s) => s.clone(),
@@ -349,6 +349,7 @@ pub(super) async fn progress(
     let id: TargetId = parse_id("target", &id)?;
     let target = state.store.target(p.tenant_id, id).await?;
     let members = visible_target(&state, &p, &target).await?;
+    super::incentives::award_target(&state, p.tenant_id, &target).await?;
     let (tenant, tz) = tenant_zone(&state, &p).await?;
     let currency = tenant.currency.as_str();
     let metric = resolve_stored(&state, p.tenant_id, &target.metric).await?;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, Operator, User};
+use super::extract::{ApiJson, ApiQuery, Operator, User};
 use super::openapi::{Created, ErrorBody};
 use crate::ingest::Currency;
 use crate::store::{
@@ -314,13 +314,21 @@ pub(super) struct TokenView {
 
 /// Erases a user (admin, or that user).
 ///
-/// Deletes the user, their tokens, owner mappings, targets and participations.
+/// Erasure keeps the team totals and no trace of the person. In one transaction: the user's
+/// facts and team places go to an anonymous *former member* (a fresh random id, no name, no
+/// e-mail, no token; hidden from user lists, its figures count for its teams and, in tenant
+/// figures, as `unattributed`), under a random owner hash no CRM id maps to; the user's CRM
+/// identities are remembered only as erased, so later syncs never attribute their records
+/// to anyone again (edits and retractions in the CRM still correct the totals); the user,
+/// their tokens, owner mappings, targets and individual contest places are deleted; the
+/// erasure is audited (`user.erased`, by id). On the embedded store the database file is
+/// then rewritten, so the deleted name and e-mail are not left in it. Erasing again: 404.
 #[utoipa::path(delete, path = "/v1/users/{id}", tag = "tenants", operation_id = "erase_user",
     params(("id" = uuid::Uuid, Path, description = "The user.")),
     responses(
         (status = 204, description = "Erased."),
         (status = 403, description = "Neither an admin nor that user.", body = ErrorBody),
-        (status = 404, description = "No such user in this tenant.", body = ErrorBody),
+        (status = 404, description = "No such user in this tenant (or already erased).", body = ErrorBody),
     ))]
 pub(super) async fn delete_user(
     State(state): State<AppState>,
@@ -331,8 +339,8 @@ pub(super) async fn delete_user(
     let target: UserId = parse_id("user", &id)?;
     state.store.user(p.tenant_id, target).await?;
     self_or_admin(&p, target)?;
-    state.store.delete_user(p.tenant_id, target).await?;
-    audit(&state, p.tenant_id, Actor::User(p.user_id), "user.erased", &target.to_string()).await?;
+    // Audited inside the erasure's transaction.
+    state.store.erase_user(p.tenant_id, target, Actor::User(p.user_id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -380,6 +388,9 @@ pub(super) struct TeamView {
     name: String,
     /// Its members' user ids.
     members: Vec<uuid::Uuid>,
+    /// How many anonymous former members (erased users) it keeps: their figures still
+    /// count for the team.
+    former_members: u64,
 }
 
 /// `GET /v1/teams`' answer.
@@ -398,10 +409,12 @@ pub(super) struct TeamList {
     ))]
 pub(super) async fn list_teams(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
     let p = user.require_manager()?;
+    let former = state.store.former_members(p.tenant_id).await?;
     let mut teams = Vec::new();
     for team in state.store.teams(p.tenant_id).await? {
-        let members = state.store.team_members(p.tenant_id, team.id).await?;
-        teams.push(json!({"id": team.id, "name": team.name, "members": members}));
+        let (gone, members): (Vec<UserId>, Vec<UserId>) =
+            state.store.team_members(p.tenant_id, team.id).await?.into_iter().partition(|m| former.contains(m));
+        teams.push(json!({"id": team.id, "name": team.name, "members": members, "former_members": gone.len()}));
     }
     Ok(axum::Json(json!({"teams": teams})))
 }
@@ -585,4 +598,163 @@ pub(super) async fn update_me(
         .map_err(email_conflict)?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "user.rectified", &p.user_id.to_string()).await?;
     Ok(axum::Json(user_json(&updated)))
+}
+
+/// `GET /v1/me/export` takes no parameters: a user exports only themselves.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExportQuery {}
+
+/// Facts per page read while streaming an export.
+const EXPORT_PAGE: u32 = 5000;
+
+/// The caller's complete personal export (any user, of themselves only).
+///
+/// One JSON document, sent as a download (`Content-Disposition: attachment`): `format`
+/// (`oneup-personal-export/1`), `exported_at`, `tenant`, `account` (id, name, e-mail, role,
+/// created), `teams`, `tokens` (ids and times only: tokens are kept as hashes and never
+/// shown), `crm_identities` (how many CRM identities are mapped to the user per connector:
+/// the CRM ids themselves are not held, only keyed hashes), `targets` (the user's and their
+/// teams'; `goal` a count, or micros of the tenant currency), `contests` (those the user
+/// takes part in, themselves or through a team), `points` (their points ledger: awards and
+/// revocations of incentives), `audit` (entries the user made or that name them), then every KPI fact attributed to them, last: `facts`, each with `connector`,
+/// `metric`, `occurred_at` (RFC 3339, UTC), `value` (a count, or the exact amount as a
+/// decimal string), `currency` (money) and `value_in_tenant_currency` (money, `null` while
+/// it waits for a rate). Instants are RFC 3339 UTC. The facts are streamed page by page,
+/// so exports of any size use little memory; a failure while streaming them ends the
+/// connection before the closing bracket (the document is then not valid JSON).
+#[utoipa::path(get, path = "/v1/me/export", tag = "tenants", operation_id = "export_me", params(ExportQuery),
+    responses(
+        (status = 200, description = "The export, as an attachment.", content_type = "application/json", body = Object),
+        (status = 400, description = "A query parameter (there are none: a user exports only themselves).", body = ErrorBody),
+    ))]
+pub(super) async fn export_me(
+    State(state): State<AppState>,
+    user: User,
+    ApiQuery(_): ApiQuery<ExportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::cli::output::{micros_to_decimal, rfc3339_ms};
+    let p = user.0;
+    let data = state.store.personal_export(p.tenant_id, p.user_id).await?;
+    let tenant = state.store.tenant(p.tenant_id).await?;
+    let u = &data.user;
+    let head = json!({
+        "format": "oneup-personal-export/1",
+        "exported_at": rfc3339_ms(crate::store::types::now_ms()),
+        "tenant": {"id": tenant.id, "name": tenant.name, "timezone": tenant.timezone, "currency": tenant.currency.as_str()},
+        "account": {"id": u.id, "name": u.name, "email": u.email, "role": u.role, "created_at": rfc3339_ms(u.created_at_ms)},
+        "teams": data.teams.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
+        "tokens": data.tokens.iter().map(|t| json!({
+            "id": t.id,
+            "created_at": rfc3339_ms(t.created_at_ms),
+            "revoked_at": t.revoked_at_ms.map(rfc3339_ms),
+        })).collect::<Vec<_>>(),
+        "crm_identities": data.crm_identities.iter().map(|(c, n)| json!({"connector": c, "mapped": n})).collect::<Vec<_>>(),
+        "targets": data.targets.iter().map(|t| json!({
+            "id": t.id,
+            "assignee": match t.team { Some(team) => json!({"team_id": team}), None => json!({"user_id": u.id}) },
+            "metric": t.metric,
+            "period": t.period,
+            "goal": t.goal,
+            "starts_on": t.starts_on,
+            "recurring": t.recurring,
+        })).collect::<Vec<_>>(),
+        "contests": data.contests.iter().map(|c| json!({
+            "id": c.id,
+            "name": c.name,
+            "metric": c.metric,
+            "format": c.format,
+            "starts_at": rfc3339_ms(c.starts_at_ms),
+            "ends_at": rfc3339_ms(c.ends_at_ms),
+            "through_team": c.team,
+        })).collect::<Vec<_>>(),
+        "points": data.points.iter().map(|e| json!({
+            "incentive_id": e.incentive_id,
+            "points": e.points,
+            "reason": e.reason,
+            "label": e.label,
+            "target_id": e.target_id,
+            "contest_id": e.contest_id,
+            "at": rfc3339_ms(e.at_ms),
+        })).collect::<Vec<_>>(),
+        "audit": data.audit.iter().map(|e| json!({
+            "seq": e.seq,
+            "at": rfc3339_ms(e.at_ms),
+            "actor": e.actor.to_stored(),
+            "action": e.action,
+            "subject": e.subject,
+        })).collect::<Vec<_>>(),
+    });
+    // The head without its closing brace, then the facts streamed as the last member.
+    let mut head = serde_json::to_string(&head).map_err(|e| ApiError::Internal(e.into()))?;
+    head.pop();
+    head.push_str(",\"facts\":[");
+
+    struct Cursor {
+        head: Option<String>,
+        after: Option<crate::store::erasure::FactKey>,
+        first: bool,
+        done: bool,
+    }
+    let store = state.store.clone();
+    let (tenant_id, user_id) = (p.tenant_id, p.user_id);
+    let start = Cursor { head: Some(head), after: None, first: true, done: false };
+    let stream = futures_util::stream::unfold(start, move |mut cur| {
+        let store = store.clone();
+        async move {
+            if let Some(head) = cur.head.take() {
+                return Some((Ok::<_, crate::store::StoreError>(head), cur));
+            }
+            if cur.done {
+                return None;
+            }
+            let page = match store.user_facts_page(tenant_id, user_id, cur.after.as_ref(), EXPORT_PAGE).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(code = e.code(), "personal export failed while streaming facts");
+                    cur.done = true;
+                    return Some((Err(e), cur));
+                }
+            };
+            let mut chunk = String::new();
+            for f in &page {
+                if !std::mem::take(&mut cur.first) {
+                    chunk.push(',');
+                }
+                let (value, currency) = match &f.value {
+                    crate::ingest::Value::Count(n) => (json!(n), Value::Null),
+                    crate::ingest::Value::Money { micros, currency } => {
+                        (json!(micros_to_decimal(i128::from(*micros))), json!(currency.as_str()))
+                    }
+                };
+                let mut fact = json!({
+                    "connector": f.connector_id,
+                    "metric": f.metric,
+                    "occurred_at": rfc3339_ms(f.occurred_at_ms),
+                    "value": value,
+                });
+                if !currency.is_null() {
+                    fact["currency"] = currency;
+                    fact["value_in_tenant_currency"] =
+                        json!(f.amount_tenant_micros.map(|m| micros_to_decimal(i128::from(m))));
+                }
+                chunk.push_str(&fact.to_string());
+            }
+            if page.len() < EXPORT_PAGE as usize {
+                cur.done = true;
+                chunk.push_str("]}");
+            } else {
+                cur.after = page.last().map(|f| f.key.clone());
+            }
+            Some((Ok(chunk), cur))
+        }
+    });
+    let disposition = format!("attachment; filename=\"oneup-export-{user_id}.json\"");
+    axum::response::Response::builder()
+        .status(StatusCode::OK)
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .header(axum::http::header::CONTENT_DISPOSITION, disposition)
+        .header(axum::http::header::CACHE_CONTROL, "no-store")
+        .body(axum::body::Body::from_stream(stream))
+        .map_err(|e| ApiError::Internal(e.into()))
 }

@@ -198,6 +198,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         operator_token_hash: Some(App::hash_operator_token(&operator_token)),
         sync_wait: Duration::from_secs(300),
         metrics: Metrics::default(),
+        live: crate::api::Live::start(&scheduler),
     }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);

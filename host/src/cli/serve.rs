@@ -133,6 +133,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         operator_token_hash: args.operator_token.as_deref().filter(|t| !t.is_empty()).map(App::hash_operator_token),
         sync_wait: Duration::from_secs(args.sync_wait_secs),
         metrics: Metrics::default(),
+        live: crate::api::Live::start(&scheduler),
     }));
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("failed to listen on {}", args.bind))?;

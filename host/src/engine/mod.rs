@@ -24,7 +24,7 @@ pub mod ranking;
 
 pub use self::period::{Period, PeriodError, PeriodKind};
 pub use self::progress::{PACE_TOLERANCE_PERCENT, Pace, Progress, Status};
-pub use self::ranking::{Contender, Standing, rank};
+pub use self::ranking::{Contender, RaceStanding, Standing, first_reaching, rank, rank_race};
 
 /// One dated fact as the engine sees it: when it happened and what it adds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

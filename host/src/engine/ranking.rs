@@ -76,6 +76,60 @@ pub fn rank<K: Ord>(mut contenders: Vec<Contender<K>>) -> Vec<Standing<K>> {
     out
 }
 
+/// The instant a participant's running total first reached `goal` (facts at one instant
+/// taken together), or `None` if it never did. A race is won by reaching the goal: a later
+/// fall below it (a negative fact) does not undo that instant; a retracted fact is gone
+/// from `facts` and so is not counted at all.
+pub fn first_reaching(facts: &[DatedValue], goal: i128) -> Option<i64> {
+    super::running_totals(facts).into_iter().find(|&(_, total)| total >= goal).map(|(at, _)| at)
+}
+
+/// One line of a race: its [`Standing`] and when the participant reached the goal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaceStanding<K> {
+    /// Rank, key, value and the instant the value was reached.
+    pub standing: Standing<K>,
+    /// When the participant's total first reached the goal; `None` while it has not.
+    pub finished_at_ms: Option<i64>,
+}
+
+/// Ranks a race, best first, with standard competition ranks:
+///
+/// 1. participants who reached the goal rank before those who did not, **the earlier to
+///    reach it the higher**;
+/// 2. then (at the same instant, or among those who have not reached it) a higher value;
+/// 3. then the usual tie-break: the value reached earlier ranks higher;
+/// 4. equal on all three: the same rank.
+pub fn rank_race<K: Ord>(mut contenders: Vec<(Contender<K>, Option<i64>)>) -> Vec<RaceStanding<K>> {
+    // `Some` (finished) before `None`, then earlier instants first.
+    let finish_key = |f: Option<i64>| (f.is_none(), f);
+    contenders.sort_by(|(a, fa), (b, fb)| {
+        finish_key(*fa)
+            .cmp(&finish_key(*fb))
+            .then(b.value.cmp(&a.value))
+            .then(a.reached_at_ms.cmp(&b.reached_at_ms))
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let mut out: Vec<RaceStanding<K>> = Vec::with_capacity(contenders.len());
+    for (index, (c, finished_at_ms)) in contenders.into_iter().enumerate() {
+        let rank = match out.last() {
+            Some(prev)
+                if prev.finished_at_ms == finished_at_ms
+                    && prev.standing.value == c.value
+                    && prev.standing.reached_at_ms == c.reached_at_ms =>
+            {
+                prev.standing.rank
+            }
+            _ => u32::try_from(index + 1).unwrap_or(u32::MAX),
+        };
+        out.push(RaceStanding {
+            standing: Standing { rank, key: c.key, value: c.value, reached_at_ms: c.reached_at_ms },
+            finished_at_ms,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +185,40 @@ mod tests {
         assert_eq!(Contender::from_facts("u", &facts).reached_at_ms, Some(10));
         // Only zero-valued facts: held since the start.
         assert_eq!(Contender::from_facts("u", &[DatedValue::new(10, 0)]).reached_at_ms, None);
+    }
+
+    #[test]
+    fn first_reaching_is_the_first_instant_at_or_above_the_goal() {
+        let facts = [DatedValue::new(30, 2), DatedValue::new(10, 1), DatedValue::new(20, 1), DatedValue::new(40, -3)];
+        assert_eq!(first_reaching(&facts, 2), Some(20));
+        assert_eq!(first_reaching(&facts, 4), Some(30), "a later fall does not undo it");
+        assert_eq!(first_reaching(&facts, 5), None);
+        assert_eq!(first_reaching(&[], 1), None);
+    }
+
+    #[test]
+    fn a_race_ranks_finishers_by_when_they_finished_then_by_value() {
+        let entry = |key, value, reached, finished| (c(key, value, reached), finished);
+        let standings = rank_race(vec![
+            entry("slow", 9, Some(90), Some(80)),
+            entry("fast", 5, Some(50), Some(50)),
+            entry("big", 30, Some(95), None),
+            entry("fast_more", 7, Some(60), Some(50)),
+            entry("none", 0, None, None),
+            entry("twin", 9, Some(90), Some(80)),
+        ]);
+        let got: Vec<(u32, &str, Option<i64>)> =
+            standings.iter().map(|s| (s.standing.rank, s.standing.key, s.finished_at_ms)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "fast_more", Some(50)),
+                (2, "fast", Some(50)),
+                (3, "slow", Some(80)),
+                (3, "twin", Some(80)),
+                (5, "big", None),
+                (6, "none", None),
+            ]
+        );
     }
 }

@@ -39,8 +39,8 @@ use self::bindings::latest::oneup::connector::types as wit;
 use self::egress::EgressPolicy;
 use self::http::{Credentials, HttpClient, HttpLimits};
 use self::manifest::{AuthSpec, Manifest, ManifestError};
+use self::session::{CommitPolicy, Committer, Limiter, Pending, Session, SyncState};
 pub use self::session::{CpuLimitExceeded, DebugSink, MemoryLimitExceeded, SinkFailed, SyncSink, SyncStats};
-use self::session::{Limiter, Session, SyncState};
 use crate::ingest::SnapshotTracker;
 use crate::ingest::model::{Cursor, KeyedHash};
 use crate::ingest::pseudonym::{Domain, TenantKey};
@@ -67,8 +67,25 @@ pub struct SandboxLimits {
     pub wall_time: Duration,
     /// Largest batch in one `emit`.
     pub max_batch: usize,
-    /// Most changes held between two checkpoints.
+    /// Most changes a connector may emit between two of its checkpoints (more is a
+    /// contract violation).
     pub max_pending: usize,
+    /// The host commits at a checkpoint once at least this many changes wait (0: at every
+    /// checkpoint), carrying the latest cursor with everything before it; a failed sync
+    /// still commits up to its last checkpoint. Beside `max_pending` since the last
+    /// checkpoint, the host holds fewer than this many checkpointed changes.
+    pub commit_changes: usize,
+    /// ... or once this long has passed since the previous commit.
+    pub commit_interval: Duration,
+    /// Runs each commit in a task of its own while the connector goes on reading (the next
+    /// commit waits for it); false: the checkpoint waits for its commit.
+    pub overlap_commits: bool,
+}
+
+impl SandboxLimits {
+    fn commit_policy(&self) -> CommitPolicy {
+        CommitPolicy { changes: self.commit_changes, interval: self.commit_interval, overlap: self.overlap_commits }
+    }
 }
 
 impl Default for SandboxLimits {
@@ -79,6 +96,9 @@ impl Default for SandboxLimits {
             wall_time: Duration::from_secs(30 * 60),
             max_batch: 10_000,
             max_pending: 200_000,
+            commit_changes: 10_000,
+            commit_interval: Duration::from_secs(2),
+            overlap_commits: true,
         }
     }
 }
@@ -546,8 +566,8 @@ impl Runtime {
             credentials,
             http: self.http.clone(),
             validator: Some(Arc::new(validator)),
-            sink: with_sink,
-            pending: Vec::new(),
+            commits: Committer::new(with_sink, self.config.limits.commit_policy()),
+            pending: Pending::default(),
             max_pending: self.config.limits.max_pending,
             snapshots: SnapshotTracker::default(),
             stats: SyncStats::default(),
@@ -586,8 +606,8 @@ impl Runtime {
             credentials: Credentials::None,
             http: self.http.clone(),
             validator: None,
-            sink: None,
-            pending: Vec::new(),
+            commits: Committer::new(None, self.config.limits.commit_policy()),
+            pending: Pending::default(),
             max_pending: 0,
             snapshots: SnapshotTracker::default(),
             stats: SyncStats::default(),
@@ -598,8 +618,11 @@ impl Runtime {
 
     /// Runs one sync in a fresh instance, from `since` (the last committed cursor).
     ///
-    /// Validated changes reach `sink` at every checkpoint and at the end of a successful
-    /// sync; after a failure nothing since the last checkpoint is committed.
+    /// Validated changes reach `sink` in commits that each carry the connector's latest
+    /// checkpoint (several checkpoints may share one, see `SandboxLimits::commit_changes`)
+    /// and at the end of a successful sync. After a failure, what preceded the last
+    /// checkpoint is committed and nothing after it. Every commit has landed when this
+    /// returns.
     pub async fn sync(
         &self,
         connector: &LoadedConnector,
@@ -621,7 +644,7 @@ impl Runtime {
             }
         };
         let mut store = self.store_for(Some(connector), session);
-        store.data_mut().session.sink = sink.take();
+        store.data_mut().session.commits.set_sink(sink.take().expect("sink"));
         let since = since.map(|c| wit::Cursor {
             marks: c.iter().map(|(key, value)| wit::CursorMark { key: key.to_owned(), value }).collect(),
         });
@@ -649,14 +672,15 @@ impl Runtime {
             if session.snapshots.is_open() {
                 tracing::info!(connector = %connector.manifest.id, "a snapshot was still open at the end; it retracts nothing");
             }
-            if let Err(e) = session.flush(None).await {
-                result = Err(SyncError::Commit(format!("{e:#}")));
+            if let Err(e) = session.finish().await {
+                result = Err(SyncError::Commit(e));
             }
-        } else {
-            session.discard();
+        } else if let Err(e) = session.abandon().await {
+            // The sync's own error stays the run's; nothing after the failed commit landed.
+            tracing::warn!(connector = %connector.manifest.id, error = %e, "committing up to the last checkpoint of a failed sync failed");
         }
         let stats = session.stats.clone();
-        let sink = session.sink.take().expect("the sink stays in the session");
+        let sink = session.commits.take_sink().expect("the sink is back once every commit has landed");
         let duration = started.elapsed();
         match &result {
             Ok(outcome) => {

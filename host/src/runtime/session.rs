@@ -12,8 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tracing::Instrument;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -26,8 +28,15 @@ use crate::ingest::snapshot::SnapshotTracker;
 use crate::ingest::validate::{ContractViolation, Validator};
 
 /// Where validated changes go: printed by `oneup connector check`, summed by the demo,
-/// committed to the store by ingestion. Called at every checkpoint with everything emitted
-/// since the previous one, and once more at the end of a successful sync (`cursor` none).
+/// committed to the store by ingestion.
+///
+/// Called at a checkpoint of the connector when enough is pending (see [`CommitPolicy`]):
+/// with everything emitted since the previous commit, which may span several checkpoints,
+/// and the latest checkpoint's cursor. Called once more at the end of a successful sync
+/// with the rest (and the latest cursor not committed yet, or none), or after a failed one
+/// with what preceded its last checkpoint. One commit at a time, in order; after a failed
+/// commit no other is made. A commit may run in a task of its own while the connector
+/// goes on reading, so a sink is `'static` and `Send`.
 pub trait SyncSink: Send {
     /// Takes the changes since the last commit, the snapshots completed since then (each
     /// retracts the facts of its window it did not see, applied after the changes and in
@@ -59,8 +68,11 @@ pub struct SyncStats {
     /// Changes refused, by reason code (both per-change data problems and whole batches
     /// refused for breaking the contract).
     pub rejected: BTreeMap<String, u64>,
-    /// Checkpoints committed.
+    /// Checkpoints the connector made and the host accepted (each commit carries the
+    /// latest one; several may share a commit).
     pub checkpoints: u64,
+    /// Commits the sink completed.
+    pub commits: u64,
     /// Changes committed to the sink.
     pub committed: u64,
     /// Completed snapshots committed to the sink (contract 0.2).
@@ -128,6 +140,152 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 }
 
+/// When the host commits: at a checkpoint of the connector, once at least `changes`
+/// changes wait (0: at every checkpoint) or `interval` has passed since the previous
+/// commit; with `overlap`, the commit runs in a task of its own while the connector goes on
+/// reading (the next commit waits for it). From [`super::SandboxLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CommitPolicy {
+    pub(crate) changes: usize,
+    pub(crate) interval: Duration,
+    pub(crate) overlap: bool,
+}
+
+/// What a commit task hands back.
+struct Landed {
+    sink: Box<dyn SyncSink>,
+    result: anyhow::Result<()>,
+    changes: u64,
+    snapshots: u64,
+}
+
+/// The sink and the one commit that may be in flight.
+///
+/// Commits are made one at a time, in order: a commit is handed over only once the
+/// previous one has landed, and after a failed commit none is made (a later cursor must
+/// never land without the changes before it). Waiting for a commit is cancellation-safe:
+/// the task stays here until it has been awaited to its end, so a sync stopped at its
+/// deadline can still wait for it and then commit up to its last checkpoint. Dropping the
+/// committer (the sync itself dropped, e.g. at shutdown) aborts a commit in flight, which
+/// then rolls back whole.
+pub(crate) struct Committer {
+    /// None while a commit is in flight (the task holds it), or while describing.
+    sink: Option<Box<dyn SyncSink>>,
+    in_flight: Option<tokio::task::JoinHandle<Landed>>,
+    failed: Option<String>,
+    /// When the previous commit was handed over (or the sync started).
+    last: Instant,
+    policy: CommitPolicy,
+}
+
+impl Committer {
+    pub(crate) fn new(sink: Option<Box<dyn SyncSink>>, policy: CommitPolicy) -> Self {
+        Self { sink, in_flight: None, failed: None, last: Instant::now(), policy }
+    }
+
+    /// Gives the committer its sink (before the sync starts).
+    pub(crate) fn set_sink(&mut self, sink: Box<dyn SyncSink>) {
+        self.sink = Some(sink);
+        self.last = Instant::now();
+    }
+
+    /// Takes the sink back once every commit has landed (`settle` called).
+    pub(crate) fn take_sink(&mut self) -> Option<Box<dyn SyncSink>> {
+        self.sink.take()
+    }
+
+    /// Whether a checkpoint with `pending` changes waiting should commit now: enough
+    /// changes, or enough time and the previous commit has landed (while it is still
+    /// running, waiting for it would only stop the connector; the batch grows instead).
+    fn due(&self, pending: usize) -> bool {
+        pending >= self.policy.changes
+            || (self.last.elapsed() >= self.policy.interval
+                && self.in_flight.as_ref().is_none_or(tokio::task::JoinHandle::is_finished))
+    }
+
+    /// Waits for the commit in flight, if any, and counts it. Fails if it (or an earlier
+    /// one) failed; a panic of the sink is resumed here.
+    async fn settle(&mut self, stats: &mut SyncStats) -> Result<(), String> {
+        if let Some(task) = self.in_flight.as_mut() {
+            let joined = task.await;
+            self.in_flight = None;
+            match joined {
+                Ok(landed) => {
+                    self.sink = Some(landed.sink);
+                    match landed.result {
+                        Ok(()) => {
+                            stats.commits += 1;
+                            stats.committed += landed.changes;
+                            stats.snapshots += landed.snapshots;
+                        }
+                        Err(e) => self.failed = Some(format!("{e:#}")),
+                    }
+                }
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => self.failed = Some("the commit was cancelled".to_owned()),
+            }
+        }
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands a commit to the sink, in a task of its own; the caller has settled the
+    /// previous one. Without a sink (describing) nothing is committed.
+    fn hand_over(&mut self, changes: Vec<Change>, snapshots: Vec<Snapshot>, cursor: Option<Cursor>, stats: &SyncStats) {
+        debug_assert!(self.in_flight.is_none() && self.failed.is_none());
+        let Some(mut sink) = self.sink.take() else { return };
+        let counts = (changes.len() as u64, snapshots.len() as u64);
+        let stats = stats.clone();
+        self.last = Instant::now();
+        let commit = async move {
+            let result = sink.commit(changes, snapshots, cursor.as_ref(), &stats).await;
+            Landed { sink, result, changes: counts.0, snapshots: counts.1 }
+        };
+        self.in_flight = Some(tokio::spawn(commit.in_current_span()));
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        if let Some(task) = self.in_flight.take() {
+            task.abort();
+        }
+    }
+}
+
+/// What was accepted since the last commit, and the latest checkpoint among it.
+///
+/// Memory: `changes` holds what was checkpointed but not committed yet (fewer than the
+/// policy's `changes` after any checkpoint, since reaching it commits) plus what was
+/// emitted since the last checkpoint (at most `max_pending`, the contract's limit: more is
+/// a violation); one more commit of at most the same size may be in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    changes: Vec<Change>,
+    /// `changes[..checkpointed]` precede `cursor`.
+    checkpointed: usize,
+    /// The latest checkpoint's cursor, if one was made since the last commit.
+    cursor: Option<Cursor>,
+    /// Snapshots ended since the last commit (the tracker holds them) ...
+    ended: usize,
+    /// ... of which the first `ended_checkpointed` ended before `cursor`.
+    ended_checkpointed: usize,
+}
+
+impl Pending {
+    /// Changes emitted since the last checkpoint.
+    fn since_checkpoint(&self) -> usize {
+        self.changes.len() - self.checkpointed
+    }
+
+    /// Drops what was emitted after the last checkpoint (a broken rule or a failed sync).
+    fn drop_unchecked(&mut self) {
+        self.changes.truncate(self.checkpointed);
+    }
+}
+
 /// Everything that is not WASI plumbing: what this sync may do and what it did.
 pub(crate) struct Session {
     pub(crate) manifest: Arc<Manifest>,
@@ -137,8 +295,11 @@ pub(crate) struct Session {
     pub(crate) credentials: Credentials,
     pub(crate) http: HttpClient,
     pub(crate) validator: Option<Arc<Validator>>,
-    pub(crate) sink: Option<Box<dyn SyncSink>>,
-    pub(crate) pending: Vec<Change>,
+    /// The sink, and when to commit to it.
+    pub(crate) commits: Committer,
+    /// Accepted and not committed yet.
+    pub(crate) pending: Pending,
+    /// Most changes held between two checkpoints of the connector.
     pub(crate) max_pending: usize,
     /// Snapshot windows open or ended since the last commit.
     pub(crate) snapshots: SnapshotTracker,
@@ -170,32 +331,59 @@ impl Session {
         if self.violation.is_none() {
             self.violation = Some(violation);
         }
-        // Nothing emitted since the last checkpoint may be committed now, and no snapshot
-        // may retract anything.
-        self.pending.clear();
-        self.snapshots.clear();
+        // Nothing emitted since the last checkpoint may be committed, and no snapshot ended
+        // after it may retract anything; what preceded it is committed when the sync ends
+        // (`abandon`), as it would have been at the checkpoint itself.
+        self.pending.drop_unchecked();
         violation
     }
 
-    /// Hands pending changes, the snapshots completed since the last commit and the cursor
-    /// to the sink.
-    pub(crate) async fn flush(&mut self, cursor: Option<&Cursor>) -> anyhow::Result<()> {
-        let changes = std::mem::take(&mut self.pending);
-        let snapshots = self.snapshots.take_completed();
-        let n = changes.len() as u64;
-        let completed = snapshots.len() as u64;
-        if let Some(sink) = self.sink.as_mut() {
-            sink.commit(changes, snapshots, cursor, &self.stats).await?;
+    /// Commits what precedes the latest checkpoint, with its cursor and the snapshots that
+    /// ended before it; `wait`: until it has landed. Fails if this or an earlier commit
+    /// failed.
+    async fn commit_checkpointed(&mut self, wait: bool) -> Result<(), String> {
+        // First the previous commit, before anything is taken: a sync stopped while
+        // waiting here loses nothing.
+        self.commits.settle(&mut self.stats).await?;
+        let pending = &mut self.pending;
+        let rest = pending.changes.split_off(pending.checkpointed);
+        let changes = std::mem::replace(&mut pending.changes, rest);
+        let mut snapshots = self.snapshots.take_completed();
+        // Only after a failure can snapshots have ended after the checkpoint: dropped.
+        snapshots.truncate(pending.ended_checkpointed);
+        pending.ended -= pending.ended_checkpointed;
+        pending.ended_checkpointed = 0;
+        pending.checkpointed = 0;
+        let cursor = pending.cursor.take();
+        self.commits.hand_over(changes, snapshots, cursor, &self.stats);
+        if wait || !self.commits.policy.overlap {
+            self.commits.settle(&mut self.stats).await?;
         }
-        self.stats.committed += n;
-        self.stats.snapshots += completed;
         Ok(())
     }
 
-    /// Drops what a failed sync emitted since its last commit, snapshots included.
-    pub(crate) fn discard(&mut self) {
-        self.pending.clear();
+    /// The end of a successful sync: commits everything pending, with the latest cursor
+    /// not committed yet (if any) and every ended snapshot (one still open is dropped), and
+    /// waits until it has landed. Always commits, if only the run's counts.
+    pub(crate) async fn finish(&mut self) -> Result<(), String> {
+        self.pending.checkpointed = self.pending.changes.len();
+        self.pending.ended_checkpointed = self.pending.ended;
+        self.commit_checkpointed(true).await
+    }
+
+    /// The end of a failed sync: waits for a commit in flight, then commits what preceded
+    /// the connector's last checkpoint (as if each checkpoint had committed at once) and
+    /// drops the rest. Fails if a commit failed; nothing is committed after that.
+    pub(crate) async fn abandon(&mut self) -> Result<(), String> {
+        self.pending.drop_unchecked();
+        let result = if self.pending.cursor.is_some() {
+            self.commit_checkpointed(true).await
+        } else {
+            self.commits.settle(&mut self.stats).await
+        };
+        self.pending = Pending::default();
         self.snapshots.clear();
+        result
     }
 
     // The host side of the contract's imports, in host types. The per-version adapters in
@@ -261,7 +449,10 @@ impl Session {
         for (reason, count) in accepted.rejected {
             *self.stats.rejected.entry(reason.code().to_owned()).or_default() += count;
         }
-        let held = self.pending.len() + accepted.changes.len();
+        // The contract's limit counts what was emitted since the connector's last
+        // checkpoint; what the host holds across checkpoints is bounded by its commit
+        // policy (see `Pending`).
+        let held = self.pending.since_checkpoint() + accepted.changes.len();
         if held > self.max_pending {
             // Too much emitted without a checkpoint: the host will not hold more.
             return Err(self.refuse(ContractViolation::BatchTooLarge { len: held, max: self.max_pending }, n));
@@ -275,12 +466,14 @@ impl Session {
                 Change::Retract { .. } => self.stats.retractions += 1,
             }
         }
-        self.pending.extend(accepted.changes);
+        self.pending.changes.extend(accepted.changes);
         Ok(())
     }
 
-    /// `host.checkpoint`: commits everything since the last commit with the cursor. The
-    /// outer error is a failed sink (it becomes a trap); the inner one a broken rule.
+    /// `host.checkpoint`: everything emitted so far precedes this cursor. Commits it, with
+    /// what is pending from earlier checkpoints, when the commit policy says so (the host
+    /// may commit a later cursor with everything before it). The outer error is a failed
+    /// commit (it becomes a trap); the inner one a broken rule.
     pub(crate) async fn checkpoint(&mut self, cursor: RawCursor) -> wasmtime::Result<Result<(), ContractViolation>> {
         if let Some(v) = self.violation {
             return Ok(Err(self.refuse(v, 0)));
@@ -289,10 +482,16 @@ impl Session {
             Ok(c) => c,
             Err(v) => return Ok(Err(self.refuse(v, 0))),
         };
-        if let Err(err) = self.flush(Some(&cursor)).await {
-            return Err(wasmtime::Error::new(SinkFailed(format!("{err:#}"))));
-        }
+        let pending = &mut self.pending;
+        pending.checkpointed = pending.changes.len();
+        pending.ended_checkpointed = pending.ended;
+        pending.cursor = Some(cursor);
         self.stats.checkpoints += 1;
+        if self.commits.due(self.pending.changes.len())
+            && let Err(err) = self.commit_checkpointed(false).await
+        {
+            return Err(wasmtime::Error::new(SinkFailed(err)));
+        }
         Ok(Ok(()))
     }
 
@@ -313,7 +512,9 @@ impl Session {
         if let Some(v) = self.violation {
             return Err(self.refuse(v, 0));
         }
-        self.snapshots.end().map_err(|v| self.refuse(v, 0))
+        self.snapshots.end().map_err(|v| self.refuse(v, 0))?;
+        self.pending.ended += 1;
+        Ok(())
     }
 
     /// `host.log`: declared codes only, declared field names only.

@@ -23,13 +23,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 use tracing::Instrument;
 
 pub use self::sink::StoreSink;
+use crate::ingest::model::{Change, Cursor, Snapshot};
 use crate::runtime::registry::Registry;
-use crate::runtime::{IntegrationSetup, Runtime, SyncError, SyncOutcome, TimeZone};
-use crate::store::{Lease, Store, StoreError};
+use crate::runtime::{BoxFuture, IntegrationSetup, Runtime, SyncError, SyncOutcome, SyncSink, SyncStats, TimeZone};
+use crate::store::{Lease, Store, StoreError, TenantId};
 
 /// How long after a budget-exhausted sync the next one is due when the connector gave no
 /// resume time.
@@ -94,7 +95,27 @@ struct Inner {
     running: AtomicUsize,
     idle: Notify,
     stop: watch::Sender<bool>,
+    /// Where each successful commit is announced (see [`FactsCommitted`]).
+    changes: broadcast::Sender<FactsCommitted>,
 }
+
+/// Facts of a tenant changed: one successful commit of a sync (a checkpoint, or its end)
+/// on this node, with the metric slugs it touched (upserted, retracted, or covered by a
+/// completed snapshot). Only this node's commits are announced: readers that must also
+/// see other nodes' commits poll as well (see `api/live.rs`).
+#[derive(Debug, Clone)]
+pub struct FactsCommitted {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// The connector that synced.
+    pub connector_id: String,
+    /// The metric slugs touched, sorted and distinct.
+    pub metrics: Arc<[String]>,
+}
+
+/// How many announcements wait for slow readers before they lag (and must assume that
+/// everything changed).
+const CHANGE_FEED_CAPACITY: usize = 1024;
 
 /// A handle on the scheduler loop of this node.
 #[derive(Clone)]
@@ -106,6 +127,7 @@ impl Scheduler {
     /// Starts the loop on the current tokio runtime.
     pub fn start(store: Store, runtime: Arc<Runtime>, registry: Arc<Registry>, config: SchedulerConfig) -> Self {
         let (stop, _) = watch::channel(false);
+        let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
         let inner = Arc::new(Inner {
             store,
             runtime,
@@ -115,9 +137,21 @@ impl Scheduler {
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             stop,
+            changes,
         });
         tokio::spawn(run_loop(inner.clone()));
         Scheduler { inner }
+    }
+
+    /// The change feed: every successful commit of this node's syncs, announced right after
+    /// it (subscribe on the returned sender).
+    pub fn changes(&self) -> broadcast::Sender<FactsCommitted> {
+        self.inner.changes.clone()
+    }
+
+    /// Turns `true` when the node starts shutting down ([`Scheduler::stop_claiming`]).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.stop.subscribe()
     }
 
     /// Looks for work now (after a run was queued).
@@ -315,11 +349,53 @@ async fn sync_once(inner: &Inner, lease: &Lease) -> Result<(SyncOutcome, Rejecte
     }
 
     let (sink, committed) = StoreSink::new(store.clone(), lease.clone());
+    let sink = Announcing { sink, changes: inner.changes.clone(), tenant, connector_id: lease.connector_id.clone() };
     let report = inner.runtime.sync(connector, setup(), integration.cursor.as_ref(), Box::new(sink)).await;
     let uncommitted = committed.uncommitted(&report.stats);
     match report.result {
         Ok(outcome) => Ok((outcome, uncommitted)),
         Err(SyncError::Commit(_)) => Err(("commit_failed".to_owned(), uncommitted)),
         Err(e) => Err((e.code(), uncommitted)),
+    }
+}
+
+/// A [`StoreSink`] that announces each successful commit on the change feed.
+struct Announcing {
+    sink: StoreSink,
+    changes: broadcast::Sender<FactsCommitted>,
+    tenant: TenantId,
+    connector_id: String,
+}
+
+impl SyncSink for Announcing {
+    fn commit<'a>(
+        &'a mut self,
+        changes: Vec<Change>,
+        snapshots: Vec<Snapshot>,
+        cursor: Option<&'a Cursor>,
+        stats: &'a SyncStats,
+    ) -> BoxFuture<'a, anyhow::Result<()>> {
+        let mut metrics = std::collections::BTreeSet::new();
+        for change in &changes {
+            metrics.insert(match change {
+                Change::Upsert(fact) => fact.metric.clone(),
+                Change::Retract { metric, .. } => metric.clone(),
+            });
+        }
+        for snapshot in &snapshots {
+            metrics.extend(snapshot.window.metrics().iter().cloned());
+        }
+        Box::pin(async move {
+            self.sink.commit(changes, snapshots, cursor, stats).await?;
+            if !metrics.is_empty() {
+                // No subscriber (no open stream) is not an error.
+                let _ = self.changes.send(FactsCommitted {
+                    tenant_id: self.tenant,
+                    connector_id: self.connector_id.clone(),
+                    metrics: metrics.into_iter().collect(),
+                });
+            }
+            Ok(())
+        })
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::error::{StoreError, not_found_on_foreign_key};
 use super::facts::FACT_VALUE;
-use super::types::{ContestId, TargetId, TeamId, TenantId, UserId, now_ms};
+use super::types::{ContestId, TargetId, TeamId, TenantId, UserId, now_ms, random_uuid};
 use super::{BeginWrite, Store};
 use crate::engine::PeriodKind;
 
@@ -54,8 +54,10 @@ pub struct NewContest<'a> {
     pub name: &'a str,
     /// The metric slug it ranks by.
     pub metric: &'a str,
-    /// The format (`leaderboard`).
+    /// The format (`leaderboard`, `race`, `head_to_head`, `team_vs_team`).
     pub format: &'a str,
+    /// A race's goal, above zero, in the metric's unit; `None` for other formats.
+    pub goal: Option<i64>,
     /// The first instant counted, in milliseconds since the Unix epoch.
     pub starts_at_ms: i64,
     /// The first instant no longer counted (exclusive).
@@ -77,6 +79,8 @@ pub struct Contest {
     pub metric: String,
     /// The format.
     pub format: String,
+    /// A race's goal in the metric's unit.
+    pub goal: Option<i64>,
     /// The first instant counted, in milliseconds since the Unix epoch.
     pub starts_at_ms: i64,
     /// The first instant no longer counted.
@@ -167,7 +171,7 @@ pub struct DatedFact {
 
 /// A participant as stored: `(user_id, team_id)`, exactly one set.
 type ParticipantRow = (Option<Uuid>, Option<Uuid>);
-type ContestRow = (Uuid, String, String, String, i64, i64, String, Uuid, i64, Option<String>, Option<i64>);
+type ContestRow = (Uuid, String, String, String, i64, i64, String, Uuid, i64, Option<String>, Option<i64>, Option<i64>);
 type TargetRow = (Uuid, Option<Uuid>, Option<Uuid>, String, String, i64, String, i64, i64, bool, Uuid, i64);
 
 const SELECT_TARGET: &str = "SELECT id, user_id, team_id, metric, period, goal, starts_on, first_start, first_end, \
@@ -206,6 +210,7 @@ impl Store {
             name: new.name.to_owned(),
             metric: new.metric.to_owned(),
             format: new.format.to_owned(),
+            goal: new.goal,
             starts_at_ms: new.starts_at_ms,
             ends_at_ms: new.ends_at_ms,
             participants: new.participants.clone(),
@@ -222,7 +227,7 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO contests (tenant_id, id, name, metric, format, starts_at, ends_at, participants, \
-                 created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 created_by, created_at, goal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(tenant.as_uuid())
             .bind(contest.id.as_uuid())
@@ -234,6 +239,7 @@ impl Store {
             .bind(new.participants.kind())
             .bind(contest.created_by.as_uuid())
             .bind(contest.created_at_ms)
+            .bind(contest.goal)
             .execute(&mut *tx)
             .await
             .map_err(not_found_on_foreign_key("tenant"))?;
@@ -267,7 +273,7 @@ impl Store {
         let (row, participants): (Option<ContestRow>, Vec<ParticipantRow>) = on_pool!(self, pool => {
             let row = sqlx::query_as(
                 "SELECT id, name, metric, format, starts_at, ends_at, participants, created_by, created_at, \
-                 frozen, frozen_at FROM contests WHERE tenant_id = $1 AND id = $2",
+                 frozen, frozen_at, goal FROM contests WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant.as_uuid())
             .bind(contest.as_uuid())
@@ -283,7 +289,7 @@ impl Store {
             .await?;
             (row, participants)
         });
-        let (id, name, metric, format, starts_at, ends_at, kind, created_by, created_at, frozen, frozen_at) =
+        let (id, name, metric, format, starts_at, ends_at, kind, created_by, created_at, frozen, frozen_at, goal) =
             row.ok_or(StoreError::NotFound { what: "contest" })?;
         let corrupt = || StoreError::Corrupt { what: "contest participant" };
         let participants = match kind.as_str() {
@@ -306,6 +312,7 @@ impl Store {
             name,
             metric,
             format,
+            goal,
             starts_at_ms: starts_at,
             ends_at_ms: ends_at,
             participants,
@@ -901,11 +908,360 @@ impl Store {
     }
 }
 
+/// Where an incentive's reward comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncentiveSource {
+    /// Achieving `tier_percent` % of a target's goal in a period.
+    Target {
+        /// The target.
+        target: TargetId,
+        /// The share of the goal to reach, in percent (100: the goal itself).
+        tier_percent: i64,
+    },
+    /// A final contest rank of `places` or better, with at least `min_value` when set.
+    Contest {
+        /// The contest.
+        contest: ContestId,
+        /// The last rewarded rank.
+        places: i64,
+        /// The least value rewarded, in the metric's unit.
+        min_value: Option<i64>,
+    },
+}
+
+/// A stored incentive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incentive {
+    /// Its id.
+    pub id: Uuid,
+    /// What earns it.
+    pub source: IncentiveSource,
+    /// The points it awards, above zero.
+    pub points: i64,
+    /// The manager's label, if any.
+    pub label: Option<String>,
+    /// Who created it.
+    pub created_by: UserId,
+    /// When.
+    pub created_at_ms: i64,
+}
+
+/// One row of a user's points ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Its id.
+    pub id: Uuid,
+    /// The incentive.
+    pub incentive_id: Uuid,
+    /// The period start of a target award; 0 for a contest.
+    pub award_key: i64,
+    /// +points (awarded) or -points (revoked).
+    pub points: i64,
+    /// `awarded` or `revoked`.
+    pub reason: String,
+    /// The incentive's label then.
+    pub label: Option<String>,
+    /// The target, for a target award.
+    pub target_id: Option<TargetId>,
+    /// The contest, for a contest award.
+    pub contest_id: Option<ContestId>,
+    /// When it was written.
+    pub at_ms: i64,
+}
+
+type IncentiveRow =
+    (Uuid, Option<Uuid>, Option<i64>, Option<Uuid>, Option<i64>, Option<i64>, i64, Option<String>, Uuid, i64);
+type LedgerRow = (Uuid, Uuid, i64, i64, String, Option<String>, Option<Uuid>, Option<Uuid>, i64);
+
+fn incentive_from_row(row: IncentiveRow) -> Result<Incentive, StoreError> {
+    let (id, target, tier, contest, places, min_value, points, label, created_by, created_at) = row;
+    let source = match (target, contest) {
+        (Some(t), None) => {
+            IncentiveSource::Target { target: TargetId::from_uuid(t), tier_percent: tier.unwrap_or(100) }
+        }
+        (None, Some(c)) => {
+            IncentiveSource::Contest { contest: ContestId::from_uuid(c), places: places.unwrap_or(1), min_value }
+        }
+        _ => return Err(StoreError::Corrupt { what: "incentive source" }),
+    };
+    Ok(Incentive { id, source, points, label, created_by: UserId::from_uuid(created_by), created_at_ms: created_at })
+}
+
+const INCENTIVE_COLUMNS: &str =
+    "id, target_id, tier_percent, contest_id, places, min_value, points, label, created_by, created_at";
+
+impl Store {
+    /// Creates an incentive. [`StoreError::NotFound`] (`target` or `contest`) if its source
+    /// is not in the tenant; nothing is written then.
+    pub async fn create_incentive(
+        &self,
+        tenant: TenantId,
+        source: IncentiveSource,
+        points: i64,
+        label: Option<&str>,
+        created_by: UserId,
+    ) -> Result<Incentive, StoreError> {
+        let incentive = Incentive {
+            id: random_uuid(),
+            source,
+            points,
+            label: label.map(str::to_owned),
+            created_by,
+            created_at_ms: now_ms(),
+        };
+        let (target, tier, contest, places, min_value, what) = match source {
+            IncentiveSource::Target { target, tier_percent } => {
+                (Some(target.as_uuid()), Some(tier_percent), None, None, None, "target")
+            }
+            IncentiveSource::Contest { contest, places, min_value } => {
+                (None, None, Some(contest.as_uuid()), Some(places), min_value, "contest")
+            }
+        };
+        on_pool!(self, pool => {
+            sqlx::query(&format!(
+                "INSERT INTO incentives (tenant_id, {INCENTIVE_COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ))
+            .bind(tenant.as_uuid())
+            .bind(incentive.id)
+            .bind(target)
+            .bind(tier)
+            .bind(contest)
+            .bind(places)
+            .bind(min_value)
+            .bind(points)
+            .bind(label)
+            .bind(created_by.as_uuid())
+            .bind(incentive.created_at_ms)
+            .execute(pool)
+            .await
+            .map_err(not_found_on_foreign_key(what))?;
+        });
+        Ok(incentive)
+    }
+
+    /// The tenant's incentives, oldest first; only those of one contest or target when
+    /// given.
+    pub async fn incentives(
+        &self,
+        tenant: TenantId,
+        contest: Option<ContestId>,
+        target: Option<TargetId>,
+    ) -> Result<Vec<Incentive>, StoreError> {
+        let rows: Vec<IncentiveRow> = on_pool!(self, pool => {
+            sqlx::query_as(&format!(
+                "SELECT {INCENTIVE_COLUMNS} FROM incentives WHERE tenant_id = $1 \
+                 AND ($2 IS NULL OR contest_id = $2) AND ($3 IS NULL OR target_id = $3) \
+                 ORDER BY created_at, id"
+            ))
+            .bind(tenant.as_uuid())
+            .bind(contest.map(|c| c.as_uuid()))
+            .bind(target.map(|t| t.as_uuid()))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(incentive_from_row).collect()
+    }
+
+    /// A page of the tenant's incentives, newest first.
+    pub async fn incentives_page(
+        &self,
+        tenant: TenantId,
+        after: Option<PageAfter>,
+        limit: u32,
+    ) -> Result<Vec<Incentive>, StoreError> {
+        let (at, id) = after.map_or((i64::MAX, Uuid::max()), |a| (a.created_at_ms, a.id));
+        let rows: Vec<IncentiveRow> = on_pool!(self, pool => {
+            sqlx::query_as(&format!(
+                "SELECT {INCENTIVE_COLUMNS} FROM incentives WHERE tenant_id = $1 \
+                 AND (created_at < $2 OR (created_at = $2 AND id < $3)) ORDER BY created_at DESC, id DESC LIMIT $4"
+            ))
+            .bind(tenant.as_uuid())
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(incentive_from_row).collect()
+    }
+
+    /// How many ledger rows one incentive has for one user and key, and their net points.
+    pub async fn ledger_state(
+        &self,
+        tenant: TenantId,
+        incentive: Uuid,
+        user: UserId,
+        award_key: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let (count, net): (i64, Option<i64>) = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT COUNT(*), CAST(SUM(points) AS BIGINT) FROM points_ledger WHERE tenant_id = $1 \
+                 AND incentive_id = $2 AND user_id = $3 AND award_key = $4",
+            )
+            .bind(tenant.as_uuid())
+            .bind(incentive)
+            .bind(user.as_uuid())
+            .bind(award_key)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok((count, net.unwrap_or(0)))
+    }
+
+    /// Appends a ledger row numbered `seq` for (incentive, user, key). `false` if a row of
+    /// that number exists already (another reader wrote it first) or the user is gone:
+    /// nothing is written then.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn append_ledger(
+        &self,
+        tenant: TenantId,
+        incentive: &Incentive,
+        user: UserId,
+        award_key: i64,
+        seq: i64,
+        points: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let (target, contest) = match incentive.source {
+            IncentiveSource::Target { target, .. } => (Some(target.as_uuid()), None),
+            IncentiveSource::Contest { contest, .. } => (None, Some(contest.as_uuid())),
+        };
+        let result = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO points_ledger (tenant_id, id, user_id, incentive_id, award_key, seq, points, reason, \
+                 label, target_id, contest_id, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(random_uuid())
+            .bind(user.as_uuid())
+            .bind(incentive.id)
+            .bind(award_key)
+            .bind(seq)
+            .bind(points)
+            .bind(reason)
+            .bind(incentive.label.as_deref())
+            .bind(target)
+            .bind(contest)
+            .bind(now_ms())
+            .execute(pool)
+            .await
+            .map(|_| ())
+        });
+        match result {
+            Ok(()) => Ok(true),
+            Err(err) if StoreError::is_unique_violation(&err) => Ok(false),
+            Err(err) if err.as_database_error().is_some_and(|e| e.is_foreign_key_violation()) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// A user's points balance: the sum of their ledger.
+    pub async fn points_balance(&self, tenant: TenantId, user: UserId) -> Result<i64, StoreError> {
+        let sum: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT CAST(SUM(points) AS BIGINT) FROM points_ledger WHERE tenant_id = $1 AND user_id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(user.as_uuid())
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(sum.unwrap_or(0))
+    }
+
+    /// A page of a user's ledger, newest first (by `at`, then id).
+    pub async fn points_history(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        after: Option<PageAfter>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        let (at, id) = after.map_or((i64::MAX, Uuid::max()), |a| (a.created_at_ms, a.id));
+        let rows: Vec<LedgerRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, incentive_id, award_key, points, reason, label, target_id, contest_id, at \
+                 FROM points_ledger WHERE tenant_id = $1 AND user_id = $2 \
+                 AND (at < $3 OR (at = $3 AND id < $4)) ORDER BY at DESC, id DESC LIMIT $5",
+            )
+            .bind(tenant.as_uuid())
+            .bind(user.as_uuid())
+            .bind(at)
+            .bind(id)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, incentive_id, award_key, points, reason, label, target, contest, at)| LedgerEntry {
+                id,
+                incentive_id,
+                award_key,
+                points,
+                reason,
+                label,
+                target_id: target.map(TargetId::from_uuid),
+                contest_id: contest.map(ContestId::from_uuid),
+                at_ms: at,
+            })
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ingest::Currency;
     use crate::store::{MasterKey, NewTenant};
+
+    #[tokio::test]
+    async fn ledger_rows_are_written_once_per_number_and_paged_newest_first() {
+        let (store, tenant, admin, other, other_admin) = store_with_tenants().await;
+        let participants = Participants::Users(vec![admin]);
+        let new = NewContest {
+            name: "June",
+            metric: "deals_won",
+            format: "leaderboard",
+            goal: None,
+            starts_at_ms: 0,
+            ends_at_ms: 1000,
+            participants: &participants,
+            created_by: admin,
+        };
+        let contest = store.create_contest(tenant, &new).await.unwrap();
+        let source = IncentiveSource::Contest { contest: contest.id, places: 1, min_value: None };
+        // Another tenant's contest is unknown, and nothing is written.
+        let err = store.create_incentive(other, source, 5, None, other_admin).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { what: "contest" }), "{err:?}");
+        assert!(store.incentives(other, None, None).await.unwrap().is_empty());
+        let incentive = store.create_incentive(tenant, source, 5, Some("Lunch"), admin).await.unwrap();
+        assert_eq!(store.incentives(tenant, Some(contest.id), None).await.unwrap(), vec![incentive.clone()]);
+        // Row 0 once: a second writer of the same number writes nothing.
+        assert!(store.append_ledger(tenant, &incentive, admin, 0, 0, 5, "awarded").await.unwrap());
+        assert!(!store.append_ledger(tenant, &incentive, admin, 0, 0, 5, "awarded").await.unwrap());
+        assert_eq!(store.ledger_state(tenant, incentive.id, admin, 0).await.unwrap(), (1, 5));
+        assert!(store.append_ledger(tenant, &incentive, admin, 0, 1, -5, "revoked").await.unwrap());
+        assert!(store.append_ledger(tenant, &incentive, admin, 7, 0, 5, "awarded").await.unwrap());
+        assert_eq!(store.ledger_state(tenant, incentive.id, admin, 0).await.unwrap(), (2, 0));
+        assert_eq!(store.points_balance(tenant, admin).await.unwrap(), 5);
+        assert_eq!(store.points_balance(other, other_admin).await.unwrap(), 0);
+        // Paged newest first, each row once.
+        let first = store.points_history(tenant, admin, None, 2).await.unwrap();
+        assert_eq!(first.len(), 2);
+        let last = &first[1];
+        let after = PageAfter { created_at_ms: last.at_ms, id: last.id };
+        let rest = store.points_history(tenant, admin, Some(after), 2).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        let mut all: Vec<(i64, String, i64)> =
+            first.iter().chain(&rest).map(|e| (e.points, e.reason.clone(), e.award_key)).collect();
+        all.sort();
+        assert_eq!(all, vec![(-5, "revoked".into(), 0), (5, "awarded".into(), 0), (5, "awarded".into(), 7)]);
+        assert!(
+            first.iter().chain(&rest).all(|e| e.label.as_deref() == Some("Lunch") && e.contest_id == Some(contest.id))
+        );
+    }
 
     async fn store_with_tenants() -> (Store, TenantId, UserId, TenantId, UserId) {
         let store = Store::connect("sqlite::memory:", MasterKey::random()).await.unwrap();
@@ -950,6 +1306,7 @@ mod tests {
             name: "June",
             metric: "deals_won",
             format: "leaderboard",
+            goal: None,
             starts_at_ms: 0,
             ends_at_ms: 1000,
             participants: &participants,
@@ -957,6 +1314,10 @@ mod tests {
         };
         let contest = store.create_contest(tenant, &new).await.unwrap();
         assert_eq!(store.contest(tenant, contest.id).await.unwrap(), contest);
+        // A race keeps its goal.
+        let race = NewContest { format: "race", goal: Some(7), ..new };
+        let race = store.create_contest(tenant, &race).await.unwrap();
+        assert_eq!(store.contest(tenant, race.id).await.unwrap().goal, Some(7));
         assert!(matches!(store.contest(other, contest.id).await, Err(StoreError::NotFound { .. })));
         // The first frozen standing wins.
         let (first, at) = store.freeze_contest(tenant, contest.id, "[1]").await.unwrap();
@@ -972,7 +1333,7 @@ mod tests {
         assert!(matches!(err, StoreError::NotFound { what: "team" }), "{err:?}");
         let count: i64 =
             on_pool!(store, pool => sqlx::query_scalar("SELECT COUNT(*) FROM contests").fetch_one(pool).await.unwrap());
-        assert_eq!(count, 1);
+        assert_eq!(count, 2, "the contest and the race");
     }
 
     #[tokio::test]

@@ -25,6 +25,8 @@ const POSTGRES: &[Embedded] = &[
     (2, "contests targets", include_str!("../../migrations/postgres/0002_contests_targets.sql")),
     (3, "auth", include_str!("../../migrations/postgres/0003_auth.sql")),
     (4, "engine", include_str!("../../migrations/postgres/0004_engine.sql")),
+    (5, "incentives", include_str!("../../migrations/postgres/0005_incentives.sql")),
+    (6, "privacy", include_str!("../../migrations/postgres/0006_privacy.sql")),
 ];
 
 /// The SQLite migrations, in order.
@@ -33,6 +35,8 @@ const SQLITE: &[Embedded] = &[
     (2, "contests targets", include_str!("../../migrations/sqlite/0002_contests_targets.sql")),
     (3, "auth", include_str!("../../migrations/sqlite/0003_auth.sql")),
     (4, "engine", include_str!("../../migrations/sqlite/0004_engine.sql")),
+    (5, "incentives", include_str!("../../migrations/sqlite/0005_incentives.sql")),
+    (6, "privacy", include_str!("../../migrations/sqlite/0006_privacy.sql")),
 ];
 
 /// A list of embedded migrations, as a source for sqlx's migrator.

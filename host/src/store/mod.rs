@@ -67,6 +67,7 @@ pub mod admin;
 pub mod audit;
 pub mod crypto;
 pub mod engine;
+pub mod erasure;
 pub mod error;
 pub mod facts;
 pub mod fx;

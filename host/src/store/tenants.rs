@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::crypto::tenant_key_aad;
 use super::error::{StoreError, conflict_on_unique, not_found_on_foreign_key};
 use super::fx::FxRate;
-use super::types::{Role, TeamId, TenantId, TokenId, UserId, now_ms, random_bytes};
+use super::types::{Actor, Role, TeamId, TenantId, TokenId, UserId, now_ms, random_bytes};
 use super::{BeginWrite, Store};
 use crate::ingest::{Currency, TenantKey};
 
@@ -301,7 +301,7 @@ impl Store {
     /// A user of the tenant by id.
     pub async fn user(&self, tenant: TenantId, user: UserId) -> Result<User, StoreError> {
         let row: Option<UserRow> = on_pool!(self, pool => {
-            sqlx::query_as(&format!("{SELECT_USER} WHERE tenant_id = $1 AND id = $2"))
+            sqlx::query_as(&format!("{SELECT_USER} WHERE tenant_id = $1 AND id = $2 AND NOT former"))
                 .bind(tenant.as_uuid())
                 .bind(user.as_uuid())
                 .fetch_optional(pool)
@@ -313,7 +313,7 @@ impl Store {
     /// A user of the tenant by e-mail address, compared case-insensitively (roster matching).
     pub async fn user_by_email(&self, tenant: TenantId, email: &str) -> Result<Option<User>, StoreError> {
         let row: Option<UserRow> = on_pool!(self, pool => {
-            sqlx::query_as(&format!("{SELECT_USER} WHERE tenant_id = $1 AND email_norm = $2"))
+            sqlx::query_as(&format!("{SELECT_USER} WHERE tenant_id = $1 AND email_norm = $2 AND NOT former"))
                 .bind(tenant.as_uuid())
                 .bind(normalize_email(email))
                 .fetch_optional(pool)
@@ -325,7 +325,7 @@ impl Store {
     /// Every user of the tenant, oldest first.
     pub async fn users(&self, tenant: TenantId) -> Result<Vec<User>, StoreError> {
         let rows: Vec<UserRow> = on_pool!(self, pool => {
-            sqlx::query_as(&format!("{SELECT_USER} WHERE tenant_id = $1 ORDER BY created_at, id"))
+            sqlx::query_as(&format!("{SELECT_USER} WHERE tenant_id = $1 AND NOT former ORDER BY created_at, id"))
                 .bind(tenant.as_uuid())
                 .fetch_all(pool)
                 .await?
@@ -346,7 +346,7 @@ impl Store {
             sqlx::query(
                 "UPDATE users SET name = COALESCE($3, name), email = COALESCE($4, email), \
                  email_norm = COALESCE($5, email_norm), role = COALESCE($6, role) \
-                 WHERE tenant_id = $1 AND id = $2",
+                 WHERE tenant_id = $1 AND id = $2 AND NOT former",
             )
             .bind(tenant.as_uuid())
             .bind(user.as_uuid())
@@ -365,21 +365,13 @@ impl Store {
         self.user(tenant, user).await
     }
 
-    /// Deletes a user with their tokens, team memberships and owner mappings (their facts
-    /// stay, under the CRM owner's keyed hash, unattributed).
+    /// Erases a user, audited as done by the host ([`Actor::System`]); the API calls
+    /// [`Store::erase_user`] with the requester. Their facts and team places go to an
+    /// anonymous former member, so team and tenant totals stay as they were, their CRM
+    /// identities are marked erased, and the user is deleted with tokens, memberships, owner
+    /// mappings, participations and targets (see [`super::erasure`]).
     pub async fn delete_user(&self, tenant: TenantId, user: UserId) -> Result<(), StoreError> {
-        let done = on_pool!(self, pool => {
-            sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.as_uuid())
-                .bind(user.as_uuid())
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::NotFound { what: "user" });
-        }
-        Ok(())
+        self.erase_user(tenant, user, Actor::System).await.map(drop)
     }
 
     /// Issues a new API token for a user of the tenant. The token is in the answer only.
@@ -432,7 +424,7 @@ impl Store {
             sqlx::query_as(
                 "SELECT t.tenant_id, t.id, t.user_id, u.role FROM api_tokens t \
                  JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id \
-                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND NOT u.former",
             )
             .bind(&hash[..])
             .fetch_optional(pool)
@@ -510,7 +502,8 @@ impl Store {
         Ok(())
     }
 
-    /// The members of a team of the tenant.
+    /// The members of a team of the tenant, former members (the anonymous stand-ins of
+    /// erased users, see [`super::erasure`]) included: team totals are sums over them.
     pub async fn team_members(&self, tenant: TenantId, team: TeamId) -> Result<Vec<UserId>, StoreError> {
         let rows: Vec<Uuid> = on_pool!(self, pool => {
             sqlx::query_scalar(
