@@ -1042,6 +1042,8 @@ async fn contests_and_targets_are_listed_edited_and_deleted_by_role(backend: Bac
     .enumerate()
     {
         ids.push(a.contest(&format!("Contest {i}"), "deals_won", soon, participants).await);
+        // "Newest first" is by creation time (ties broken by id): keep the times distinct.
+        tokio::time::sleep(Duration::from_millis(3)).await;
     }
     b.contest("B's", "deals_won", soon, json!({"users": [b.member_id]})).await;
     let newest_first: Vec<String> = ids.iter().rev().cloned().collect();

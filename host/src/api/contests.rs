@@ -401,7 +401,17 @@ async fn check_format(
 /// Managers and admins see every contest; a member only those they take part in (as a
 /// user, or as a member of a participating team).
 async fn may_see(state: &AppState, p: &Principal, contest: &Contest) -> Result<(), ApiError> {
-    let allowed = match (p.role, &contest.participants) {
+    may_see_participants(state, p, &contest.participants).await
+}
+
+/// Who may see a contest with these participants: managers and admins, and the members
+/// taking part (in person or through a team). Shared with the live stream.
+pub(crate) async fn may_see_participants(
+    state: &AppState,
+    p: &Principal,
+    participants: &Participants,
+) -> Result<(), ApiError> {
+    let allowed = match (p.role, participants) {
         (Role::Admin | Role::Manager, _) => true,
         (Role::Member, Participants::Users(users)) => users.contains(&p.user_id),
         (Role::Member, Participants::Teams(teams)) => {

@@ -69,7 +69,7 @@ use super::openapi::ErrorBody;
 use super::tenants::parse_id;
 use crate::scheduler::{FactsCommitted, Scheduler};
 use crate::store::types::now_ms;
-use crate::store::{ContestId, Participants, Principal, Role, TenantId};
+use crate::store::{ContestId, Participants, Principal, TenantId};
 
 /// Default interval between keep-alive comments.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -230,23 +230,6 @@ async fn compute(state: &AppState, tenant: TenantId, contest: ContestId) -> Resu
     Ok(Standing { is_final: value["status"] == "final", ends_at_ms, body: value.to_string().into() })
 }
 
-/// Whether `p` may watch the contest: the leaderboard's rule (managers and admins; a member
-/// who takes part, as a user or as a member of a participating team).
-async fn may_watch(state: &AppState, p: &Principal, participants: &Participants) -> Result<(), ApiError> {
-    let allowed = match (p.role, participants) {
-        (Role::Admin | Role::Manager, _) => true,
-        (Role::Member, Participants::Users(users)) => users.contains(&p.user_id),
-        (Role::Member, Participants::Teams(teams)) => {
-            state.store.teams_of(p.tenant_id, p.user_id).await?.iter().any(|t| teams.contains(t))
-        }
-    };
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("only the contest's participants and managers may see its leaderboard"))
-    }
-}
-
 /// How to stream.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -324,7 +307,7 @@ pub(super) async fn leaderboard_stream(
     let (p, authorization) = viewer(&state, &headers, q.access_token.as_deref()).await?;
     let id: ContestId = parse_id("contest", &id)?;
     let contest = state.store.contest(p.tenant_id, id).await?;
-    may_watch(&state, &p, &contest.participants).await?;
+    super::contests::may_see_participants(&state, &p, &contest.participants).await?;
     let mut metrics: BTreeSet<String> = match super::metrics::resolve(&state, p.tenant_id, &contest.metric).await? {
         Some(resolved) => resolved.terms.into_iter().map(|t| t.metric).collect(),
         None => BTreeSet::new(),
@@ -508,7 +491,7 @@ impl Viewer {
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, self.authorization.clone());
         let (p, _) = viewer(&self.state, &headers, None).await?;
-        may_watch(&self.state, &p, &self.participants).await
+        super::contests::may_see_participants(&self.state, &p, &self.participants).await
     }
 
     /// Ends the stream with an `error` event, unless the trouble may pass (the database):
