@@ -430,10 +430,7 @@ pub(super) async fn list_targets(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = user.0;
     let (limit, after) = q.parse()?;
-    let visible = match p.role {
-        Role::Admin | Role::Manager => Visible::All,
-        Role::Member => Visible::Concerning(p.user_id),
-    };
+    let visible = Visible::to(&p);
     let (tenant, tz) = tenant_zone(&state, &p).await?;
     let rows = state.store.targets(p.tenant_id, visible, after, limit + 1).await?;
     let (rows, next_cursor) = finish(rows, limit, |t| (t.created_at_ms, t.id.as_uuid()));

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::error::{StoreError, not_found_on_foreign_key};
 use super::facts::FACT_VALUE;
 use super::types::{ContestId, TargetId, TeamId, TenantId, UserId, now_ms, random_uuid};
-use super::{BeginWrite, Store};
+use super::{BeginWrite, Principal, Role, Store};
 use crate::engine::PeriodKind;
 
 /// Who takes part in a contest.
@@ -576,6 +576,17 @@ pub enum Visible {
     All,
     /// What concerns this user (members).
     Concerning(UserId),
+}
+
+impl Visible {
+    /// What a principal may list: everything for managers and admins, what concerns them
+    /// for members.
+    pub fn to(p: &Principal) -> Self {
+        match p.role {
+            Role::Admin | Role::Manager => Visible::All,
+            Role::Member => Visible::Concerning(p.user_id),
+        }
+    }
 }
 
 /// The SQL condition for "visible to a member": `$3` is the user. `{who}` names the
