@@ -22,7 +22,11 @@ const CURRENCY: &str = "GBP";
 const ALL_TIME: (&str, &str) = ("2000-01-01", "2100-01-01");
 const METRICS: [&str; 4] = ["deals_won", "revenue", "calls", "meetings"];
 
-on_both_stores!(export_is_complete_and_only_the_callers, erasure_keeps_totals_and_leaves_no_trace);
+on_both_stores!(
+    export_is_complete_and_only_the_callers,
+    erasure_keeps_totals_and_leaves_no_trace,
+    the_register_says_what_is_kept_why_and_for_how_long,
+);
 
 /// A tenant whose admin registered the fake CRM's salespeople (by CRM name and e-mail).
 struct Setup {
@@ -146,6 +150,42 @@ fn exported_facts(export: &Json) -> (BTreeMap<String, u64>, BTreeMap<String, i12
         }
     }
     (counts, revenue)
+}
+
+// ----- the processing register ----------------------------------------------------------
+
+/// Every user may read the processing register; it names every category the service keeps
+/// (the engine's targets, contests and points among them), each with its purpose and
+/// retention, the one outbound processor, and what is never kept. Without a token: 401.
+async fn the_register_says_what_is_kept_why_and_for_how_long(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let t = app::Tenant::create(&api, "Register Co", "register.example", "UTC", CURRENCY).await;
+
+    let anonymous = api.send("GET", "/v1/privacy/register", None, None).await;
+    assert_eq!(anonymous.expect_error(401), "unauthorized");
+    let register = api.get("/v1/privacy/register", &t.member).await;
+    let body = register.expect(200);
+    let categories = body["categories"].as_array().expect("a list of categories");
+    let names: Vec<&str> = categories.iter().map(|c| c["category"].as_str().expect("a name")).collect();
+    for expected in
+        ["account data", "performance figures", "targets, contests and rewards", "integration credentials", "audit log"]
+    {
+        assert!(names.contains(&expected), "{expected} is missing from {names:?}");
+    }
+    for c in categories {
+        for field in ["data", "purpose", "retention"] {
+            assert!(!c[field].is_null(), "{} lacks {field}", c["category"]);
+        }
+    }
+    let figures = categories.iter().find(|c| c["category"] == "performance figures").expect("figures");
+    let not_kept: Vec<&str> = figures["not_kept"].as_array().expect("a list").iter().filter_map(Json::as_str).collect();
+    assert!(not_kept.contains(&"raw CRM ids"), "{not_kept:?}");
+    let processors = body["processors"].as_array().expect("a list of processors");
+    assert_eq!(processors.len(), 1, "the one outbound flow: {processors:?}");
+    // The manager and the admin read the same register.
+    assert_eq!(api.get("/v1/privacy/register", &t.admin).await.expect(200), body);
 }
 
 // ----- export ----------------------------------------------------------------------------

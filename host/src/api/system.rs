@@ -84,6 +84,15 @@ pub(super) async fn privacy_register(_: User) -> impl IntoResponse {
                 "not_kept": ["names, e-mails or details of customers or contacts", "deal titles, notes, free text", "raw CRM ids", "CRM users' e-mails (compared, then dropped)"],
             },
             {
+                "category": "targets, contests and rewards",
+                "data": ["targets assigned to the user or their teams", "contest participations and standings (rank, value)", "points ledger (awards and revocations, with the target or contest they were for)"],
+                "subjects": "the tenant's users",
+                "purpose": "motivation and recognition inside the tenant",
+                "legal_basis": "legitimate interest of the tenant (operational performance management)",
+                "retention": "while the target, contest or account exists; a person's own targets, participations and points are deleted with their account; final contest standings keep only the erased user's old id, which names nobody",
+                "visible_to": "members see their own figures and the contests they take part in; managers and admins see the tenant's",
+            },
+            {
                 "category": "integration credentials",
                 "data": ["CRM API tokens or OAuth refresh tokens"],
                 "purpose": "reading the tenant's CRM",
