@@ -36,3 +36,4 @@ mod sandbox;
 mod service;
 mod snapshots;
 mod store;
+mod targets;

@@ -38,7 +38,6 @@ use super::openapi::{Created, ErrorBody};
 use super::paging::{PageQuery, finish};
 use super::targets::parse_goal;
 use super::tenants::{audit, check_name, parse_id};
-use crate::engine::Period;
 use crate::store::engine::{Incentive, IncentiveSource, LedgerEntry};
 use crate::store::types::now_ms;
 use crate::store::{
@@ -293,17 +292,16 @@ pub(super) async fn award_target(state: &AppState, tenant: TenantId, target: &Ta
     let tz = zone(state, tenant).await?;
     let internal = |e: crate::engine::PeriodError| ApiError::Internal(e.into());
     let now = now_ms();
-    let first = Period::containing(target.period, target.starts_on, &tz).map_err(internal)?;
+    // The target's period now and, for a recurring one, the period before (awarded or
+    // revoked late when facts arrive after it ended). Custom ranges and week starts come
+    // from the target itself.
+    let first = super::targets::first_period(target, &tz).map_err(internal)?;
+    let current = super::targets::current_period(target, now, &tz).map_err(internal)?;
     let mut periods = vec![];
-    if target.recurring && now >= first.end_ms {
-        let current = Period::containing_instant(target.period, now, &tz).map_err(internal)?;
-        if current.start_ms > first.start_ms {
-            periods.push(Period::containing_instant(target.period, current.start_ms - 1, &tz).map_err(internal)?);
-        }
-        periods.push(current);
-    } else {
-        periods.push(first);
+    if current.start_ms > first.start_ms {
+        periods.push(current.previous(&tz).map_err(internal)?);
     }
+    periods.push(current);
     let members: Vec<UserId> = match target.assignee {
         Assignee::User(u) => vec![u],
         Assignee::Team(t) => state.store.team_members(tenant, t).await?,

@@ -5,6 +5,7 @@
 //! (unknown fields are refused), every error is `{"error":{"code","message"}}`, and ids of
 //! another tenant answer 404 exactly like unknown ones.
 
+mod calendar;
 mod contests;
 mod error;
 mod extract;
@@ -130,6 +131,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(targets::create_target, targets::list_targets))
         .routes(routes!(targets::get_target, targets::update_target, targets::delete_target))
         .routes(routes!(targets::progress))
+        .routes(routes!(targets::team_progress))
+        .routes(routes!(calendar::get_calendar, calendar::set_calendar))
+        .routes(routes!(calendar::set_joined_on))
         .routes(routes!(incentives::create_incentive, incentives::list_incentives))
         .routes(routes!(incentives::user_points))
         .routes(routes!(incentives::my_points))

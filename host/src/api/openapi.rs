@@ -77,7 +77,7 @@ pub enum MetricKindSchema {
 pub enum PeriodSchema {
     /// One local day.
     Day,
-    /// One ISO week, Monday to Sunday.
+    /// One week, from the tenant calendar's week start (Monday, ISO, by default).
     Week,
     /// One calendar month.
     Month,
@@ -85,6 +85,8 @@ pub enum PeriodSchema {
     Quarter,
     /// One calendar year.
     Year,
+    /// The local days `starts_on` to `ends_on`, inclusive; never recurring.
+    Custom,
 }
 
 /// A figure: an integer for a count, a decimal string in the tenant currency (rounded to
@@ -296,7 +298,7 @@ pub mod integration_schemas {
         (name = "metrics", description = "The metrics a tenant can measure: connector metrics and composite scores."),
         (name = "kpis", description = "Totals of a metric by user, team or day over a date range."),
         (name = "contests", description = "Contests and their leaderboards."),
-        (name = "targets", description = "Targets and their progress."),
+        (name = "targets", description = "Targets and their progress; the tenant calendar and join dates they use."),
         (name = "incentives", description = "Rewards for targets and contest placements, and each user's points ledger."),
         (name = "system", description = "Liveness, Prometheus metrics, the processing register, the audit log, this document."),
     ),

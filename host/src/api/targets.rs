@@ -1,8 +1,17 @@
 //! Targets: a goal of one metric per period for a user or a team, and its progress.
 //!
-//! Periods are cut in the tenant's time zone ([`crate::engine::period`]); progress, pace,
-//! status and the moment achieved follow [`crate::engine::progress`]. A team's value is the
-//! sum of its current members' facts.
+//! Periods are cut in the tenant's time zone ([`crate::engine::period`]): a calendar kind
+//! (day, week, month, quarter, year; one-off or recurring) or a custom range of local
+//! days (never recurring). Weeks start on the tenant calendar's week start as it was when
+//! the target was created: a later change of the calendar moves no existing target's
+//! periods. Progress, pace, status and the moment achieved follow
+//! [`crate::engine::progress`]; the pace counts the tenant's working days
+//! ([`crate::engine::calendar`]). A user's goal is pro-rated by working days when they
+//! joined after the period started (`joined_on`); the answer carries the effective `goal`
+//! and the target's `original_goal`. Stretch tiers (up to [`MAX_TIERS`], ascending above
+//! the goal) report when each was reached. A team's value is the sum of its current
+//! members' facts; a team without a target of its own has the sum of its members'
+//! (pro-rated) targets as its goal ([`team_progress`]).
 
 use std::collections::HashMap;
 
@@ -22,11 +31,18 @@ use super::openapi::{Created, ErrorBody};
 use super::paging::{PageQuery, finish};
 use super::tenants::{audit, parse_id};
 use crate::cli::output::{minor_units, money_to_decimal};
-use crate::engine::period::local_date;
-use crate::engine::{DatedValue, Period, PeriodKind, Progress};
-use crate::store::engine::Visible;
+use crate::engine::period::{days_between, local_date};
+use crate::engine::{DatedValue, Period, PeriodError, PeriodKind, Progress, WorkCalendar};
+use crate::store::engine::{Tier, Visible};
 use crate::store::types::now_ms;
 use crate::store::{Actor, Assignee, NewTarget, Principal, Role, StoreError, Target, TargetId, TeamId, UserId};
+
+/// The most stretch tiers a target may have.
+pub const MAX_TIERS: usize = 5;
+/// The longest custom range, in days (ten years).
+pub const MAX_CUSTOM_DAYS: i64 = 3660;
+/// The longest tier label, in characters.
+const MAX_LABEL_CHARS: usize = 100;
 
 /// A new target.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -43,13 +59,34 @@ pub(super) struct NewTargetBody {
     /// most its minor units), or points (at most six decimals).
     #[schema(value_type = super::openapi::AmountSchema)]
     goal: Value,
-    /// A local date inside the first period (default: today in the tenant's zone).
+    /// A local date inside the first period (default: today in the tenant's zone); for a
+    /// `custom` period, its first day (required).
     #[serde(default)]
     #[schema(format = Date, example = "2025-06-01")]
     starts_on: Option<String>,
-    /// Whether it repeats every period from the first on (default false: that period only).
+    /// The last day (inclusive) of a `custom` period (required there, refused elsewhere).
+    #[serde(default)]
+    #[schema(format = Date, example = "2025-06-20")]
+    ends_on: Option<String>,
+    /// Whether it repeats every period from the first on (default false: that period only;
+    /// a `custom` period never repeats).
     #[serde(default)]
     recurring: bool,
+    /// Stretch tiers: at most five, goals ascending and above `goal`.
+    #[serde(default)]
+    tiers: Option<Vec<TierBody>>,
+}
+
+/// A stretch tier.
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TierBody {
+    /// Its goal, in the metric's unit, above the target's goal and the tiers before it.
+    #[schema(value_type = super::openapi::AmountSchema)]
+    goal: Value,
+    /// Its name (1 to 100 characters), such as "Gold".
+    #[serde(default)]
+    label: Option<String>,
 }
 
 /// `{"user_id":…}` or `{"team_id":…}`.
@@ -100,11 +137,18 @@ pub(super) struct TargetView {
     /// The goal per period.
     #[schema(value_type = super::openapi::FigureSchema)]
     goal: Value,
-    /// The local date it was set from.
+    /// The local date it was set from (a custom period's first day).
     #[schema(format = Date)]
     starts_on: String,
+    /// A custom period's last day; `null` for the calendar kinds.
+    #[schema(format = Date)]
+    ends_on: Option<String>,
+    /// The day its weeks start on (`monday` … `sunday`), fixed when it was created.
+    week_start: String,
     /// Whether it repeats every period.
     recurring: bool,
+    /// Its stretch tiers, ascending.
+    tiers: Vec<TierBody>,
     /// When it was created.
     created_at: String,
 }
@@ -118,26 +162,48 @@ pub(super) struct TargetList {
     next_cursor: Option<String>,
 }
 
-/// What to change in a target.
+/// What to change in a target (at least one field).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TargetPatch {
     /// A new goal per period, above zero, in the metric's unit.
-    #[schema(value_type = super::openapi::AmountSchema)]
-    goal: Value,
+    #[serde(default)]
+    #[schema(value_type = Option<super::openapi::AmountSchema>)]
+    goal: Option<Value>,
+    /// New stretch tiers (replacing the old; `[]` for none), ascending above the goal.
+    #[serde(default)]
+    tiers: Option<Vec<TierBody>>,
 }
 
 /// Pace: what the assignee should have by now to be on track.
 #[derive(Serialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(super) struct PaceView {
-    /// The value expected by now (linear over the period).
+    /// The value expected by now (linear over the period's working days).
     #[schema(value_type = super::openapi::FigureSchema)]
     expected: Value,
-    /// How much of the period has passed, 0 to 1.
+    /// How much of the period has passed, 0 to 1 (of its working days, see `basis`).
     elapsed: f64,
     /// Whether the value is at least the expected one (within the tolerance).
     on_track: bool,
+    /// `working_days` (the tenant's working week minus holidays), or `calendar` for a
+    /// period without a single working day.
+    basis: String,
+}
+
+/// A stretch tier's progress.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TierProgressView {
+    /// Its goal (pro-rated like the target's).
+    #[schema(value_type = super::openapi::FigureSchema)]
+    goal: Value,
+    /// Its label, if it has one.
+    label: Option<String>,
+    /// Whether the value is at least its goal.
+    reached: bool,
+    /// When the running total first reached it, if it is reached.
+    achieved_at: Option<String>,
 }
 
 /// The period progress is measured over.
@@ -174,9 +240,15 @@ pub(super) struct ProgressView {
     /// What the assignee has in the period.
     #[schema(value_type = super::openapi::FigureSchema)]
     value: Value,
-    /// The goal.
+    /// The effective goal: the target's, pro-rated for a user who joined during the period.
     #[schema(value_type = super::openapi::FigureSchema)]
     goal: Value,
+    /// The target's goal as set.
+    #[schema(value_type = super::openapi::FigureSchema)]
+    original_goal: Value,
+    /// The date the assignee joined, when the goal is pro-rated for it; else `null`.
+    #[schema(format = Date)]
+    joined_on: Option<String>,
     /// value / goal, four decimals.
     ratio: f64,
     pace: PaceView,
@@ -184,6 +256,55 @@ pub(super) struct ProgressView {
     status: String,
     /// When the goal was reached, if it was.
     achieved_at: Option<String>,
+    /// The stretch tiers, ascending.
+    tiers: Vec<TierProgressView>,
+}
+
+/// One member's part of a team's progress.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct MemberPartView {
+    user_id: uuid::Uuid,
+    /// Their target for the metric and period kind covering the period, if any.
+    target_id: Option<uuid::Uuid>,
+    /// Their effective (pro-rated) goal; `null` without a target.
+    #[schema(value_type = Option<super::openapi::FigureSchema>)]
+    goal: Value,
+    /// Their target's goal as set; `null` without a target.
+    #[schema(value_type = Option<super::openapi::FigureSchema>)]
+    original_goal: Value,
+    /// Their value in the period.
+    #[schema(value_type = super::openapi::FigureSchema)]
+    value: Value,
+}
+
+/// A team's progress for one metric and period kind.
+#[derive(Serialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct TeamProgressView {
+    team_id: uuid::Uuid,
+    metric: String,
+    #[schema(value_type = super::metrics::UnitSchema)]
+    kind: String,
+    currency: String,
+    /// `target`: the team's own target sets the goal; `members`: the sum of the members'
+    /// (pro-rated) targets does.
+    goal_source: String,
+    /// The team's own target, when `goal_source` is `target`.
+    target_id: Option<uuid::Uuid>,
+    period: PeriodView,
+    #[schema(value_type = super::openapi::FigureSchema)]
+    value: Value,
+    #[schema(value_type = super::openapi::FigureSchema)]
+    goal: Value,
+    ratio: f64,
+    pace: PaceView,
+    status: String,
+    achieved_at: Option<String>,
+    /// The team target's stretch tiers (none for a sum of members).
+    tiers: Vec<TierProgressView>,
+    /// Every current member, with their target and value.
+    members: Vec<MemberPartView>,
 }
 
 /// A plain decimal (`-12.50`, `3`): sign, whole units, fraction digits.
@@ -242,19 +363,92 @@ pub(super) fn parse_goal(goal: &Value, kind: Unit, currency: &str) -> Result<i64
     i64::try_from(magnitude).map_err(|_| ApiError::bad_request("invalid_field", "`goal` is too large"))
 }
 
+/// A local date of the request, or 400 naming the field.
+fn parse_date(field: &'static str, text: &str) -> Result<jiff::civil::Date, ApiError> {
+    text.parse::<jiff::civil::Date>()
+        .map_err(|_| ApiError::bad_request("invalid_field", format!("`{field}` must be a date such as 2025-06-01")))
+}
+
+/// Checks tiers against the goal: at most [`MAX_TIERS`], each goal a valid amount above
+/// the goal and the tier before (422 `too_many_tiers`, `tier_not_above_goal`,
+/// `tiers_not_ascending`), labels of 1 to 100 characters (400).
+fn parse_tiers(tiers: &[TierBody], goal: i64, kind: Unit, currency: &str) -> Result<Vec<Tier>, ApiError> {
+    if tiers.len() > MAX_TIERS {
+        return Err(ApiError::unprocessable("too_many_tiers", format!("a target has at most {MAX_TIERS} tiers")));
+    }
+    let mut out: Vec<Tier> = Vec::with_capacity(tiers.len());
+    for tier in tiers {
+        let tier_goal = parse_goal(&tier.goal, kind, currency)?;
+        if let Some(label) = &tier.label {
+            let chars = label.chars().count();
+            if chars == 0 || chars > MAX_LABEL_CHARS || label.trim().is_empty() {
+                return Err(ApiError::bad_request("invalid_field", "a tier `label` has 1 to 100 characters"));
+            }
+        }
+        if tier_goal <= goal {
+            return Err(ApiError::unprocessable(
+                "tier_not_above_goal",
+                "every tier's goal must be above the target's goal",
+            ));
+        }
+        if out.last().is_some_and(|before| tier_goal <= before.goal) {
+            return Err(ApiError::unprocessable("tiers_not_ascending", "tier goals must be in ascending order"));
+        }
+        out.push(Tier { goal: tier_goal, label: tier.label.clone() });
+    }
+    Ok(out)
+}
+
+/// A target's first period: its custom range, or the period of its kind containing
+/// `starts_on` (weeks from its own week start).
+pub(super) fn first_period(target: &Target, tz: &TimeZone) -> Result<Period, PeriodError> {
+    match (target.period, target.ends_on) {
+        (PeriodKind::Custom, Some(last)) => Period::custom(target.starts_on, last, tz),
+        (PeriodKind::Custom, None) => Err(PeriodError),
+        (kind, _) => Period::containing_with(kind, target.starts_on, target.week_start, tz),
+    }
+}
+
+/// The period a target's progress is measured over at `now_ms`: its only one, or, when
+/// it recurs, the current one (the first until that has ended).
+pub(super) fn current_period(target: &Target, now_ms: i64, tz: &TimeZone) -> Result<Period, PeriodError> {
+    let first = first_period(target, tz)?;
+    if target.recurring && now_ms >= first.end_ms {
+        Period::containing_instant_with(target.period, now_ms, target.week_start, tz)
+    } else {
+        Ok(first)
+    }
+}
+
+/// The period of `target` that contains the local day `day`, if it covers that day.
+fn period_covering(target: &Target, day: jiff::civil::Date, tz: &TimeZone) -> Result<Option<Period>, PeriodError> {
+    let first = first_period(target, tz)?;
+    if day < first.first_day {
+        return Ok(None);
+    }
+    if day < first.end_day {
+        return Ok(Some(first));
+    }
+    if target.recurring {
+        return Period::containing_with(target.period, day, target.week_start, tz).map(Some);
+    }
+    Ok(None)
+}
+
 /// Sets a target (manager+).
 ///
 /// A goal of one metric per period for a user or a team. One assignee has at most one
-/// target per metric and period kind at any time.
+/// target per metric and period kind at any time. Weekly targets take the tenant
+/// calendar's week start at creation and keep it.
 #[utoipa::path(post, path = "/v1/targets", tag = "targets", operation_id = "create_target",
     request_body = NewTargetBody,
     responses(
         (status = 201, description = "Created.", body = Created),
-        (status = 400, description = "Malformed body, goal not a number, bad date or period.", body = ErrorBody),
+        (status = 400, description = "Malformed body, goal not a number, bad date or period, bad tier label.", body = ErrorBody),
         (status = 403, description = "A member.", body = ErrorBody),
         (status = 404, description = "Unknown metric, or an assignee not in this tenant.", body = ErrorBody),
         (status = 409, description = "Overlaps another target of the assignee, metric and period (`target_overlaps`).", body = ErrorBody),
-        (status = 422, description = "Goal not above zero (`goal_not_positive`).", body = ErrorBody),
+        (status = 422, description = "Goal not above zero (`goal_not_positive`); a custom period without `starts_on`/`ends_on` (`range_required`), ending before it starts (`range_ends_before_start`), longer than ten years (`range_too_long`) or recurring (`custom_not_recurring`); `ends_on` on a calendar period (`field_not_allowed`); more than five tiers (`too_many_tiers`), a tier not above the goal (`tier_not_above_goal`) or tiers not ascending (`tiers_not_ascending`).", body = ErrorBody),
     ))]
 pub(super) async fn create_target(
     State(state): State<AppState>,
@@ -269,15 +463,42 @@ pub(super) async fn create_target(
     };
     let (tenant, tz) = tenant_zone(&state, &p).await?;
     let starts_on = match &body.starts_on {
-        Some(text) => text
-            .parse::<jiff::civil::Date>()
-            .map_err(|_| ApiError::bad_request("invalid_field", "`starts_on` must be a date such as 2025-06-01"))?,
-        None => local_date(now_ms(), &tz).map_err(|e| ApiError::Internal(e.into()))?,
+        Some(text) => Some(parse_date("starts_on", text)?),
+        None => None,
     };
-    let first = Period::containing(body.period, starts_on, &tz)
-        .map_err(|_| ApiError::bad_request("invalid_field", "`starts_on` is out of range"))?;
+    let ends_on = match &body.ends_on {
+        Some(text) => Some(parse_date("ends_on", text)?),
+        None => None,
+    };
+    let calendar = state.store.calendar(p.tenant_id).await?.calendar;
+    let out_of_range = |_| ApiError::bad_request("invalid_field", "`starts_on` or `ends_on` is out of range");
+    let (starts_on, first) = if body.period == PeriodKind::Custom {
+        let (Some(first_day), Some(last_day)) = (starts_on, ends_on) else {
+            return Err(ApiError::unprocessable("range_required", "a custom period needs `starts_on` and `ends_on`"));
+        };
+        if last_day < first_day {
+            return Err(ApiError::unprocessable("range_ends_before_start", "`ends_on` is before `starts_on`"));
+        }
+        if days_between(first_day, last_day) >= MAX_CUSTOM_DAYS {
+            return Err(ApiError::unprocessable("range_too_long", "a custom period is at most 3660 days long"));
+        }
+        if body.recurring {
+            return Err(ApiError::unprocessable("custom_not_recurring", "a custom period does not recur"));
+        }
+        (first_day, Period::custom(first_day, last_day, &tz).map_err(out_of_range)?)
+    } else {
+        if ends_on.is_some() {
+            return Err(ApiError::unprocessable("field_not_allowed", "`ends_on` goes with a custom period"));
+        }
+        let day = match starts_on {
+            Some(day) => day,
+            None => local_date(now_ms(), &tz).map_err(|e| ApiError::Internal(e.into()))?,
+        };
+        (day, Period::containing_with(body.period, day, calendar.week_start, &tz).map_err(out_of_range)?)
+    };
     let metric = resolve(&state, p.tenant_id, &body.metric).await?.ok_or(ApiError::NotFound("metric"))?;
     let goal = parse_goal(&body.goal, metric.unit, tenant.currency.as_str())?;
+    let tiers = parse_tiers(body.tiers.as_deref().unwrap_or_default(), goal, metric.unit, tenant.currency.as_str())?;
     let target = state
         .store
         .create_target(
@@ -292,6 +513,9 @@ pub(super) async fn create_target(
                 first_end_ms: first.end_ms,
                 recurring: body.recurring,
                 created_by: p.user_id,
+                ends_on: (body.period == PeriodKind::Custom).then_some(first.last_day()),
+                week_start: calendar.week_start,
+                tiers: &tiers,
             },
         )
         .await
@@ -328,10 +552,94 @@ async fn visible_target(state: &AppState, p: &Principal, target: &Target) -> Res
     Ok(members)
 }
 
+/// What a progress answer needs besides the numbers: the tenant's unit, currency and zone.
+struct Render<'a> {
+    kind: Unit,
+    currency: &'a str,
+    tz: &'a TimeZone,
+}
+
+impl Render<'_> {
+    fn figure(&self, v: i128) -> Value {
+        self.kind.figure(v, self.currency)
+    }
+
+    fn period(&self, period: &Period) -> Value {
+        json!({
+            "kind": period.kind,
+            "start": instant(period.start_ms, self.tz),
+            "end": instant(period.end_ms, self.tz),
+            "first_day": period.first_day.to_string(),
+            "last_day": period.last_day().to_string(),
+        })
+    }
+
+    /// value, goal, ratio, pace, status, achieved_at and tiers, as a JSON object.
+    fn progress(
+        &self,
+        progress: &Progress,
+        period: &Period,
+        facts: &[DatedValue],
+        tiers: &[(i128, Option<String>)],
+    ) -> serde_json::Map<String, Value> {
+        let expected = match self.kind {
+            Unit::Count => json!(progress.pace.expected_scaled(progress.goal, 100) as f64 / 100.0),
+            Unit::Money => json!(money_to_decimal(progress.expected(), self.currency)),
+            Unit::Score => score_json(progress.expected()),
+        };
+        let tiers: Vec<Value> = tiers
+            .iter()
+            .map(|(goal, label)| {
+                let at = Progress::tier(period, facts, *goal);
+                json!({
+                    "goal": self.figure(*goal),
+                    "label": label,
+                    "reached": at.is_some(),
+                    "achieved_at": at.map(|at| instant(at, self.tz)),
+                })
+            })
+            .collect();
+        let answer = json!({
+            "period": self.period(period),
+            "value": self.figure(progress.value),
+            "goal": self.figure(progress.goal),
+            "ratio": round4(progress.ratio()),
+            "pace": {
+                "expected": expected,
+                "elapsed": round4(progress.pace.elapsed_fraction()),
+                "on_track": progress.pace.on_track,
+                "basis": if progress.pace.working_days { "working_days" } else { "calendar" },
+            },
+            "status": progress.status.as_str(),
+            "achieved_at": progress.achieved_at_ms.map(|at| instant(at, self.tz)),
+            "tiers": tiers,
+        });
+        match answer {
+            Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+/// The progress of `goal` over `period` at `now_ms`, paced by the tenant's working days.
+fn compute(
+    goal: i128,
+    period: &Period,
+    now_ms: i64,
+    facts: &[DatedValue],
+    calendar: &WorkCalendar,
+    tz: &TimeZone,
+) -> Result<Progress, ApiError> {
+    let clock = calendar.pace_clock(period, now_ms, tz).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(Progress::compute_paced(goal, period, clock, facts))
+}
+
 /// A target's progress (manager+, the assignee, or a member of the assignee team).
 ///
 /// Over the target's period, or the current period when it recurs (the first one until it
-/// starts): value, goal, ratio, pace, status and the moment achieved.
+/// starts): value, the effective goal (pro-rated for a user who joined during the period)
+/// and the original one, ratio, pace (by working days), status, the moment achieved and
+/// each stretch tier.
 #[utoipa::path(get, path = "/v1/targets/{id}/progress", tag = "targets", operation_id = "target_progress",
     params(("id" = uuid::Uuid, Path, description = "The target.")),
     responses(
@@ -353,15 +661,9 @@ pub(super) async fn progress(
     let (tenant, tz) = tenant_zone(&state, &p).await?;
     let currency = tenant.currency.as_str();
     let metric = resolve_stored(&state, p.tenant_id, &target.metric).await?;
-    let kind = metric.unit;
+    let calendar = state.store.calendar(p.tenant_id).await?.calendar;
     let now = now_ms();
-    let internal = |e: crate::engine::PeriodError| ApiError::Internal(e.into());
-    let first = Period::containing(target.period, target.starts_on, &tz).map_err(internal)?;
-    let period = if target.recurring && now >= first.end_ms {
-        Period::containing_instant(target.period, now, &tz).map_err(internal)?
-    } else {
-        first
-    };
+    let period = current_period(&target, now, &tz).map_err(|e| ApiError::Internal(e.into()))?;
     let facts: Vec<DatedValue> = metric
         .dated(&state, p.tenant_id, period.start_ms, period.end_ms)
         .await?
@@ -369,50 +671,176 @@ pub(super) async fn progress(
         .filter(|f| members.contains(&f.user_id))
         .map(|f| DatedValue::new(f.at_ms, f.value))
         .collect();
-    let progress = Progress::compute(i128::from(target.goal), &period, now, &facts);
-    let expected = match kind {
-        Unit::Count => json!(progress.pace.expected_scaled(progress.goal, 100) as f64 / 100.0),
-        Unit::Money => json!(money_to_decimal(progress.expected(), currency)),
-        Unit::Score => score_json(progress.expected()),
+    // A user who joined after the period started owes a working-day share of the goal.
+    let joined_on = match target.assignee {
+        Assignee::User(u) => {
+            state.store.joined_on(p.tenant_id).await?.get(&u).copied().filter(|d| *d > period.first_day)
+        }
+        Assignee::Team(_) => None,
     };
-    let assignee = AssigneeView::of(target.assignee);
-    Ok(axum::Json(json!({
-        "id": target.id,
-        "assignee": assignee,
-        "metric": target.metric,
-        "kind": kind,
-        "currency": currency,
-        "recurring": target.recurring,
-        "period": {
-            "kind": period.kind,
-            "start": instant(period.start_ms, &tz),
-            "end": instant(period.end_ms, &tz),
-            "first_day": period.first_day.to_string(),
-            "last_day": period.last_day().to_string(),
-        },
-        "value": kind.figure(progress.value, currency),
-        "goal": kind.figure(progress.goal, currency),
-        "ratio": round4(progress.ratio()),
-        "pace": {
-            "expected": expected,
-            "elapsed": round4(progress.pace.elapsed_fraction()),
-            "on_track": progress.pace.on_track,
-        },
-        "status": progress.status.as_str(),
-        "achieved_at": progress.achieved_at_ms.map(|at| instant(at, &tz)),
-    })))
+    let share = |goal: i64| match joined_on {
+        Some(day) => calendar.prorate(i128::from(goal), &period, day),
+        None => i128::from(goal),
+    };
+    let progress = compute(share(target.goal), &period, now, &facts, &calendar, &tz)?;
+    let tiers: Vec<(i128, Option<String>)> = target.tiers.iter().map(|t| (share(t.goal), t.label.clone())).collect();
+    let render = Render { kind: metric.unit, currency, tz: &tz };
+    let mut answer = serde_json::Map::new();
+    answer.insert("id".into(), json!(target.id));
+    answer.insert("assignee".into(), json!(AssigneeView::of(target.assignee)));
+    answer.insert("metric".into(), json!(target.metric));
+    answer.insert("kind".into(), json!(metric.unit));
+    answer.insert("currency".into(), json!(currency));
+    answer.insert("recurring".into(), json!(target.recurring));
+    answer.extend(render.progress(&progress, &period, &facts, &tiers));
+    answer.insert("original_goal".into(), render.figure(i128::from(target.goal)));
+    answer.insert("joined_on".into(), json!(joined_on.map(|d| d.to_string())));
+    Ok(axum::Json(Value::Object(answer)))
+}
+
+/// Which team, metric and period a team's progress is asked for.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct TeamProgressQuery {
+    /// The metric.
+    metric: String,
+    /// `day`, `week`, `month`, `quarter` or `year`.
+    period: String,
+    /// A local date inside the period (default: today in the tenant's zone).
+    #[param(format = Date)]
+    on: Option<String>,
+}
+
+/// A team's progress for a metric and period kind (manager+, or a member of the team).
+///
+/// The team's own target for that metric and kind sets the goal when it covers the period
+/// (`goal_source: "target"`); otherwise the goal is the sum of the current members' targets
+/// for the same metric and kind that cover the day asked about, each pro-rated for a member
+/// who joined during its period (`goal_source: "members"`). The value is the sum of the
+/// members' facts either way; `members` breaks both down. Weeks start on the tenant
+/// calendar's week start (or the team target's own).
+#[utoipa::path(get, path = "/v1/teams/{id}/progress", tag = "targets", operation_id = "team_progress",
+    params(("id" = uuid::Uuid, Path, description = "The team."), TeamProgressQuery),
+    responses(
+        (status = 200, description = "The progress.", body = TeamProgressView),
+        (status = 400, description = "A missing or unknown parameter, a bad period (`custom` included) or date.", body = ErrorBody),
+        (status = 403, description = "A member not in the team.", body = ErrorBody),
+        (status = 404, description = "No such team or metric, or neither the team nor any member has a target for it (`not_found`).", body = ErrorBody),
+    ))]
+pub(super) async fn team_progress(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<TeamProgressQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.0;
+    let team: TeamId = parse_id("team", &id)?;
+    let kind = PeriodKind::parse(&q.period).filter(|k| *k != PeriodKind::Custom).ok_or_else(|| {
+        ApiError::bad_request("invalid_field", "`period` must be one of day, week, month, quarter, year")
+    })?;
+    let (tenant, tz) = tenant_zone(&state, &p).await?;
+    let day = match &q.on {
+        Some(text) => parse_date("on", text)?,
+        None => local_date(now_ms(), &tz).map_err(|e| ApiError::Internal(e.into()))?,
+    };
+    if !state.store.team_exists(p.tenant_id, team).await? {
+        return Err(ApiError::NotFound("team"));
+    }
+    let members = state.store.team_members(p.tenant_id, team).await?;
+    if p.role == Role::Member && !members.contains(&p.user_id) {
+        return Err(ApiError::Forbidden("only managers and the team's members may see its progress"));
+    }
+    let metric = resolve(&state, p.tenant_id, &q.metric).await?.ok_or(ApiError::NotFound("metric"))?;
+    let currency = tenant.currency.as_str();
+    let calendar = state.store.calendar(p.tenant_id).await?.calendar;
+    let internal = |e: PeriodError| ApiError::Internal(e.into());
+    let now = now_ms();
+
+    // The team's own target, if one covers the day.
+    let mut own: Option<(Target, Period)> = None;
+    for t in state.store.targets_of(p.tenant_id, Assignee::Team(team), &q.metric, kind).await? {
+        if let Some(period) = period_covering(&t, day, &tz).map_err(internal)? {
+            own = Some((t, period));
+        }
+    }
+    let period = match &own {
+        Some((_, period)) => *period,
+        None => Period::containing_with(kind, day, calendar.week_start, &tz).map_err(internal)?,
+    };
+    let all_facts = metric.dated(&state, p.tenant_id, period.start_ms, period.end_ms).await?;
+    let facts: Vec<DatedValue> =
+        all_facts.iter().filter(|f| members.contains(&f.user_id)).map(|f| DatedValue::new(f.at_ms, f.value)).collect();
+    let joined = state.store.joined_on(p.tenant_id).await?;
+    let render = Render { kind: metric.unit, currency, tz: &tz };
+    let mut parts = Vec::with_capacity(members.len());
+    let mut members_goal: i128 = 0;
+    let mut any_member_target = false;
+    for &member in &members {
+        let value: i128 = all_facts.iter().filter(|f| f.user_id == member).map(|f| f.value).sum();
+        let mut found: Option<(Target, Period)> = None;
+        for t in state.store.targets_of(p.tenant_id, Assignee::User(member), &q.metric, kind).await? {
+            if let Some(their) = period_covering(&t, day, &tz).map_err(internal)? {
+                found = Some((t, their));
+            }
+        }
+        let (target_id, goal, original) = match &found {
+            Some((t, their)) => {
+                let effective = match joined.get(&member) {
+                    Some(on) => calendar.prorate(i128::from(t.goal), their, *on),
+                    None => i128::from(t.goal),
+                };
+                any_member_target = true;
+                members_goal += effective;
+                (Some(t.id.as_uuid()), render.figure(effective), render.figure(i128::from(t.goal)))
+            }
+            None => (None, Value::Null, Value::Null),
+        };
+        parts.push(json!({
+            "user_id": member,
+            "target_id": target_id,
+            "goal": goal,
+            "original_goal": original,
+            "value": render.figure(value),
+        }));
+    }
+    let (source, target_id, goal, tiers) = match &own {
+        Some((t, _)) => (
+            "target",
+            Some(t.id.as_uuid()),
+            i128::from(t.goal),
+            t.tiers.iter().map(|tier| (i128::from(tier.goal), tier.label.clone())).collect(),
+        ),
+        None if any_member_target => ("members", None, members_goal, Vec::new()),
+        None => return Err(ApiError::NotFound("target")),
+    };
+    let progress = compute(goal, &period, now, &facts, &calendar, &tz)?;
+    let mut answer = serde_json::Map::new();
+    answer.insert("team_id".into(), json!(team));
+    answer.insert("metric".into(), json!(q.metric));
+    answer.insert("kind".into(), json!(metric.unit));
+    answer.insert("currency".into(), json!(currency));
+    answer.insert("goal_source".into(), json!(source));
+    answer.insert("target_id".into(), json!(target_id));
+    answer.extend(render.progress(&progress, &period, &facts, &tiers));
+    answer.insert("members".into(), Value::Array(parts));
+    Ok(axum::Json(Value::Object(answer)))
 }
 
 fn target_view(target: &Target, unit: Option<Unit>, currency: &str, tz: &TimeZone) -> TargetView {
+    let figure = |v: i64| unit.map_or(json!(v), |u| u.figure(i128::from(v), currency));
     TargetView {
         id: target.id.as_uuid(),
         assignee: AssigneeView::of(target.assignee),
         metric: target.metric.clone(),
         kind: unit,
         period: target.period,
-        goal: unit.map_or(json!(target.goal), |u| u.figure(i128::from(target.goal), currency)),
+        goal: figure(target.goal),
         starts_on: target.starts_on.to_string(),
+        ends_on: target.ends_on.map(|d| d.to_string()),
+        week_start: crate::engine::calendar::weekday_name(target.week_start).to_owned(),
         recurring: target.recurring,
+        tiers: target.tiers.iter().map(|t| TierBody { goal: figure(t.goal), label: t.label.clone() }).collect(),
         created_at: instant(target.created_at_ms, tz),
     }
 }
@@ -468,16 +896,18 @@ pub(super) async fn get_target(
     Ok(axum::Json(target_view(&target, unit, tenant.currency.as_str(), &tz)))
 }
 
-/// Changes a target's goal (manager+).
+/// Changes a target's goal and/or tiers (manager+).
+///
+/// Tiers left out stay as they were and must still be above the new goal.
 #[utoipa::path(patch, path = "/v1/targets/{id}", tag = "targets", operation_id = "update_target",
     params(("id" = uuid::Uuid, Path, description = "The target.")),
     request_body = TargetPatch,
     responses(
         (status = 200, description = "The target now.", body = TargetView),
-        (status = 400, description = "Malformed body, or a goal that is not a number.", body = ErrorBody),
+        (status = 400, description = "Malformed or empty body, a goal that is not a number, a bad tier label.", body = ErrorBody),
         (status = 403, description = "A member.", body = ErrorBody),
         (status = 404, description = "No such target in this tenant.", body = ErrorBody),
-        (status = 422, description = "Goal not above zero (`goal_not_positive`), or its metric is gone (`metric_unavailable`).", body = ErrorBody),
+        (status = 422, description = "Goal not above zero (`goal_not_positive`), its metric is gone (`metric_unavailable`), or tiers that break the rules of `POST /v1/targets`.", body = ErrorBody),
     ))]
 pub(super) async fn update_target(
     State(state): State<AppState>,
@@ -489,9 +919,28 @@ pub(super) async fn update_target(
     let id: TargetId = parse_id("target", &id)?;
     let target = state.store.target(p.tenant_id, id).await?;
     let (tenant, tz) = tenant_zone(&state, &p).await?;
+    if body.goal.is_none() && body.tiers.is_none() {
+        return Err(ApiError::bad_request("invalid_field", "give a `goal`, `tiers` or both"));
+    }
     let metric = resolve_stored(&state, p.tenant_id, &target.metric).await?;
-    let goal = parse_goal(&body.goal, metric.unit, tenant.currency.as_str())?;
-    state.store.update_target_goal(p.tenant_id, id, goal).await?;
+    let currency = tenant.currency.as_str();
+    let goal = match &body.goal {
+        Some(goal) => parse_goal(goal, metric.unit, currency)?,
+        None => target.goal,
+    };
+    let tiers = match &body.tiers {
+        Some(tiers) => parse_tiers(tiers, goal, metric.unit, currency)?,
+        None => {
+            if target.tiers.first().is_some_and(|t| t.goal <= goal) {
+                return Err(ApiError::unprocessable(
+                    "tier_not_above_goal",
+                    "every tier's goal must be above the target's goal",
+                ));
+            }
+            target.tiers.clone()
+        }
+    };
+    state.store.update_target(p.tenant_id, id, goal, &tiers).await?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "target.updated", &id.to_string()).await?;
     let target = state.store.target(p.tenant_id, id).await?;
     Ok(axum::Json(target_view(&target, Some(metric.unit), tenant.currency.as_str(), &tz)))

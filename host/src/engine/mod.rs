@@ -5,8 +5,10 @@
 //! every rule is unit-tested with plain values, and the same rules will serve the demo, the
 //! live leaderboards and the incentives.
 //!
-//! * [`period`]: periods (day, ISO week, month, quarter, year) in a tenant's IANA time zone,
-//!   as `[start, end)` instants, correct across daylight-saving changes.
+//! * [`period`]: periods (day, week, month, quarter, year, custom ranges) in a tenant's
+//!   IANA time zone, as `[start, end)` instants, correct across daylight-saving changes.
+//! * [`calendar`]: a tenant's week start, working week and holidays: pace by working days
+//!   and pro-rated goals for joiners.
 //! * [`progress`]: a target's progress over one period: value, ratio, pace, status and the
 //!   moment it was achieved.
 //! * [`ranking`]: contest standings with standard competition ranks and the documented
@@ -18,10 +20,12 @@
 //! currency for money. The engine never needs to know which: sums, comparisons and ratios
 //! are the same for both.
 
+pub mod calendar;
 pub mod period;
 pub mod progress;
 pub mod ranking;
 
+pub use self::calendar::{PaceClock, WorkCalendar};
 pub use self::period::{Period, PeriodError, PeriodKind};
 pub use self::progress::{PACE_TOLERANCE_PERCENT, Pace, Progress, Status};
 pub use self::ranking::{Contender, RaceStanding, Standing, first_reaching, rank, rank_race};

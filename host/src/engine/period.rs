@@ -1,4 +1,4 @@
-//! Periods in a tenant's time zone: day, ISO week, month, quarter and year.
+//! Periods in a tenant's time zone: day, week, month, quarter, year, and custom ranges.
 //!
 //! A period is a run of whole local days, cut at local midnight in the tenant's IANA zone,
 //! and covers the instants `[start, end)`: `start` is the first instant of its first day
@@ -10,12 +10,15 @@
 //! first instant that does (jiff's "compatible" disambiguation: after the gap; in a fold,
 //! the earlier of the two).
 //!
-//! Weeks are ISO weeks: Monday to Sunday. Quarters start in January, April, July and
-//! October. Consecutive periods tile time: the `end` of one is the `start` of the next.
+//! Weeks are ISO weeks (Monday to Sunday) unless a tenant's calendar starts them on another
+//! day ([`Period::containing_with`]; see [`super::calendar`]). Quarters start in January,
+//! April, July and October. Consecutive periods tile time: the `end` of one is the `start`
+//! of the next. A custom period ([`Period::custom`]) is any run of whole local days, first
+//! and last inclusive; it has no next or previous one.
 
 use std::fmt;
 
-use jiff::civil::Date;
+use jiff::civil::{Date, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Span, Timestamp, ToSpan};
 
@@ -33,10 +36,12 @@ pub enum PeriodKind {
     Quarter,
     /// One calendar year.
     Year,
+    /// A run of local days chosen by hand (first and last inclusive); never recurs.
+    Custom,
 }
 
 impl PeriodKind {
-    /// Every kind, shortest first.
+    /// Every calendar kind (all but [`PeriodKind::Custom`]), shortest first.
     pub const ALL: [PeriodKind; 5] =
         [PeriodKind::Day, PeriodKind::Week, PeriodKind::Month, PeriodKind::Quarter, PeriodKind::Year];
 
@@ -48,22 +53,31 @@ impl PeriodKind {
             PeriodKind::Month => "month",
             PeriodKind::Quarter => "quarter",
             PeriodKind::Year => "year",
+            PeriodKind::Custom => "custom",
         }
     }
 
     /// Reads a name written by [`PeriodKind::as_str`].
     pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == name)
+        Self::ALL.into_iter().chain([PeriodKind::Custom]).find(|k| k.as_str() == name)
     }
 
-    /// The first day of the period of this kind that contains `date`.
+    /// The first day of the period of this kind that contains `date`, weeks starting on
+    /// Monday (ISO). A custom period has no calendar rule: `date` itself.
     pub fn first_day(self, date: Date) -> Date {
+        self.first_day_with(date, Weekday::Monday)
+    }
+
+    /// The first day of the period of this kind that contains `date`, weeks starting on
+    /// `week_start`.
+    pub fn first_day_with(self, date: Date, week_start: Weekday) -> Date {
         match self {
-            PeriodKind::Day => date,
-            // Monday is offset 0; going back at most six days stays in range for any date
-            // a tenant can use (the checked arithmetic only fails at year -9999).
+            PeriodKind::Day | PeriodKind::Custom => date,
+            // Going back at most six days stays in range for any date a tenant can use
+            // (the checked arithmetic only fails at year -9999).
             PeriodKind::Week => {
-                date.checked_sub(i64::from(date.weekday().to_monday_zero_offset()).days()).unwrap_or(date)
+                let back = i64::from(date.weekday().since(week_start));
+                date.checked_sub(back.days()).unwrap_or(date)
             }
             PeriodKind::Month => date.first_of_month(),
             PeriodKind::Quarter => {
@@ -74,14 +88,15 @@ impl PeriodKind {
         }
     }
 
-    /// How far one period of this kind reaches on the calendar.
-    fn span(self) -> Span {
+    /// How far one period of this kind reaches on the calendar (none for a custom one).
+    fn span(self) -> Option<Span> {
         match self {
-            PeriodKind::Day => 1.day(),
-            PeriodKind::Week => 7.days(),
-            PeriodKind::Month => 1.month(),
-            PeriodKind::Quarter => 3.months(),
-            PeriodKind::Year => 1.year(),
+            PeriodKind::Day => Some(1.day()),
+            PeriodKind::Week => Some(7.days()),
+            PeriodKind::Month => Some(1.month()),
+            PeriodKind::Quarter => Some(3.months()),
+            PeriodKind::Year => Some(1.year()),
+            PeriodKind::Custom => None,
         }
     }
 }
@@ -93,7 +108,7 @@ impl fmt::Display for PeriodKind {
 }
 
 /// A date or instant beyond what the calendar arithmetic supports (years before -9999 or
-/// after 9999).
+/// after 9999), or a calendar rule asked of a custom period (which has none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("date or instant out of range")]
 pub struct PeriodError;
@@ -114,19 +129,57 @@ pub struct Period {
 }
 
 impl Period {
-    /// The period of `kind` containing the local date `date` in `tz`.
+    /// The period of `kind` containing the local date `date` in `tz` (ISO weeks).
     pub fn containing(kind: PeriodKind, date: Date, tz: &TimeZone) -> Result<Self, PeriodError> {
-        Self::starting(kind, kind.first_day(date), tz)
+        Self::containing_with(kind, date, Weekday::Monday, tz)
     }
 
-    /// The period of `kind` containing the instant `at_ms` in `tz`.
+    /// The period of `kind` containing the local date `date` in `tz`, weeks starting on
+    /// `week_start`. [`PeriodError`] for [`PeriodKind::Custom`].
+    pub fn containing_with(
+        kind: PeriodKind,
+        date: Date,
+        week_start: Weekday,
+        tz: &TimeZone,
+    ) -> Result<Self, PeriodError> {
+        Self::starting(kind, kind.first_day_with(date, week_start), tz)
+    }
+
+    /// The period of `kind` containing the instant `at_ms` in `tz` (ISO weeks).
     pub fn containing_instant(kind: PeriodKind, at_ms: i64, tz: &TimeZone) -> Result<Self, PeriodError> {
         Self::containing(kind, local_date(at_ms, tz)?, tz)
     }
 
+    /// The period of `kind` containing the instant `at_ms` in `tz`, weeks starting on
+    /// `week_start`.
+    pub fn containing_instant_with(
+        kind: PeriodKind,
+        at_ms: i64,
+        week_start: Weekday,
+        tz: &TimeZone,
+    ) -> Result<Self, PeriodError> {
+        Self::containing_with(kind, local_date(at_ms, tz)?, week_start, tz)
+    }
+
+    /// The custom period of the local days `first_day..=last_day` in `tz`.
+    /// [`PeriodError`] if `last_day` is before `first_day`.
+    pub fn custom(first_day: Date, last_day: Date, tz: &TimeZone) -> Result<Self, PeriodError> {
+        if last_day < first_day {
+            return Err(PeriodError);
+        }
+        let end_day = last_day.tomorrow().map_err(|_| PeriodError)?;
+        Ok(Self {
+            kind: PeriodKind::Custom,
+            first_day,
+            end_day,
+            start_ms: start_of_day_ms(first_day, tz)?,
+            end_ms: start_of_day_ms(end_day, tz)?,
+        })
+    }
+
     /// The period of `kind` whose first day is `first_day` (already a period start).
     fn starting(kind: PeriodKind, first_day: Date, tz: &TimeZone) -> Result<Self, PeriodError> {
-        let end_day = first_day.checked_add(kind.span()).map_err(|_| PeriodError)?;
+        let end_day = first_day.checked_add(kind.span().ok_or(PeriodError)?).map_err(|_| PeriodError)?;
         Ok(Self {
             kind,
             first_day,
@@ -143,7 +196,7 @@ impl Period {
 
     /// The period right before this one.
     pub fn previous(&self, tz: &TimeZone) -> Result<Self, PeriodError> {
-        let first = self.first_day.checked_sub(self.kind.span()).map_err(|_| PeriodError)?;
+        let first = self.first_day.checked_sub(self.kind.span().ok_or(PeriodError)?).map_err(|_| PeriodError)?;
         Self::starting(self.kind, first, tz)
     }
 
@@ -161,6 +214,16 @@ impl Period {
     pub fn last_day(&self) -> Date {
         self.end_day.yesterday().unwrap_or(self.first_day)
     }
+
+    /// How many local days it has.
+    pub fn days(&self) -> i64 {
+        days_between(self.first_day, self.end_day)
+    }
+}
+
+/// The number of days from `from` to `until` (negative if `until` is earlier).
+pub fn days_between(from: Date, until: Date) -> i64 {
+    from.duration_until(until).as_secs() / 86_400
 }
 
 /// The local date in `tz` of the instant `at_ms`.
@@ -334,6 +397,54 @@ mod tests {
         assert_eq!(q4.previous(&zone).unwrap().first_day, date(2025, 7, 1));
         let leap = period(PeriodKind::Year, date(2024, 2, 29), "UTC");
         assert_eq!(leap.duration_ms(), 366 * DAY_MS);
+    }
+
+    #[test]
+    fn weeks_starting_on_sunday_across_the_switches() {
+        let zone = tz("America/New_York");
+        // 2025-03-09 is the spring-forward Sunday: a Sunday week starts on it and is an
+        // hour short; the Saturday before belongs to the week before.
+        let week = Period::containing_with(PeriodKind::Week, date(2025, 3, 12), Weekday::Sunday, &zone).unwrap();
+        assert_eq!((week.first_day, week.last_day()), (date(2025, 3, 9), date(2025, 3, 15)));
+        assert_eq!((week.start_ms, week.end_ms), (ms("2025-03-09T05:00:00Z"), ms("2025-03-16T04:00:00Z")));
+        assert_eq!(week.duration_ms(), 7 * DAY_MS - HOUR_MS);
+        let before = Period::containing_with(PeriodKind::Week, date(2025, 3, 8), Weekday::Sunday, &zone).unwrap();
+        assert_eq!((before.first_day, before.end_ms), (date(2025, 3, 2), week.start_ms));
+        assert_eq!(before.next(&zone).unwrap(), week);
+        // The fall-back Sunday starts a week an hour long.
+        let fall = Period::containing_with(PeriodKind::Week, date(2025, 11, 2), Weekday::Sunday, &zone).unwrap();
+        assert_eq!((fall.start_ms, fall.end_ms), (ms("2025-11-02T04:00:00Z"), ms("2025-11-09T05:00:00Z")));
+        assert_eq!(fall.duration_ms(), 7 * DAY_MS + HOUR_MS);
+        let at = Period::containing_instant_with(PeriodKind::Week, ms("2025-11-02T04:30:00Z"), Weekday::Sunday, &zone);
+        assert_eq!(at.unwrap(), fall);
+        // Every start day works, and other kinds ignore it.
+        for offset in 0..7 {
+            let start = Weekday::from_monday_zero_offset(offset).unwrap();
+            let w = Period::containing_with(PeriodKind::Week, date(2025, 6, 18), start, &zone).unwrap();
+            assert_eq!(w.first_day.weekday(), start);
+            assert!(w.first_day <= date(2025, 6, 18) && date(2025, 6, 18) <= w.last_day());
+            let m = Period::containing_with(PeriodKind::Month, date(2025, 6, 18), start, &zone).unwrap();
+            assert_eq!(m, Period::containing(PeriodKind::Month, date(2025, 6, 18), &zone).unwrap());
+        }
+    }
+
+    #[test]
+    fn custom_periods_are_whole_local_days_inclusive() {
+        let zone = tz("Europe/London");
+        // 28 March to 2 April 2025: six days over the spring-forward night.
+        let p = Period::custom(date(2025, 3, 28), date(2025, 4, 2), &zone).unwrap();
+        assert_eq!(p.kind, PeriodKind::Custom);
+        assert_eq!((p.first_day, p.last_day(), p.days()), (date(2025, 3, 28), date(2025, 4, 2), 6));
+        assert_eq!((p.start_ms, p.end_ms), (ms("2025-03-28T00:00:00Z"), ms("2025-04-02T23:00:00Z")));
+        assert_eq!(p.duration_ms(), 6 * DAY_MS - HOUR_MS);
+        // One day is fine; ending before it starts is not; it has no neighbours.
+        assert_eq!(Period::custom(date(2025, 5, 1), date(2025, 5, 1), &zone).unwrap().days(), 1);
+        assert_eq!(Period::custom(date(2025, 5, 2), date(2025, 5, 1), &zone), Err(PeriodError));
+        assert_eq!(p.next(&zone), Err(PeriodError));
+        assert_eq!(p.previous(&zone), Err(PeriodError));
+        assert_eq!(Period::containing(PeriodKind::Custom, date(2025, 5, 1), &zone), Err(PeriodError));
+        assert_eq!(PeriodKind::parse("custom"), Some(PeriodKind::Custom));
+        assert_eq!(days_between(date(2025, 1, 1), date(2024, 12, 30)), -2);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! * **ratio**: value ÷ goal;
 //! * **pace**: how much of the period has elapsed, and the value expected by now if the
 //!   goal were reached evenly over the period: *expected = goal × elapsed ÷ duration*
-//!   (elapsed clamped to the period: zero before it starts, all of it once it ended);
+//!   (elapsed clamped to the period: zero before it starts, all of it once it ended).
+//!   Elapsed and duration are calendar time ([`Progress::compute`]) or working days of the
+//!   tenant's calendar ([`Progress::compute_paced`] with a
+//!   [`super::calendar::WorkCalendar::pace_clock`]);
 //! * **status**, with the tolerance [`PACE_TOLERANCE_PERCENT`] (10 %):
 //!   * `achieved`: value ≥ goal;
 //!   * otherwise, once the period is over, `behind` (the goal was missed);
@@ -23,6 +26,7 @@
 //!   taken together).
 
 use super::DatedValue;
+use super::calendar::PaceClock;
 use super::period::Period;
 
 /// How far from the expected value still counts as on track, in percent.
@@ -57,10 +61,13 @@ impl Status {
 /// How far through the period we are, and whether the value keeps up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
-    /// Milliseconds of the period elapsed, `0..=duration_ms`.
+    /// How much of the period has elapsed, `0..=duration_ms`: milliseconds, or working
+    /// days of [`super::calendar::WORKING_DAY_UNITS`] each when `working_days`.
     pub elapsed_ms: i64,
-    /// The period's length in milliseconds.
+    /// The period's length in the same unit.
     pub duration_ms: i64,
+    /// Whether the pace counts working days rather than calendar time.
+    pub working_days: bool,
     /// Whether the status is `achieved`, `ahead` or `on_track`.
     pub on_track: bool,
 }
@@ -97,24 +104,39 @@ impl Progress {
     /// The progress towards `goal` (positive) over `period` at `now_ms`, from `facts` (in
     /// any order; those outside the period are ignored).
     pub fn compute(goal: i128, period: &Period, now_ms: i64, facts: &[DatedValue]) -> Self {
-        let inside: Vec<DatedValue> = facts.iter().copied().filter(|f| period.contains(f.at_ms)).collect();
-        let running = super::running_totals(&inside);
+        Self::compute_paced(goal, period, PaceClock::calendar(period, now_ms), facts)
+    }
+
+    /// As [`Progress::compute`], with how far through the period we are given by `clock`
+    /// (calendar time or working days).
+    pub fn compute_paced(goal: i128, period: &Period, clock: PaceClock, facts: &[DatedValue]) -> Self {
+        let running = running_in(period, facts);
         let value = running.last().map_or(0, |(_, total)| *total);
-        let duration_ms = period.duration_ms().max(1);
-        let elapsed_ms = (now_ms.saturating_sub(period.start_ms)).clamp(0, duration_ms);
+        let duration_ms = clock.duration.max(1);
+        let elapsed_ms = clock.elapsed.clamp(0, duration_ms);
         let status = status(value, goal, elapsed_ms, duration_ms);
-        let achieved_at_ms = if status == Status::Achieved {
-            running.iter().find(|(_, total)| *total >= goal).map(|(at, _)| *at)
-        } else {
-            None
-        };
+        let achieved_at_ms = if status == Status::Achieved { first_at(&running, goal) } else { None };
         Progress {
             value,
             goal,
-            pace: Pace { elapsed_ms, duration_ms, on_track: status != Status::Behind },
+            pace: Pace {
+                elapsed_ms,
+                duration_ms,
+                on_track: status != Status::Behind,
+                working_days: clock.working_days,
+            },
             status,
             achieved_at_ms,
         }
+    }
+
+    /// Where a stretch tier of `threshold` stands over `period`: reached when the value is
+    /// at least the threshold, and then the instant the running total first reached it
+    /// (the same rule as `achieved_at`).
+    pub fn tier(period: &Period, facts: &[DatedValue], threshold: i128) -> Option<i64> {
+        let running = running_in(period, facts);
+        let value = running.last().map_or(0, |(_, total)| *total);
+        if value >= threshold { first_at(&running, threshold) } else { None }
     }
 
     /// value ÷ goal.
@@ -126,6 +148,17 @@ impl Progress {
     pub fn expected(&self) -> i128 {
         self.pace.expected_scaled(self.goal, 1)
     }
+}
+
+/// The running totals of the facts inside `period`.
+fn running_in(period: &Period, facts: &[DatedValue]) -> Vec<(i64, i128)> {
+    let inside: Vec<DatedValue> = facts.iter().copied().filter(|f| period.contains(f.at_ms)).collect();
+    super::running_totals(&inside)
+}
+
+/// The first instant the running total reached `threshold`.
+fn first_at(running: &[(i64, i128)], threshold: i128) -> Option<i64> {
+    running.iter().find(|(_, total)| *total >= threshold).map(|(at, _)| *at)
 }
 
 /// The status rule of the module docs, in exact integer arithmetic: compares
@@ -249,6 +282,47 @@ mod tests {
         // Facts at the same instant count together.
         let f = facts(&[(day(5), 6), (day(5), 4)]);
         assert_eq!(Progress::compute(10, &p, day(6), &f).achieved_at_ms, Some(day(5)));
+    }
+
+    #[test]
+    fn working_day_pace_with_a_holiday() {
+        use crate::engine::calendar::{WORKING_DAY_UNITS, WorkCalendar};
+        let p = june();
+        let cal = WorkCalendar { holidays: [date(2025, 6, 11)].into_iter().collect(), ..WorkCalendar::default() };
+        let tz = TimeZone::UTC;
+        // Saturday 14 June: 9 of 20 working days gone (the holiday on the 11th not among
+        // them), against 13 of 30 calendar days.
+        let clock = cal.pace_clock(&p, day(14), &tz).unwrap();
+        let progress = Progress::compute_paced(20, &p, clock, &facts(&[(day(3), 8)]));
+        assert_eq!(
+            (progress.pace.elapsed_ms, progress.pace.duration_ms),
+            (9 * WORKING_DAY_UNITS, 20 * WORKING_DAY_UNITS)
+        );
+        assert!(progress.pace.working_days);
+        assert_eq!(progress.expected(), 9);
+        // 8 is below 90 % of the 9 expected by working days: behind; by calendar time
+        // (8.67 expected) the same 8 would be on track.
+        assert_eq!(progress.status, Status::Behind);
+        let calendar = Progress::compute(20, &p, day(14), &facts(&[(day(3), 8)]));
+        assert_eq!(calendar.expected(), 8); // 20 × 13 / 30, rounded down
+        assert_eq!(calendar.status, Status::OnTrack);
+        assert!(!calendar.pace.working_days);
+        // The same value on Monday 16 June, start of day: still 9 working days.
+        let monday = Progress::compute_paced(20, &p, cal.pace_clock(&p, day(16), &tz).unwrap(), &facts(&[(day(3), 9)]));
+        assert_eq!((monday.expected(), monday.status), (9, Status::OnTrack));
+    }
+
+    #[test]
+    fn tiers_are_reached_like_the_goal() {
+        let p = june();
+        let f = facts(&[(day(3), 5), (day(8), 5), (day(12), 6), (p.end_ms, 50)]);
+        assert_eq!(Progress::tier(&p, &f, 10), Some(day(8)));
+        assert_eq!(Progress::tier(&p, &f, 16), Some(day(12)));
+        assert_eq!(Progress::tier(&p, &f, 17), None);
+        // Reached and then lost is not reached.
+        let f = facts(&[(day(3), 20), (day(4), -10)]);
+        assert_eq!(Progress::tier(&p, &f, 15), None);
+        assert_eq!(Progress::tier(&p, &f, 10), Some(day(3)));
     }
 
     #[test]

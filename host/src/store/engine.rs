@@ -5,7 +5,7 @@
 //! foreign keys that start with `tenant_id`: another tenant's id fails the insert as an
 //! unknown one would ([`StoreError::NotFound`]), and nothing of the request is written.
 
-use jiff::civil::Date;
+use jiff::civil::{Date, Weekday};
 use uuid::Uuid;
 
 use super::error::{StoreError, not_found_on_foreign_key};
@@ -106,8 +106,18 @@ pub enum Assignee {
     Team(TeamId),
 }
 
+/// A stretch tier of a target: a goal above the target's own, with an optional label.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tier {
+    /// The tier's goal, in the metric's unit (above the target's goal and the tiers before).
+    pub goal: i64,
+    /// The manager's name for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
 /// What it takes to create a target (checked by the caller: a known metric, a positive
-/// goal, the first period computed in the tenant's zone).
+/// goal, ascending tiers above it, the first period computed in the tenant's zone).
 #[derive(Debug, Clone, Copy)]
 pub struct NewTarget<'a> {
     /// Whose.
@@ -128,6 +138,12 @@ pub struct NewTarget<'a> {
     pub recurring: bool,
     /// The manager who created it.
     pub created_by: UserId,
+    /// The last local day of a custom period (`None` for the calendar kinds).
+    pub ends_on: Option<Date>,
+    /// The day its weeks start on (the tenant calendar's when it was created).
+    pub week_start: Weekday,
+    /// Its stretch tiers, ascending.
+    pub tiers: &'a [Tier],
 }
 
 /// A stored target.
@@ -155,6 +171,12 @@ pub struct Target {
     pub created_by: UserId,
     /// When, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// The last local day of a custom period.
+    pub ends_on: Option<Date>,
+    /// The day its weeks start on (Monday for targets made before calendars existed).
+    pub week_start: Weekday,
+    /// Its stretch tiers, ascending.
+    pub tiers: Vec<Tier>,
 }
 
 /// The facts of one user at one instant, summed: a count, or micros of the tenant
@@ -172,14 +194,50 @@ pub struct DatedFact {
 /// A participant as stored: `(user_id, team_id)`, exactly one set.
 type ParticipantRow = (Option<Uuid>, Option<Uuid>);
 type ContestRow = (Uuid, String, String, String, i64, i64, String, Uuid, i64, Option<String>, Option<i64>, Option<i64>);
-type TargetRow = (Uuid, Option<Uuid>, Option<Uuid>, String, String, i64, String, i64, i64, bool, Uuid, i64);
+type TargetRow = (
+    Uuid,
+    Option<Uuid>,
+    Option<Uuid>,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    bool,
+    Uuid,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
 
 const SELECT_TARGET: &str = "SELECT id, user_id, team_id, metric, period, goal, starts_on, first_start, first_end, \
-     recurring, created_by, created_at FROM targets";
+     recurring, created_by, created_at, ends_on, week_start, tiers FROM targets";
+
+/// Tiers as stored: a JSON array, or NULL for none.
+fn tiers_column(tiers: &[Tier]) -> Option<String> {
+    (!tiers.is_empty()).then(|| serde_json::json!(tiers).to_string())
+}
 
 fn target_from_row(row: TargetRow) -> Result<Target, StoreError> {
-    let (id, user, team, metric, period, goal, starts_on, first_start, first_end, recurring, created_by, created_at) =
-        row;
+    let (
+        id,
+        user,
+        team,
+        metric,
+        period,
+        goal,
+        starts_on,
+        first_start,
+        first_end,
+        recurring,
+        created_by,
+        created_at,
+        ends_on,
+        week_start,
+        tiers,
+    ) = row;
     let assignee = match (user, team) {
         (Some(user), None) => Assignee::User(UserId::from_uuid(user)),
         (None, Some(team)) => Assignee::Team(TeamId::from_uuid(team)),
@@ -197,6 +255,16 @@ fn target_from_row(row: TargetRow) -> Result<Target, StoreError> {
         recurring,
         created_by: UserId::from_uuid(created_by),
         created_at_ms: created_at,
+        ends_on: ends_on.map(|d| d.parse()).transpose().map_err(|_| StoreError::Corrupt { what: "target end date" })?,
+        week_start: match week_start {
+            None => Weekday::Monday,
+            Some(name) => crate::engine::calendar::parse_weekday(&name)
+                .ok_or(StoreError::Corrupt { what: "target week start" })?,
+        },
+        tiers: match tiers {
+            None => Vec::new(),
+            Some(json) => serde_json::from_str(&json).map_err(|_| StoreError::Corrupt { what: "target tiers" })?,
+        },
     })
 }
 
@@ -377,6 +445,9 @@ impl Store {
             recurring: new.recurring,
             created_by: new.created_by,
             created_at_ms: now_ms(),
+            ends_on: new.ends_on,
+            week_start: new.week_start,
+            tiers: new.tiers.to_vec(),
         };
         let (table, column, what, assignee, user, team) = match new.assignee {
             Assignee::User(u) => ("users", "user_id", "user", u.as_uuid(), Some(u.as_uuid()), None),
@@ -419,8 +490,8 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO targets (tenant_id, id, user_id, team_id, metric, period, goal, starts_on, first_start, \
-                 first_end, recurring, created_by, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 first_end, recurring, created_by, created_at, ends_on, week_start, tiers) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
             .bind(tenant.as_uuid())
             .bind(target.id.as_uuid())
@@ -435,6 +506,9 @@ impl Store {
             .bind(target.recurring)
             .bind(target.created_by.as_uuid())
             .bind(target.created_at_ms)
+            .bind(target.ends_on.map(|d| d.to_string()))
+            .bind(super::calendar::week_start_name(target.week_start))
+            .bind(tiers_column(&target.tiers))
             .execute(&mut *tx)
             .await
             .map_err(not_found_on_foreign_key(what))?;
@@ -756,13 +830,48 @@ impl Store {
         rows.into_iter().map(target_from_row).collect()
     }
 
-    /// Changes a target's goal. [`StoreError::NotFound`] if it is not in the tenant.
-    pub async fn update_target_goal(&self, tenant: TenantId, target: TargetId, goal: i64) -> Result<(), StoreError> {
+    /// The targets of one assignee for one metric and period kind, oldest first.
+    pub async fn targets_of(
+        &self,
+        tenant: TenantId,
+        assignee: Assignee,
+        metric: &str,
+        period: PeriodKind,
+    ) -> Result<Vec<Target>, StoreError> {
+        let (column, id) = match assignee {
+            Assignee::User(u) => ("user_id", u.as_uuid()),
+            Assignee::Team(t) => ("team_id", t.as_uuid()),
+        };
+        let rows: Vec<TargetRow> = on_pool!(self, pool => {
+            sqlx::query_as(&format!(
+                "{SELECT_TARGET} WHERE tenant_id = $1 AND {column} = $2 AND metric = $3 AND period = $4 \
+                 ORDER BY first_start, id"
+            ))
+            .bind(tenant.as_uuid())
+            .bind(id)
+            .bind(metric)
+            .bind(period.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter().map(target_from_row).collect()
+    }
+
+    /// Changes a target's goal and tiers (checked by the caller: tiers ascending above the
+    /// goal). [`StoreError::NotFound`] if it is not in the tenant.
+    pub async fn update_target(
+        &self,
+        tenant: TenantId,
+        target: TargetId,
+        goal: i64,
+        tiers: &[Tier],
+    ) -> Result<(), StoreError> {
         let updated = on_pool!(self, pool => {
-            sqlx::query("UPDATE targets SET goal = $3 WHERE tenant_id = $1 AND id = $2")
+            sqlx::query("UPDATE targets SET goal = $3, tiers = $4 WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.as_uuid())
                 .bind(target.as_uuid())
                 .bind(goal)
+                .bind(tiers_column(tiers))
                 .execute(pool)
                 .await?
                 .rows_affected()
@@ -1306,6 +1415,9 @@ mod tests {
             first_end_ms: period.end_ms,
             recurring,
             created_by: user,
+            ends_on: None,
+            week_start: Weekday::Monday,
+            tiers: &[],
         }
     }
 
@@ -1365,5 +1477,32 @@ mod tests {
         // Another tenant's user is unknown.
         let err = store.create_target(tenant, &month_target(other_admin, "2025-06-10", false)).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound { what: "user" }), "{err:?}");
+        // Custom ranges overlap by their instants, and keep their end, week start and tiers.
+        let tiers = [Tier { goal: 8, label: Some("Gold".into()) }, Tier { goal: 10, label: None }];
+        let range = |from: &str, to: &str| {
+            let (first, last): (Date, Date) = (from.parse().unwrap(), to.parse().unwrap());
+            let p = crate::engine::Period::custom(first, last, &jiff::tz::TimeZone::UTC).unwrap();
+            NewTarget {
+                period: PeriodKind::Custom,
+                starts_on: first,
+                first_start_ms: p.start_ms,
+                first_end_ms: p.end_ms,
+                ends_on: Some(last),
+                week_start: Weekday::Sunday,
+                tiers: &tiers,
+                ..month_target(admin, from, false)
+            }
+        };
+        let custom = store.create_target(tenant, &range("2025-06-05", "2025-06-20")).await.unwrap();
+        assert_eq!(store.target(tenant, custom.id).await.unwrap(), custom);
+        assert_eq!((custom.tiers.len(), custom.week_start), (2, Weekday::Sunday));
+        assert!(conflict(store.create_target(tenant, &range("2025-06-20", "2025-06-25")).await));
+        store.create_target(tenant, &range("2025-06-21", "2025-06-25")).await.unwrap();
+        let mine = store.targets_of(tenant, Assignee::User(admin), "deals_won", PeriodKind::Custom).await.unwrap();
+        assert_eq!(mine.len(), 2);
+        assert_eq!(mine[0], custom);
+        store.update_target(tenant, custom.id, 6, &[]).await.unwrap();
+        let edited = store.target(tenant, custom.id).await.unwrap();
+        assert_eq!((edited.goal, edited.tiers.len()), (6, 0));
     }
 }

@@ -14,6 +14,7 @@
 //! * [`runs`]: sync runs and the leases that let several nodes share them.
 //! * [`facts`]: the ingestion commit, currency conversion, KPI totals.
 //! * [`engine`]: contests, targets and the dated facts they are measured by.
+//! * [`calendar`]: a tenant's working calendar and its users' join dates.
 //! * [`audit`]: the append-only audit log.
 //! * [`crypto`]: the master key and sealing of secrets at rest.
 //! * [`fx`]: exact exchange-rate arithmetic.
@@ -65,6 +66,7 @@ macro_rules! on_pool {
 
 pub mod admin;
 pub mod audit;
+pub mod calendar;
 pub mod crypto;
 pub mod engine;
 pub mod erasure;
