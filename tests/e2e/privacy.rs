@@ -203,6 +203,9 @@ async fn export_is_complete_and_only_the_callers(backend: Backend) {
     let b = Setup::new(&api, "Other Co", "other.example", &fake, &[]).await;
     let (seller_id, seller_token, seller_name, seller_email) = a.people[&seller].clone();
     let team = a.t.team("Closers", &[&seller_id]).await;
+    // The date they joined (for pro-rated targets) is theirs too.
+    let joined = json!({"joined_on": "2024-03-04"});
+    a.t.api.put(&format!("/v1/users/{seller_id}/joined-on"), &a.t.manager, &joined).await.expect(200);
 
     let (status, disposition, text) = export(&service.base_url, &seller_token, "").await;
     assert_eq!(status, 200, "{text}");
@@ -213,6 +216,7 @@ async fn export_is_complete_and_only_the_callers(backend: Backend) {
     assert_eq!(body["account"]["id"], seller_id.as_str());
     assert_eq!(body["account"]["name"], seller_name.as_str());
     assert_eq!(body["account"]["email"], seller_email.as_str());
+    assert_eq!(body["account"]["joined_on"], "2024-03-04");
     assert_eq!(body["account"]["role"], "member");
     assert_eq!(body["teams"], json!([{"id": team, "name": "Closers"}]));
     assert_eq!(body["crm_identities"], json!([{"connector": "pipedrive", "mapped": 1}]));

@@ -67,7 +67,7 @@ pub(super) async fn privacy_register(_: User) -> impl IntoResponse {
         "categories": [
             {
                 "category": "account data",
-                "data": ["name", "work e-mail", "role", "team memberships", "API token hashes"],
+                "data": ["name", "work e-mail", "role", "team memberships", "date joined (for pro-rated targets)", "API token hashes"],
                 "subjects": "the tenant's users",
                 "purpose": "sign-in, attributing performance figures to the user, navigating the platform",
                 "legal_basis": "contract",

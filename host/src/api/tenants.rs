@@ -638,11 +638,13 @@ pub(super) async fn export_me(
     let data = state.store.personal_export(p.tenant_id, p.user_id).await?;
     let tenant = state.store.tenant(p.tenant_id).await?;
     let u = &data.user;
+    let joined_on = state.store.joined_on(p.tenant_id).await?.get(&p.user_id).map(ToString::to_string);
     let head = json!({
         "format": "oneup-personal-export/1",
         "exported_at": rfc3339_ms(crate::store::types::now_ms()),
         "tenant": {"id": tenant.id, "name": tenant.name, "timezone": tenant.timezone, "currency": tenant.currency.as_str()},
-        "account": {"id": u.id, "name": u.name, "email": u.email, "role": u.role, "created_at": rfc3339_ms(u.created_at_ms)},
+        "account": {"id": u.id, "name": u.name, "email": u.email, "role": u.role, "created_at": rfc3339_ms(u.created_at_ms),
+            "joined_on": joined_on},
         "teams": data.teams.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
         "tokens": data.tokens.iter().map(|t| json!({
             "id": t.id,
