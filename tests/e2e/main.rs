@@ -35,4 +35,5 @@ mod salesforce;
 mod sandbox;
 mod service;
 mod snapshots;
+mod standings;
 mod store;

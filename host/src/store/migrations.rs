@@ -27,6 +27,7 @@ const POSTGRES: &[Embedded] = &[
     (4, "engine", include_str!("../../migrations/postgres/0004_engine.sql")),
     (5, "incentives", include_str!("../../migrations/postgres/0005_incentives.sql")),
     (6, "privacy", include_str!("../../migrations/postgres/0006_privacy.sql")),
+    (7, "standings", include_str!("../../migrations/postgres/0007_standings.sql")),
 ];
 
 /// The SQLite migrations, in order.
@@ -37,6 +38,7 @@ const SQLITE: &[Embedded] = &[
     (4, "engine", include_str!("../../migrations/sqlite/0004_engine.sql")),
     (5, "incentives", include_str!("../../migrations/sqlite/0005_incentives.sql")),
     (6, "privacy", include_str!("../../migrations/sqlite/0006_privacy.sql")),
+    (7, "standings", include_str!("../../migrations/sqlite/0007_standings.sql")),
 ];
 
 /// A list of embedded migrations, as a source for sqlx's migrator.
