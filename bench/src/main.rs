@@ -23,6 +23,13 @@
 //!    sync. Skipped, saying why, when Postgres does not answer. Sections 1 to 3 run on a
 //!    current-thread Tokio runtime, section 4 on a multi-threaded one, as `oneup serve`.
 //!
+//! 5. **Contest standings** (see [`standings`]). The real `oneup serve` on a fresh Postgres
+//!    database, a tenant of 10 000 users mapped by a real sync from a fake Pipedrive, then
+//!    `--standings-facts` facts by raw `COPY`: a leaderboard contest of the 10 000 is
+//!    created, its leaderboard read over loopback HTTP (p50, p99 against 10 ms), and the
+//!    time from an ingested commit to the live stream's `standing` event measured (against
+//!    1 s). Skipped like section 4 without Postgres, or without the `oneup` binary.
+//!
 //! The machines are shared and noisy: every figure is a median over repetitions, and the
 //! ratios are taken within the same run.
 
@@ -30,6 +37,7 @@ mod boundary;
 mod crm;
 mod e2e;
 mod proc;
+mod standings;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -97,8 +105,25 @@ struct Args {
     /// Runs only the end-to-end section.
     #[arg(long, conflicts_with = "only")]
     e2e_only: bool,
-    /// The Postgres server of the end-to-end section; its user must be allowed to create
-    /// databases (a fresh one is created and dropped).
+    /// Facts loaded by raw `COPY` before the contest of the standings section is created;
+    /// 0 skips that section.
+    #[arg(long, default_value_t = 10_000_000)]
+    standings_facts: u64,
+    /// Timed leaderboard reads in the standings section (fewer if they take over 2 minutes).
+    #[arg(long, default_value_t = 300)]
+    standings_reads: usize,
+    /// Edits timed from commit to push in the standings section (fewer past 5 minutes).
+    #[arg(long, default_value_t = 10)]
+    standings_pushes: usize,
+    /// Runs only the standings section.
+    #[arg(long, conflicts_with_all = ["only", "e2e_only"])]
+    standings_only: bool,
+    /// The `oneup` binary the standings section serves with (default: the `oneup` next to
+    /// this executable, which `cargo xtask bench` builds).
+    #[arg(long)]
+    oneup_bin: Option<PathBuf>,
+    /// The Postgres server of the end-to-end and standings sections; its user must be
+    /// allowed to create databases (a fresh one is created and dropped).
     #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     database_url: String,
 }
@@ -129,29 +154,55 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Sections 1 to 3 (or one side alone with `--only`) on a current-thread runtime, then
-/// section 4 on a multi-threaded one.
+/// sections 4 and 5 on a multi-threaded one.
 fn run_sections(args: &Args, wasm: &[u8], cache_dir: &Path) -> anyhow::Result<()> {
-    if !args.e2e_only {
+    if !args.e2e_only && !args.standings_only {
         let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         tokio.block_on(run(args, wasm, cache_dir))?;
     }
     if args.only.is_some() {
         return Ok(());
     }
-    if args.e2e_events == 0 {
-        println!();
-        println!("4. End to end into Postgres: skipped (--e2e-events 0)");
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if !args.standings_only {
+        if args.e2e_events == 0 {
+            println!();
+            println!("4. End to end into Postgres: skipped (--e2e-events 0)");
+        } else {
+            tokio.block_on(e2e::section(&e2e::Options {
+                wasm,
+                cache_dir,
+                database_url: &args.database_url,
+                events: args.e2e_events,
+                before: !args.e2e_skip_before,
+                seed: args.seed,
+                users: args.users,
+            }))?;
+        }
+    }
+    if args.e2e_only {
         return Ok(());
     }
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    tokio.block_on(e2e::section(&e2e::Options {
+    if args.standings_facts == 0 {
+        println!();
+        println!("5. Contest standings: skipped (--standings-facts 0)");
+        return Ok(());
+    }
+    let oneup_bin = match &args.oneup_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()
+            .context("cannot locate this executable")?
+            .with_file_name(format!("oneup{}", std::env::consts::EXE_SUFFIX)),
+    };
+    tokio.block_on(standings::section(&standings::Options {
         wasm,
         cache_dir,
         database_url: &args.database_url,
-        events: args.e2e_events,
-        before: !args.e2e_skip_before,
+        oneup_bin: &oneup_bin,
+        facts: args.standings_facts,
+        reads: args.standings_reads,
+        pushes: args.standings_pushes,
         seed: args.seed,
-        users: args.users,
     }))
 }
 

@@ -35,5 +35,6 @@ mod salesforce;
 mod sandbox;
 mod service;
 mod snapshots;
+mod standings;
 mod store;
 mod targets;

@@ -52,7 +52,8 @@ enum Cmd {
     },
     /// Release build: `dist/bin/oneup` and `dist/connectors/<id>.wasm`.
     Dist,
-    /// Benchmarks: instantiation, sandbox vs native throughput, ingestion into Postgres vs COPY.
+    /// Benchmarks: instantiation, sandbox vs native throughput, ingestion into Postgres vs
+    /// COPY, contest standings (leaderboard reads, commit to live push).
     Bench {
         /// Deals parsed in the throughput benchmark.
         #[arg(long, default_value_t = 100_000)]
@@ -60,9 +61,24 @@ enum Cmd {
         /// Changes streamed end to end into Postgres (0 skips that section).
         #[arg(long, default_value_t = 1_000_000)]
         e2e_events: u64,
+        /// Facts under the contest of the standings section (0 skips that section).
+        #[arg(long, default_value_t = 10_000_000)]
+        standings_facts: u64,
+        /// Runs only this section.
+        #[arg(long, value_enum)]
+        only: Option<BenchSection>,
     },
     /// `cargo fmt --check` and `cargo clippy -D warnings` on the host and the wasm crates.
     Lint,
+}
+
+/// A section of `cargo xtask bench` that can run alone.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BenchSection {
+    /// End to end into Postgres, beside raw COPY.
+    E2e,
+    /// Contest standings: leaderboard reads and commit-to-push over many facts.
+    Standings,
 }
 
 fn main() -> ExitCode {
@@ -71,7 +87,7 @@ fn main() -> ExitCode {
         Cmd::Demo => demo(),
         Cmd::Test { no_postgres, cargo_args } => test(no_postgres, &cargo_args),
         Cmd::Dist => dist(),
-        Cmd::Bench { deals, e2e_events } => bench(deals, e2e_events),
+        Cmd::Bench { deals, e2e_events, standings_facts, only } => bench(deals, e2e_events, standings_facts, only),
         Cmd::Lint => lint(),
     };
     match result {
@@ -209,17 +225,33 @@ fn dist() -> Result<()> {
     Ok(())
 }
 
-fn bench(deals: usize, e2e_events: u64) -> Result<()> {
+fn bench(deals: usize, e2e_events: u64, standings_facts: u64, only: Option<BenchSection>) -> Result<()> {
     let all: Vec<&str> = CONNECTORS.iter().map(|(k, _)| *k).collect();
     let built = build_wasm(&all)?;
-    run(cargo()
-        .args(["run", "--release", "-p", "oneup-bench", "--"])
+    // The standings section runs the real service binary.
+    run(cargo().args(["build", "--release", "-p", "oneup", "--bin", "oneup"]))?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--release", "-p", "oneup-bench", "--"])
         .arg("--wasm")
         .arg(wasm_file(&built, "oneup-connector-pipedrive"))
+        .arg("--oneup-bin")
+        .arg(target_dir().join("release").join("oneup"))
         .arg("--deals")
         .arg(deals.to_string())
         .arg("--e2e-events")
-        .arg(e2e_events.to_string()))
+        .arg(e2e_events.to_string())
+        .arg("--standings-facts")
+        .arg(standings_facts.to_string());
+    match only {
+        None => {}
+        Some(BenchSection::E2e) => {
+            cmd.arg("--e2e-only");
+        }
+        Some(BenchSection::Standings) => {
+            cmd.arg("--standings-only");
+        }
+    }
+    run(&mut cmd)
 }
 
 fn lint() -> Result<()> {

@@ -9,17 +9,29 @@
 //! Formats: `leaderboard`, `race` (first to reach `goal` wins), `head_to_head` (exactly two
 //! users or teams) and `team_vs_team` (two or more teams); see [`FORMATS`].
 //!
-//! Results are frozen at the end: the first read at or after `ends_at` (a leaderboard read,
-//! the live stream, or a points read when the contest has incentives) stores the final
-//! standing, and every later read serves that stored standing, whatever the CRM says
-//! afterwards. A change after the freeze is not hidden: each read of a final contest also
-//! computes the standing afresh and lists in `flags` the participants whose value differs
-//! from the frozen one (`changed_after_freeze`). Read-time comparison was chosen over
-//! recording at ingestion: it needs no hook in the commit path and catches every kind of
-//! change (retraction, edit, late sync), at the price of one computation per read of a
-//! final contest, the same as for a running one.
+//! # Where a standing comes from
+//! Never from the facts at read time: the store keeps every contest's running totals per CRM
+//! owner, updated inside each ingestion commit and rebuilt by the few writes that change
+//! what a contest counts ([`crate::store::standings`]). A read joins them with the owner
+//! mappings (and teams) and ranks ([`compute_entries`]): a few thousand rows for 10 000
+//! participants, whatever the number of facts. A race also needs when each participant
+//! first reached the goal; that is read from the facts only for participants who can have
+//! reached it, and cached by the contest's standing version ([`race_finishes`]).
+//!
+//! # Frozen at the end
+//! When a contest's end passes, its final standing is stored (frozen) from the totals as
+//! they are then: by the freezing tick every node runs ([`start_freezing`], every
+//! [`FREEZE_TICK`]), or by a read (leaderboard, live stream, points) that comes first. Every
+//! later read serves that stored standing, whatever the CRM says afterwards. A change after
+//! the freeze is not hidden: each read of a final contest ranks the current totals too and
+//! lists in `flags` the participants whose value differs from the frozen one
+//! (`changed_after_freeze`) — a retraction, an edit or a late sync, since the totals keep
+//! following the facts after the freeze.
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{LazyLock, Mutex, PoisonError};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -38,6 +50,7 @@ use super::targets::parse_goal;
 use super::tenants::{audit, check_name, parse_id};
 use crate::engine::{Contender, DatedValue, first_reaching, rank, rank_race};
 use crate::store::engine::{ContestSummary, Visible};
+use crate::store::standings::StoredStanding;
 use crate::store::types::now_ms;
 use crate::store::{
     Actor, Contest, ContestId, DatedFact, NewContest, Participants, Principal, Role, StoreError, TeamId, Tenant,
@@ -233,7 +246,7 @@ pub(super) struct Leaderboard {
     contest: LeaderboardContest,
     /// `scheduled`, `running` or `final`.
     status: String,
-    /// When the final standing was frozen (the first read after the end).
+    /// When the final standing was frozen (at the end, by the freezing tick or an earlier read).
     frozen_at: Option<String>,
     /// `count`, `money` or `score`.
     #[schema(value_type = super::metrics::UnitSchema)]
@@ -425,7 +438,10 @@ pub(crate) async fn may_see_participants(
     }
 }
 
-/// A contest's standing computed now from its facts, as the answer's `entries`, best first.
+/// A contest's standing now, as the answer's `entries`, best first: from its stored totals
+/// ([`crate::store::standings`]), summed per user over their CRM owners (and per team over
+/// its members), never from the facts. A user's reaching instant is the latest of their
+/// owners'; a team's the latest of its members'.
 async fn compute_entries(
     state: &AppState,
     tenant: TenantId,
@@ -434,35 +450,42 @@ async fn compute_entries(
     currency: &str,
     tz: &TimeZone,
 ) -> Result<Vec<Value>, ApiError> {
-    let facts = metric.dated(state, tenant, contest.starts_at_ms, contest.ends_at_ms).await?;
-    let mut by_user: HashMap<UserId, Vec<DatedValue>> = HashMap::new();
-    for DatedFact { user_id, at_ms, value } in facts {
-        by_user.entry(user_id).or_default().push(DatedValue::new(at_ms, value));
+    let stored = state.store.stored_standing(tenant, contest.id).await?;
+    let mut by_user: HashMap<UserId, (i128, Option<i64>)> = HashMap::new();
+    for owner in &stored.owners {
+        let entry = by_user.entry(owner.user_id).or_insert((0, None));
+        entry.0 += owner.value;
+        entry.1 = entry.1.max(owner.reached_at_ms);
     }
-    // Every participant's facts (for a team, every member's together).
-    let (key, participants): (&str, Vec<(String, Vec<DatedValue>)>) = match &contest.participants {
-        Participants::Users(users) => {
-            ("user_id", users.iter().map(|u| (u.to_string(), by_user.get(u).cloned().unwrap_or_default())).collect())
-        }
+    // Every participant with the users whose totals are theirs.
+    let (key, participants): (&str, Vec<(String, Vec<UserId>)>) = match &contest.participants {
+        Participants::Users(users) => ("user_id", users.iter().map(|u| (u.to_string(), vec![*u])).collect()),
         Participants::Teams(teams) => {
-            let mut out = Vec::with_capacity(teams.len());
-            for team in teams {
-                let members = state.store.team_members(tenant, *team).await?;
-                let facts: Vec<DatedValue> = members.iter().filter_map(|m| by_user.get(m)).flatten().copied().collect();
-                out.push((team.to_string(), facts));
+            let mut members: HashMap<TeamId, Vec<UserId>> = HashMap::new();
+            for (team, user) in &stored.members {
+                members.entry(*team).or_default().push(*user);
             }
-            ("team_id", out)
+            ("team_id", teams.iter().map(|t| (t.to_string(), members.remove(t).unwrap_or_default())).collect())
         }
+    };
+    let contender = |key: &String, users: &[UserId]| {
+        let (value, reached_at_ms) =
+            users.iter().filter_map(|u| by_user.get(u)).fold((0_i128, None), |(v, r), (uv, ur)| (v + uv, r.max(*ur)));
+        Contender { key: key.clone(), value, reached_at_ms }
     };
     let figure = |v: i128| metric.unit.figure(v, currency);
     Ok(match (contest.format.as_str(), contest.goal) {
         ("race", Some(goal)) => {
             let goal = i128::from(goal);
-            let contenders = participants
+            let contenders: Vec<Contender<String>> =
+                participants.iter().map(|(k, users)| contender(k, users)).collect();
+            let finishes =
+                race_finishes(state, tenant, contest, metric, &stored, &participants, &contenders, goal).await?;
+            let contenders = contenders
                 .into_iter()
-                .map(|(k, facts)| {
-                    let finished = first_reaching(&facts, goal);
-                    (Contender::from_facts(k, &facts), finished)
+                .map(|c| {
+                    let finished = finishes.get(&c.key).copied().flatten();
+                    (c, finished)
                 })
                 .collect();
             rank_race(contenders)
@@ -473,11 +496,96 @@ async fn compute_entries(
                 })
                 .collect()
         }
-        _ => rank(participants.into_iter().map(|(k, facts)| Contender::from_facts(k, &facts)).collect())
+        _ => rank(participants.iter().map(|(k, users)| contender(k, users)).collect())
             .into_iter()
             .map(|s| json!({"rank": s.rank, key: s.key, "value": figure(s.value)}))
             .collect(),
     })
+}
+
+/// The instants at which a race's participants first reached the goal, cached per contest.
+struct RaceCache {
+    /// The contest's standing version and who the candidates were (with their CRM owners).
+    signature: u64,
+    /// Participant key → instant (`None`: not reached).
+    finishes: HashMap<String, Option<i64>>,
+}
+
+static RACE_CACHE: LazyLock<Mutex<HashMap<ContestId, RaceCache>>> = LazyLock::new(Default::default);
+
+/// When each participant of a race first reached its goal.
+///
+/// The totals tell who can have reached it: with a metric that only grows (counts, and
+/// composites of positive weights), exactly those at or above the goal now; otherwise (money
+/// may be negative) anyone whose total ever changed. Only when there is such a candidate are
+/// the facts read ([`Resolved::dated`] over the window), and the result is cached by the
+/// contest's standing version and the candidates' CRM owners, so a read between two commits
+/// that change the race reads no fact. The instants come from the facts because a total
+/// does not say when it crossed the goal (a fact synced late may lie before the others).
+#[allow(clippy::too_many_arguments)]
+async fn race_finishes(
+    state: &AppState,
+    tenant: TenantId,
+    contest: &Contest,
+    metric: &Resolved,
+    stored: &StoredStanding,
+    participants: &[(String, Vec<UserId>)],
+    contenders: &[Contender<String>],
+    goal: i128,
+) -> Result<HashMap<String, Option<i64>>, ApiError> {
+    let monotone = match metric.unit {
+        Unit::Count => true,
+        Unit::Score => metric.terms.iter().all(|t| t.weight_micros > 0),
+        Unit::Money => false,
+    };
+    let candidates: Vec<&(String, Vec<UserId>)> = participants
+        .iter()
+        .zip(contenders)
+        .filter(|(_, c)| if monotone { c.value >= goal } else { c.reached_at_ms.is_some() })
+        .map(|(p, _)| p)
+        .collect();
+    if candidates.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let signature = {
+        let mut owners: HashMap<UserId, Vec<(&str, [u8; 16])>> = HashMap::new();
+        for o in &stored.owners {
+            owners.entry(o.user_id).or_default().push((o.connector_id.as_str(), o.owner));
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        stored.version.hash(&mut hasher);
+        for (key, users) in &candidates {
+            key.hash(&mut hasher);
+            for user in users {
+                let mut mine = owners.get(user).cloned().unwrap_or_default();
+                mine.sort_unstable();
+                (user, mine).hash(&mut hasher);
+            }
+        }
+        hasher.finish()
+    };
+    if let Some(cached) = RACE_CACHE.lock().unwrap_or_else(PoisonError::into_inner).get(&contest.id)
+        && cached.signature == signature
+    {
+        return Ok(cached.finishes.clone());
+    }
+    let facts = metric.dated(state, tenant, contest.starts_at_ms, contest.ends_at_ms).await?;
+    let mut by_user: HashMap<UserId, Vec<DatedValue>> = HashMap::new();
+    for DatedFact { user_id, at_ms, value } in facts {
+        by_user.entry(user_id).or_default().push(DatedValue::new(at_ms, value));
+    }
+    let finishes: HashMap<String, Option<i64>> = candidates
+        .iter()
+        .map(|(key, users)| {
+            let facts: Vec<DatedValue> = users.iter().filter_map(|u| by_user.get(u)).flatten().copied().collect();
+            (key.clone(), first_reaching(&facts, goal))
+        })
+        .collect();
+    RACE_CACHE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(contest.id, RaceCache { signature, finishes: finishes.clone() });
+    Ok(finishes)
 }
 
 /// The winner shown with a standing: in a race, the one participant ranked first who
@@ -508,9 +616,50 @@ fn flags_of(frozen: &[Value], current: &[Value], key: &str) -> Vec<Value> {
         .collect()
 }
 
+/// How often each node looks for contests whose end has passed, to freeze their results.
+pub const FREEZE_TICK: Duration = Duration::from_secs(1);
+
+/// The most contests one tick freezes (the rest wait for the next tick).
+const FREEZE_BATCH: u32 = 100;
+
+/// Starts this node's freezing tick: every [`FREEZE_TICK`], every contest (of any tenant)
+/// past its end and not frozen yet gets its final standing stored, from its stored totals,
+/// without waiting for anyone to read it (and its contest incentives are awarded). Several
+/// nodes may tick at once: the freeze is a conditional update (`frozen IS NULL`), so the
+/// first writer's standing is the one every reader sees. Ends when the node stops claiming
+/// work (shutdown). Call inside the tokio runtime.
+pub fn start_freezing(state: &AppState) {
+    let state = state.clone();
+    let mut stopping = state.scheduler.stopping();
+    tokio::spawn(async move {
+        loop {
+            if *stopping.borrow() {
+                return;
+            }
+            match state.store.contests_to_freeze(now_ms(), FREEZE_BATCH).await {
+                Ok(due) => {
+                    for (tenant, contest) in due {
+                        if let Err(e) = standing(&state, tenant, contest).await {
+                            // Retried at every tick (a contest whose metric is gone stays
+                            // unfrozen until a read reports why).
+                            tracing::debug!(%tenant, %contest, error = %e, "could not freeze a contest's result");
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(code = e.code(), "could not look for contests to freeze"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FREEZE_TICK) => {}
+                _ = stopping.changed() => {}
+            }
+        }
+    });
+}
+
 /// A contest's current standing: what `GET /v1/contests/{id}/leaderboard` answers, for a
 /// contest of `tenant` (no check of who asks: callers check that). Freezes the result at
-/// the first call after the end. Used by the leaderboard route and by the live stream.
+/// its end if the freezing tick has not yet. Used by the leaderboard route, the live stream
+/// and the freezing tick.
 pub(crate) async fn standing(state: &AppState, tenant: TenantId, contest: ContestId) -> Result<Value, ApiError> {
     let contest = state.store.contest(tenant, contest).await?;
     leaderboard_body(state, tenant, &contest).await
@@ -518,12 +667,10 @@ pub(crate) async fn standing(state: &AppState, tenant: TenantId, contest: Contes
 
 /// The leaderboard answer of a stored contest (see [`standing`]).
 ///
-/// While the contest runs, the standing is computed from the facts at every read. At the
-/// first read at or after its end, that standing is stored (frozen) and every later read
-/// serves it unchanged, together with `flags`: the participants whose value computed
-/// afresh at that read differs from the frozen one (a fact retracted, changed or synced
-/// late). Comparing at read time costs one computation per read of a final contest, the
-/// same as a running one, and needs no hook in ingestion.
+/// While the contest runs, the standing is ranked from the stored totals at every read. At
+/// or after its end, the final standing is the frozen one (stored now if the freezing tick
+/// has not stored it yet), served unchanged, together with `flags`: the participants whose
+/// value in the current totals differs from the frozen one.
 async fn leaderboard_body(state: &AppState, tenant_id: TenantId, contest: &Contest) -> Result<Value, ApiError> {
     let tenant = state.store.tenant(tenant_id).await?;
     let tz = TimeZone::get(&tenant.timezone).map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant zone: {e}")))?;
@@ -607,9 +754,10 @@ fn goal_figure(goal: Option<i64>, unit: Option<Unit>, currency: &str) -> Value {
 ///
 /// Every participant, zeros included, best first, with standard competition ranks; on equal
 /// values the one who reached the value earlier ranks higher. A race ranks first those who
-/// reached its goal, the earliest first, then by value. The first read at or after the end
-/// freezes the standing: later reads serve it unchanged, with `flags` listing participants
-/// whose value has changed since (retracted or late facts), never silently changing it.
+/// reached its goal, the earliest first, then by value. The standing is frozen when the end
+/// passes (within about a second, without waiting for a read): later reads serve it
+/// unchanged, with `flags` listing participants whose value has changed since (retracted or
+/// late facts), never silently changing it. Read from stored totals, never from the facts.
 #[utoipa::path(get, path = "/v1/contests/{id}/leaderboard", tag = "contests", operation_id = "contest_leaderboard",
     params(("id" = uuid::Uuid, Path, description = "The contest.")),
     responses(

@@ -33,6 +33,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use self::contests::start_freezing;
 pub use self::error::ApiError;
 pub use self::live::Live;
 use crate::runtime::Runtime;

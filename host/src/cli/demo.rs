@@ -200,6 +200,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         metrics: Metrics::default(),
         live: crate::api::Live::start(&scheduler),
     }));
+    crate::api::start_freezing(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, crate::api::router(state)).await });

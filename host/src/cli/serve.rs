@@ -135,6 +135,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics: Metrics::default(),
         live: crate::api::Live::start(&scheduler),
     }));
+    crate::api::start_freezing(&state);
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("failed to listen on {}", args.bind))?;
     let local = listener.local_addr()?;

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::error::{StoreError, not_found_on_foreign_key};
 use super::facts::FACT_VALUE;
+use super::standings::StandingsTx;
 use super::types::{ContestId, TargetId, TeamId, TenantId, UserId, now_ms, random_uuid};
 use super::{BeginWrite, Principal, Role, Store};
 use crate::engine::PeriodKind;
@@ -331,6 +332,8 @@ impl Store {
                     }
                 })?;
             }
+            // Its stored totals, summed once from the facts already there.
+            tx.rebuild_standings(tenant.as_uuid(), Some(contest.id.as_uuid())).await?;
             tx.commit().await?;
         });
         Ok(contest)
@@ -755,17 +758,17 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let frozen: Option<Option<i64>> =
-                sqlx::query_scalar("SELECT frozen_at FROM contests WHERE tenant_id = $1 AND id = $2")
+            let found: Option<(Option<i64>, i64, i64)> =
+                sqlx::query_as("SELECT frozen_at, starts_at, ends_at FROM contests WHERE tenant_id = $1 AND id = $2")
                     .bind(tenant.as_uuid())
                     .bind(contest.as_uuid())
                     .fetch_optional(&mut *tx)
                     .await?;
-            match frozen {
+            let moved = match found {
                 None => return Err(StoreError::NotFound { what: "contest" }),
-                Some(Some(_)) => return Err(StoreError::Conflict { what: "final contest" }),
-                Some(None) => {}
-            }
+                Some((Some(_), _, _)) => return Err(StoreError::Conflict { what: "final contest" }),
+                Some((None, starts, ends)) => (starts, ends) != (starts_at_ms, ends_at_ms),
+            };
             sqlx::query(
                 "UPDATE contests SET name = $3, starts_at = $4, ends_at = $5 WHERE tenant_id = $1 AND id = $2",
             )
@@ -776,6 +779,10 @@ impl Store {
             .bind(ends_at_ms)
             .execute(&mut *tx)
             .await?;
+            if moved {
+                // Another window counts other facts: the totals are summed again.
+                tx.rebuild_standings(tenant.as_uuid(), Some(contest.as_uuid())).await?;
+            }
             tx.commit().await?;
         });
         Ok(())

@@ -56,6 +56,7 @@ use uuid::Uuid;
 
 use super::audit::AuditRecord;
 use super::error::StoreError;
+use super::standings::StandingsTx;
 use super::tenants::{User, parse_currency};
 use super::types::{Actor, TeamId, TenantId, TokenId, UserId, now_ms, random_bytes, to_u64};
 use super::{BeginWrite, Pool, Store};
@@ -315,6 +316,11 @@ impl Store {
                 .bind(user.as_uuid())
                 .execute(&mut *tx)
                 .await?;
+            if !mappings.is_empty() {
+                // Contest totals are keyed by owner hash: summed again under the anonymous
+                // ones, so no erased hash stays in them.
+                tx.rebuild_standings(tenant.as_uuid(), None).await?;
+            }
             let seq: i64 = sqlx::query_scalar(
                 "UPDATE tenants SET audit_seq = audit_seq + 1 WHERE tenant_id = $1 RETURNING audit_seq",
             )

@@ -34,11 +34,20 @@
 //! `facts_by_metric_time` index and compared with the sorted seen hashes in memory; the
 //! unseen ones are deleted by key.
 //!
+//! # Contest standings
+//! The same transaction keeps the tenant's contest totals ([`super::standings`]): when some
+//! contest counts a metric of the batch, the stored rows of the batch's keys are read first
+//! (one `UNNEST` lookup on Postgres), and the difference between what they counted and what
+//! the written rows count (after retractions, upserts or `COPY`, and snapshot retractions)
+//! is applied to `contest_totals` before the cursor moves. A tenant without contests pays
+//! one read of its contest list.
+//!
 //! # Money
 //! An amount in the tenant currency is kept as it is; another currency is converted with
 //! the tenant's rate (see [`super::fx`]) when committed. Without a rate the amount is kept
 //! with `amount_tenant_micros` NULL, counted on the run as waiting, left out of totals, and
-//! converted by [`Store::convert_waiting`] once the rate is set.
+//! converted by [`Store::convert_waiting`] once the rate is set (which sums the tenant's
+//! contest totals again, in its transaction, since the converted amounts now count).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -50,6 +59,7 @@ use super::error::StoreError;
 use super::fx::FxRate;
 use super::integrations::{cursor_json, keyed_hash};
 use super::runs::{Lease, merge_rejected};
+use super::standings::{Counted, Deltas, StandingsTx};
 use super::tenants::parse_currency;
 use super::types::{TenantId, UserId, now_ms, to_i64, to_u64};
 use super::{BeginWrite, Pool, Store};
@@ -155,6 +165,14 @@ struct Row<'a> {
     amount_tenant: Option<i64>,
 }
 
+impl Row<'_> {
+    /// The value a contest counts: the count, or the amount in the tenant currency (`None`
+    /// while it waits for a rate).
+    fn counted_value(&self) -> Option<i64> {
+        self.count.or(self.amount_tenant)
+    }
+}
+
 /// A batch reduced to its effect: the last change per (metric, source), in key order.
 struct Batch<'a> {
     upserts: Vec<&'a Fact>,
@@ -187,6 +205,15 @@ impl<'a> Batch<'a> {
             }
         }
         Self { upserts, retractions, counts }
+    }
+
+    /// The keys of the batch (upserted or retracted) whose metric some contest counts.
+    fn counted_keys(&self, counted: &Counted) -> Vec<(&'a str, [u8; 16])> {
+        if counted.is_empty() {
+            return Vec::new();
+        }
+        let upserts = self.upserts.iter().map(|f| (f.metric.as_str(), f.source.to_bytes()));
+        upserts.chain(self.retractions.iter().copied()).filter(|(m, _)| counted.counts(m)).collect()
     }
 
     /// The rows to write, converted with the tenant's currency and rates; counts unmapped
@@ -337,6 +364,10 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                if same + converted > 0 {
+                    // What the contests count changed: their totals are summed again.
+                    tx.rebuild_standings(tenant.as_uuid(), None).await?;
+                }
                 tx.commit().await?;
                 Ok(same + converted)
             }
@@ -365,6 +396,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                     converted += 1;
+                }
+                if converted > 0 {
+                    tx.rebuild_standings(tenant.as_uuid(), None).await?;
                 }
                 tx.commit().await?;
                 Ok(converted)
@@ -551,15 +585,26 @@ where
     Ok(rows.into_iter().map(|(hash,)| hash).collect())
 }
 
-/// The source hashes of the integration's stored facts of `metric` in the snapshot's
-/// window that the snapshot did not see.
+/// A stored fact of a snapshot's window as read: source, owner, instant, counted value.
+type UnseenRow = (Vec<u8>, Vec<u8>, i64, Option<i64>);
+
+/// A stored fact a snapshot did not see: its key and what it counted for.
+struct Unseen {
+    source: [u8; 16],
+    owner: [u8; 16],
+    at: i64,
+    value: Option<i64>,
+}
+
+/// The integration's stored facts of `metric` in the snapshot's window that the snapshot
+/// did not see.
 async fn unseen_sources<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,
     tenant: Uuid,
     connector_id: &str,
     snapshot: &Snapshot,
     metric: &str,
-) -> Result<Vec<[u8; 16]>, StoreError>
+) -> Result<Vec<Unseen>, StoreError>
 where
     DB: sqlx::Database,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
@@ -567,12 +612,12 @@ where
     Uuid: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    (Vec<u8>,): for<'r> sqlx::FromRow<'r, DB::Row>,
+    (Vec<u8>, Vec<u8>, i64, Option<i64>): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    let stored: Vec<(Vec<u8>,)> = sqlx::query_as(
-        "SELECT source_hash FROM facts WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 \
-         AND occurred_at >= $4 AND occurred_at < $5",
-    )
+    let stored: Vec<UnseenRow> = sqlx::query_as(&format!(
+        "SELECT f.source_hash, f.owner_hash, f.occurred_at, {FACT_VALUE} FROM facts f WHERE f.tenant_id = $1 \
+         AND f.connector_id = $2 AND f.metric = $3 AND f.occurred_at >= $4 AND f.occurred_at < $5",
+    ))
     .bind(tenant)
     .bind(connector_id)
     .bind(metric)
@@ -581,10 +626,10 @@ where
     .fetch_all(&mut **tx)
     .await?;
     let mut unseen = Vec::new();
-    for (source,) in stored {
+    for (source, owner, at, value) in stored {
         let source = keyed_hash(&source)?;
         if !snapshot.saw(metric, &source) {
-            unseen.push(source.to_bytes());
+            unseen.push(Unseen { source: source.to_bytes(), owner: keyed_hash(&owner)?.to_bytes(), at, value });
         }
     }
     Ok(unseen)
@@ -596,11 +641,17 @@ async fn resolve_snapshots_pg(
     tenant: Uuid,
     connector_id: &str,
     snapshots: &[Snapshot],
+    counted: &Counted,
+    deltas: &mut Deltas,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for snapshot in snapshots {
         for metric in snapshot.window.metrics() {
             let unseen = unseen_sources(tx, tenant, connector_id, snapshot, metric).await?;
+            for u in &unseen {
+                deltas.add(counted, metric, u.owner, u.at, u.value, -1);
+            }
+            let unseen: Vec<[u8; 16]> = unseen.iter().map(|u| u.source).collect();
             for chunk in unseen.chunks(PG_CHUNK) {
                 deleted += sqlx::query(
                     "DELETE FROM facts WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 \
@@ -625,11 +676,15 @@ async fn resolve_snapshots_sqlite(
     tenant: Uuid,
     connector_id: &str,
     snapshots: &[Snapshot],
+    counted: &Counted,
+    deltas: &mut Deltas,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for snapshot in snapshots {
         for metric in snapshot.window.metrics() {
-            for source in unseen_sources(tx, tenant, connector_id, snapshot, metric).await? {
+            for unseen in unseen_sources(tx, tenant, connector_id, snapshot, metric).await? {
+                deltas.add(counted, metric, unseen.owner, unseen.at, unseen.value, -1);
+                let source = unseen.source;
                 deleted += sqlx::query(
                     "DELETE FROM facts WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 \
                      AND source_hash = $4",
@@ -645,6 +700,54 @@ async fn resolve_snapshots_sqlite(
         }
     }
     Ok(deleted)
+}
+
+/// Adds the rows written by a commit to its standings deltas (after erased owners were
+/// shielded: the owner stored is the one counted).
+fn add_new_rows(counted: &Counted, deltas: &mut Deltas, rows: &[Row<'_>]) {
+    if counted.is_empty() {
+        return;
+    }
+    for row in rows.iter().filter(|r| counted.counts(r.metric)) {
+        deltas.add(counted, row.metric, row.owner, row.occurred_at, row.counted_value(), 1);
+    }
+}
+
+/// A stored fact as a contest counted it before a commit changes it.
+struct OldFact {
+    metric: String,
+    owner: [u8; 16],
+    at: i64,
+    value: Option<i64>,
+}
+
+/// The stored facts of `keys` of one integration (those that exist), read in one statement.
+async fn old_facts_pg(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    tenant: Uuid,
+    connector: &str,
+    keys: &[(&str, [u8; 16])],
+) -> Result<Vec<OldFact>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(PG_CHUNK) {
+        let metrics: Vec<&str> = chunk.iter().map(|(m, _)| *m).collect();
+        let sources: Vec<[u8; 16]> = chunk.iter().map(|(_, s)| *s).collect();
+        let rows: Vec<(String, Vec<u8>, i64, Option<i64>)> = sqlx::query_as(&format!(
+            "SELECT f.metric, f.owner_hash, f.occurred_at, {FACT_VALUE} FROM facts f \
+             WHERE f.tenant_id = $1 AND f.connector_id = $2 \
+             AND (f.metric, f.source_hash) IN (SELECT * FROM UNNEST($3::text[], $4::bytea[]))"
+        ))
+        .bind(tenant)
+        .bind(connector)
+        .bind(&metrics)
+        .bind(&sources)
+        .fetch_all(&mut **tx)
+        .await?;
+        for (metric, owner, at, value) in rows {
+            out.push(OldFact { metric, owner: keyed_hash(&owner)?.to_bytes(), at, value });
+        }
+    }
+    Ok(out)
 }
 
 /// Checks the lease and the integration under lock; returns the stored rejection counts.
@@ -686,6 +789,15 @@ async fn commit_pg(
     let money = load_money_context(&mut tx, tenant).await?;
     let mapped = load_mapped(&mut tx, tenant, connector).await?;
     let now = now_ms();
+    // Stored standings (see standings.rs): the old values of the keys a contest counts.
+    let counted = tx.counted(tenant).await?;
+    let mut deltas = Deltas::default();
+    let keys = batch.counted_keys(&counted);
+    if !keys.is_empty() {
+        for old in old_facts_pg(&mut tx, tenant, connector, &keys).await? {
+            deltas.add(&counted, &old.metric, old.owner, old.at, old.value, -1);
+        }
+    }
 
     if !batch.retractions.is_empty() {
         let metrics: Vec<&str> = batch.retractions.iter().map(|(m, _)| *m).collect();
@@ -710,8 +822,11 @@ async fn commit_pg(
     if rows.len() < PG_COPY_MIN || !copy_new_facts_pg(&mut tx, tenant, connector, now, &rows).await? {
         upsert_pg(&mut tx, tenant, connector, now, &rows).await?;
     }
+    add_new_rows(&counted, &mut deltas, &rows);
 
-    batch.counts.snapshot_deleted = resolve_snapshots_pg(&mut tx, tenant, connector, snapshots).await?;
+    batch.counts.snapshot_deleted =
+        resolve_snapshots_pg(&mut tx, tenant, connector, snapshots, &counted, &mut deltas).await?;
+    tx.apply_deltas(tenant, connector, &counted, deltas).await?;
     finish_commit_pg(&mut tx, lease, &batch.counts, cursor, &stored_rejected, rejected).await?;
     tx.commit().await?;
     Ok(batch.counts)
@@ -903,6 +1018,24 @@ async fn commit_sqlite(
     let money = load_money_context(&mut tx, tenant).await?;
     let mapped = load_mapped(&mut tx, tenant, connector).await?;
     let now = now_ms();
+    // Stored standings (see standings.rs): the old values of the keys a contest counts.
+    let counted = tx.counted(tenant).await?;
+    let mut deltas = Deltas::default();
+    for (metric, source) in batch.counted_keys(&counted) {
+        let old: Option<(Vec<u8>, i64, Option<i64>)> = sqlx::query_as(&format!(
+            "SELECT f.owner_hash, f.occurred_at, {FACT_VALUE} FROM facts f WHERE f.tenant_id = $1 \
+             AND f.connector_id = $2 AND f.metric = $3 AND f.source_hash = $4"
+        ))
+        .bind(tenant)
+        .bind(connector)
+        .bind(metric)
+        .bind(&source[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((owner, at, value)) = old {
+            deltas.add(&counted, metric, keyed_hash(&owner)?.to_bytes(), at, value, -1);
+        }
+    }
 
     let tenant_bytes = tenant.as_bytes().to_vec();
     for (metric, source) in &batch.retractions {
@@ -942,7 +1075,10 @@ async fn commit_sqlite(
             .execute(&mut *tx)
             .await?;
     }
-    batch.counts.snapshot_deleted = resolve_snapshots_sqlite(&mut tx, tenant, connector, snapshots).await?;
+    add_new_rows(&counted, &mut deltas, &rows);
+    batch.counts.snapshot_deleted =
+        resolve_snapshots_sqlite(&mut tx, tenant, connector, snapshots, &counted, &mut deltas).await?;
+    tx.apply_deltas(tenant, connector, &counted, deltas).await?;
 
     if let Some(cursor) = cursor {
         sqlx::query("UPDATE integrations SET cursor = $3 WHERE tenant_id = $1 AND connector_id = $2")

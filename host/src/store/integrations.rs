@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::crypto::secrets_aad;
 use super::error::{StoreError, not_found_on_foreign_key};
+use super::standings::StandingsTx;
 use super::types::{TenantId, UserId, now_ms, random_bytes, to_i64, to_u64};
 use super::{BeginWrite, Store};
 use crate::ingest::{Cursor, KeyedHash};
@@ -293,6 +294,8 @@ impl Store {
                     .bind(connector_id)
                     .execute(&mut *tx)
                     .await?;
+                // Contest totals are kept per integration: its rows go with its facts.
+                tx.drop_standings_of(tenant.as_uuid(), connector_id).await?;
             }
             tx.commit().await?;
             purged

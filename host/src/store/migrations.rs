@@ -27,6 +27,7 @@ const POSTGRES: &[Embedded] = &[
     (4, "engine", include_str!("../../migrations/postgres/0004_engine.sql")),
     (5, "incentives", include_str!("../../migrations/postgres/0005_incentives.sql")),
     (6, "privacy", include_str!("../../migrations/postgres/0006_privacy.sql")),
+    (7, "standings", include_str!("../../migrations/postgres/0007_standings.sql")),
     (8, "calendar targets", include_str!("../../migrations/postgres/0008_calendar_targets.sql")),
 ];
 
@@ -38,6 +39,7 @@ const SQLITE: &[Embedded] = &[
     (4, "engine", include_str!("../../migrations/sqlite/0004_engine.sql")),
     (5, "incentives", include_str!("../../migrations/sqlite/0005_incentives.sql")),
     (6, "privacy", include_str!("../../migrations/sqlite/0006_privacy.sql")),
+    (7, "standings", include_str!("../../migrations/sqlite/0007_standings.sql")),
     (8, "calendar targets", include_str!("../../migrations/sqlite/0008_calendar_targets.sql")),
 ];
 

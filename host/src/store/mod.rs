@@ -7,7 +7,8 @@
 //! in: every table carries `tenant_id` first in its keys and every query filters by it, so
 //! no method reads across tenants. The two deliberate exceptions are documented where
 //! they are: [`Store::authenticate`] (a bearer token names its tenant only through its
-//! hash) and the scheduler's queue ([`Store::claim_run`], [`Store::enqueue_due_runs`]).
+//! hash), the scheduler's queue ([`Store::claim_run`], [`Store::enqueue_due_runs`]) and the
+//! freezing tick ([`Store::contests_to_freeze`]).
 //!
 //! * [`tenants`]: tenants, users, API tokens, teams, exchange rates.
 //! * [`integrations`]: the opt-in, sealed secrets, cursors, owner mappings.
@@ -15,6 +16,7 @@
 //! * [`facts`]: the ingestion commit, currency conversion, KPI totals.
 //! * [`engine`]: contests, targets and the dated facts they are measured by.
 //! * [`calendar`]: a tenant's working calendar and its users' join dates.
+//! * [`standings`]: contests' running totals, kept by the writes that change facts.
 //! * [`audit`]: the append-only audit log.
 //! * [`crypto`]: the master key and sealing of secrets at rest.
 //! * [`fx`]: exact exchange-rate arithmetic.
@@ -76,6 +78,7 @@ pub mod fx;
 pub mod integrations;
 mod migrations;
 pub mod runs;
+pub mod standings;
 pub mod tenants;
 pub mod types;
 
