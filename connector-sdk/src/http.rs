@@ -192,6 +192,17 @@ impl HttpResponse {
         let text = std::str::from_utf8(self.body.as_bytes()).map_err(|_| bad())?;
         serde_json::from_str(text).map_err(|_| bad())
     }
+
+    /// Like [`HttpResponse::json`], through [`crate::json::skim`]: the same types, the same
+    /// answers and the same errors, but the fields `T` ignores are only checked for syntax,
+    /// never read (the Pipedrive connector's benchmark sync takes about a fifth less time
+    /// with it). Prefer it for list pages of which a connector reads a few fields per
+    /// record; not for types with `#[serde(deny_unknown_fields)]`, which it cannot honour.
+    pub fn skim_json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, ConnectorError> {
+        let bad = || ConnectorError::with_status(codes::BAD_JSON, self.status);
+        let text = std::str::from_utf8(self.body.as_bytes()).map_err(|_| bad())?;
+        crate::json::skim::from_str(text).map_err(|_| bad())
+    }
 }
 
 /// Why a request produced no answer.

@@ -7,12 +7,17 @@
 //!   lists (`{"data": [...], "additional_data": {...}}`, as Pipedrive sends them), for use
 //!   with [`crate::Ctx::get_cursor_paged`] and [`crate::Ctx::get_offset_paged`].
 //! * [`crate::Decimal`] (in [`crate::money`]) reads an amount exactly.
+//! * [`skim`] is a deserializer for large pages: the same types and answers as
+//!   `serde_json`, but fields a type ignores are only checked, not read
+//!   ([`crate::HttpResponse::skim_json`]).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 
 use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+pub mod skim;
 
 /// A JSON string field that borrows from the body where it can.
 ///
@@ -93,7 +98,7 @@ where
 
 /// One page of a cursor-paged list: `{"data": [...], "additional_data": {"next_cursor": …}}`
 /// (Pipedrive API v2). The list ends when `next_cursor` is `null` or absent.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, PartialEq, serde::Deserialize)]
 #[serde(bound(deserialize = "T: Deserialize<'de>"))]
 pub struct CursorPage<T> {
     /// The records of this page.
@@ -103,7 +108,7 @@ pub struct CursorPage<T> {
     additional_data: Option<CursorData>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, PartialEq, serde::Deserialize)]
 struct CursorData {
     #[serde(default)]
     next_cursor: Option<String>,

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, Error as _};
+use serde::de::{Deserialize, Deserializer, Visitor};
 use serde_json::value::RawValue;
 
 /// Why a value from the CRM could not be read.
@@ -41,7 +41,7 @@ pub struct Currency([u8; 3]);
 impl Currency {
     /// Reads a code; surrounding whitespace is ignored, lowercase letters are refused.
     pub fn parse(code: &str) -> Result<Currency, ValueError> {
-        match code.trim().as_bytes() {
+        match trim(code).as_bytes() {
             &[a, b, c] if [a, b, c].iter().all(u8::is_ascii_uppercase) => Ok(Currency([a, b, c])),
             _ => Err(ValueError::Syntax),
         }
@@ -106,6 +106,18 @@ impl fmt::Display for Money {
     }
 }
 
+/// `text.trim()`, skipping the call when `text` neither starts nor ends with whitespace
+/// (CRM values almost never do): `str::trim` decodes characters from both ends, which is
+/// not free per field of a large page.
+#[inline]
+pub(crate) fn trim(text: &str) -> &str {
+    match text.as_bytes() {
+        [first, .., last] if (b'!'..0x80).contains(first) && (b'!'..0x80).contains(last) => text,
+        [only] if (b'!'..0x80).contains(only) => text,
+        _ => text.trim(),
+    }
+}
+
 /// The most significant digits a decimal may have; beyond this it is refused as out of range.
 const MAX_DIGITS: u32 = 36;
 
@@ -116,7 +128,15 @@ const MAX_DIGITS: u32 = 36;
 /// the sixth decimal place are rounded half away from zero. Values beyond the range of `i64`
 /// micros (about ±9.2 trillion units) are [`ValueError::OutOfRange`].
 pub fn parse_micros(text: &str) -> Result<i64, ValueError> {
-    let bytes = text.trim().as_bytes();
+    let bytes = trim(text).as_bytes();
+    match plain_micros(bytes) {
+        Some(micros) => Ok(micros),
+        None => general_micros(bytes),
+    }
+}
+
+/// [`parse_micros`] for any accepted shape, in 128-bit arithmetic.
+fn general_micros(bytes: &[u8]) -> Result<i64, ValueError> {
     let mut at = 0;
     let negative = match bytes.first() {
         Some(b'-') => {
@@ -220,6 +240,36 @@ pub fn parse_micros(text: &str) -> Result<i64, ValueError> {
     i64::try_from(micros).map_err(|_| ValueError::OutOfRange)
 }
 
+/// The common case of [`parse_micros`] in 64-bit arithmetic: optional `-`, 1 to 12 integer
+/// digits, optionally `.` and 1 to 6 fraction digits, nothing else. `None` for anything
+/// else, which the general (128-bit) path then reads. The general path multiplies in
+/// `i128`, which compiled for `wasm32` is a call per digit.
+fn plain_micros(bytes: &[u8]) -> Option<i64> {
+    let (negative, digits) = match bytes.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, bytes),
+    };
+    let (units, fraction) = match digits.iter().position(|&b| b == b'.') {
+        Some(dot) => (&digits[..dot], &digits[dot + 1..]),
+        None => (digits, &[][..]),
+    };
+    if units.is_empty() || units.len() > 12 || fraction.len() > 6 || (fraction.is_empty() && units.len() < digits.len())
+    {
+        return None;
+    }
+    let mut micros: i64 = 0;
+    for &b in units.iter().chain(fraction) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        micros = micros * 10 + i64::from(b - b'0');
+    }
+    for _ in fraction.len()..6 {
+        micros *= 10;
+    }
+    Some(if negative { -micros } else { micros })
+}
+
 /// A decimal amount read exactly from JSON, as integer micros.
 ///
 /// It deserializes from a JSON number (`12750.5`, using the number's own text) or from a
@@ -248,14 +298,39 @@ impl Decimal {
 
 impl<'de> Deserialize<'de> for Decimal {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = <&'de RawValue>::deserialize(deserializer)?;
-        let text = raw.get();
-        let text = match text.strip_prefix('"') {
-            Some(quoted) => quoted.strip_suffix('"').unwrap_or(quoted),
-            None => text,
-        };
-        parse_micros(text).map(Decimal).map_err(|e| D::Error::custom(format_args!("expected a decimal amount: {e}")))
+        /// Reads the number's own text: `serde_json` lends it as a `RawValue` inside the
+        /// newtype struct, [`crate::json::skim`] answers the SDK's own name with the text.
+        struct DecimalVisitor;
+
+        impl<'de> Visitor<'de> for DecimalVisitor {
+            type Value = Decimal;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal amount")
+            }
+
+            fn visit_newtype_struct<D: Deserializer<'de>>(self, deserializer: D) -> Result<Decimal, D::Error> {
+                let raw = <&'de RawValue>::deserialize(deserializer)?;
+                let text = raw.get();
+                let text = match text.strip_prefix('"') {
+                    Some(quoted) => quoted.strip_suffix('"').unwrap_or(quoted),
+                    None => text,
+                };
+                decimal_from_text(text)
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Decimal, E> {
+                decimal_from_text(text)
+            }
+        }
+
+        deserializer.deserialize_newtype_struct(crate::json::skim::DECIMAL_TOKEN, DecimalVisitor)
     }
+}
+
+/// A decimal from the text of a JSON number or the contents of a JSON string.
+fn decimal_from_text<E: serde::de::Error>(text: &str) -> Result<Decimal, E> {
+    parse_micros(text).map(Decimal).map_err(|e| E::custom(format_args!("expected a decimal amount: {e}")))
 }
 
 #[cfg(test)]
@@ -286,6 +361,49 @@ mod tests {
         ];
         for (text, micros) in cases {
             assert_eq!(parse_micros(text), Ok(micros), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_plain_path_agrees_with_the_general_one() {
+        let texts = [
+            "0",
+            "7",
+            "-7",
+            "-0",
+            "12750.5",
+            "12750.50",
+            "0.000001",
+            "-0.25",
+            "999999999999.999999",
+            "1000000000000",
+            "1.2345678",
+            "5.",
+            ".5",
+            "-",
+            "-.5",
+            "1e3",
+            "00012.000",
+            "1.-2",
+            "--1",
+            "1..2",
+            "",
+            "1.5.",
+        ];
+        let mut plain = 0;
+        for text in texts {
+            if let Some(micros) = plain_micros(text.as_bytes()) {
+                assert_eq!(Ok(micros), general_micros(text.as_bytes()), "{text}");
+                plain += 1;
+            }
+        }
+        assert_eq!(plain, 10);
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        for text in ["", " ", "a", " a", "a ", "\u{a0}a", "a\u{3000}", "\ta\n", "\u{1f}a", "ab", "é", "12:00Z"] {
+            assert_eq!(trim(text), text.trim(), "{text:?}");
         }
     }
 

@@ -22,7 +22,7 @@ const DAY_MS: i64 = 86_400_000;
 /// alone are epoch milliseconds, a date alone is midnight UTC, and a date and time without a
 /// zone is UTC.
 pub fn parse_timestamp(text: &str) -> Result<i64, ValueError> {
-    let text = text.trim();
+    let text = crate::money::trim(text);
     let bytes = text.as_bytes();
     if !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) {
         return text.parse::<i64>().map_err(|_| ValueError::OutOfRange);
@@ -36,7 +36,7 @@ pub fn parse_timestamp(text: &str) -> Result<i64, ValueError> {
 
 /// Reads a date `YYYY-MM-DD` as midnight UTC, in epoch milliseconds.
 pub fn parse_date(text: &str) -> Result<i64, ValueError> {
-    let bytes = text.trim().as_bytes();
+    let bytes = crate::money::trim(text).as_bytes();
     if bytes.len() != 10 {
         return Err(ValueError::Syntax);
     }
@@ -47,7 +47,7 @@ pub fn parse_date(text: &str) -> Result<i64, ValueError> {
 /// Reads `YYYY-MM-DD HH:MM:SS` (or with `T` between date and time, and an optional
 /// fraction), taken as UTC, in epoch milliseconds.
 pub fn parse_datetime_utc(text: &str) -> Result<i64, ValueError> {
-    let bytes = text.trim().as_bytes();
+    let bytes = crate::money::trim(text).as_bytes();
     let (ms, rest) = date_time_ms(bytes)?;
     if !rest.is_empty() {
         return Err(ValueError::Syntax);
@@ -61,7 +61,7 @@ pub fn parse_datetime_utc(text: &str) -> Result<i64, ValueError> {
 /// beyond milliseconds are dropped, and a time without any zone is refused (use
 /// [`parse_datetime_utc`] for those).
 pub fn parse_rfc3339(text: &str) -> Result<i64, ValueError> {
-    let bytes = text.trim().as_bytes();
+    let bytes = crate::money::trim(text).as_bytes();
     let (ms, zone) = date_time_ms(bytes)?;
     Ok(ms - zone_offset_ms(zone)?)
 }
@@ -142,7 +142,7 @@ pub fn days_in_month(year: i32, month: u8) -> u8 {
 /// Reads a date `YYYY-MM-DD` as a [`CalendarDate`] (no time zone attached), for
 /// [`crate::OccurredAt::Date`].
 pub fn parse_calendar_date(text: &str) -> Result<CalendarDate, ValueError> {
-    let bytes = text.trim().as_bytes();
+    let bytes = crate::money::trim(text).as_bytes();
     if bytes.len() != 10 {
         return Err(ValueError::Syntax);
     }

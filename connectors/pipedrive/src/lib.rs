@@ -150,8 +150,8 @@ impl Connector for Pipedrive {
     }
 }
 
-/// The fields of a v2 deal the connector reads; serde skips the rest (titles, names, notes)
-/// without keeping them.
+/// The fields of a v2 deal the connector reads; the rest (titles, names, notes) are only
+/// checked for syntax and never read (pages are decoded with `HttpResponse::skim_json`).
 #[derive(Deserialize)]
 struct Deal<'a> {
     id: i64,
@@ -306,7 +306,7 @@ impl Run {
     /// Reads every deal changed since the watermark, in every status but deleted.
     fn deals(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         self.read_pages(ctx, DEALS_PATH, None, DEALS_SINCE, |run, ctx, response| {
-            let page: CursorPage<Deal<'_>> = response.json()?;
+            let page: CursorPage<Deal<'_>> = response.skim_json()?;
             for deal in &page.data {
                 run.deals_read += 1;
                 if let Some(updated) = time_of(&deal.update_time) {
@@ -322,7 +322,7 @@ impl Run {
     fn deleted(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         let status = Some("deleted");
         self.read_pages(ctx, DEALS_PATH, status, DELETED_SINCE, |run, ctx, response| {
-            let page: CursorPage<Deal<'_>> = response.json()?;
+            let page: CursorPage<Deal<'_>> = response.skim_json()?;
             for deal in &page.data {
                 run.deleted_read += 1;
                 if let Some(updated) = time_of(&deal.update_time) {
@@ -339,7 +339,7 @@ impl Run {
     /// Reads every activity changed since the watermark.
     fn activities(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         self.read_pages(ctx, ACTIVITIES_PATH, None, ACTIVITIES_SINCE, |run, ctx, response| {
-            let page: CursorPage<Activity<'_>> = response.json()?;
+            let page: CursorPage<Activity<'_>> = response.skim_json()?;
             for activity in &page.data {
                 run.activities_read += 1;
                 if let Some(updated) = time_of(&activity.update_time) {
