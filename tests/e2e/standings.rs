@@ -284,9 +284,10 @@ async fn a_contest_is_frozen_at_its_end_without_a_read(backend: Backend) {
     t.enable_pipedrive(&fake.base_url(), TOKEN).await.expect(200);
     t.sync_pipedrive().await;
 
-    // A contest ending in a few seconds; nobody reads it.
+    // A contest ending in a few seconds; nobody reads it. (Seconds enough for the creation
+    // and one read on a loaded machine.)
     let now = Timestamp::now_utc();
-    let window = (now.plus_secs(-400 * DAY), now.plus_secs(4));
+    let window = (now.plus_secs(-400 * DAY), now.plus_secs(10));
     let users: Vec<&String> = people.keys().collect();
     let body = json!({"name": "Sprint", "metric": "deals_won", "starts_at": window.0.to_string(),
         "ends_at": window.1.to_string(), "participants": {"users": users}});
@@ -296,14 +297,15 @@ async fn a_contest_is_frozen_at_its_end_without_a_read(backend: Backend) {
     let before = fake.with(|crm| crm.expected_totals_between(Some(window.0), Some(window.1)));
 
     // The tick freezes it once the end passes: the definition (which never freezes) shows it
-    // final, frozen within a few seconds of the end.
-    let view = app::eventually("the tick to freeze the contest", Duration::from_secs(20), || async {
+    // final, frozen soon after the end (the tick runs every second; the bound leaves room
+    // for a loaded machine).
+    let view = app::eventually("the tick to freeze the contest", Duration::from_secs(60), || async {
         let view = api.get(&format!("/v1/contests/{id}"), &t.manager).await.expect(200).clone();
         (view["status"] == "final").then_some(view)
     })
     .await;
     let frozen_at = Timestamp::parse_rfc3339(&str_of(&view["frozen_at"])).expect("frozen_at");
-    assert!(frozen_at >= window.1 && frozen_at < window.1.plus_secs(5), "frozen at the end: {view}");
+    assert!(frozen_at >= window.1 && frozen_at < window.1.plus_secs(30), "frozen at the end: {view}");
 
     // A won deal inside the window is lost after the end, and synced.
     let (owner, deal) = fake.with(|crm| {
