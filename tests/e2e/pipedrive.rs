@@ -327,6 +327,48 @@ async fn crm_edits_reach_the_totals_on_the_next_incremental_sync() {
 }
 
 #[tokio::test]
+async fn archived_deals_are_read_from_their_own_list_and_still_count_when_won() {
+    let pd = Pipedrive::start(104, 3, 220, 120).await;
+    let (won, lost) = pd.fake.with(|crm| {
+        let live = |s: DealStatus| -> Vec<u64> {
+            crm.deals().iter().filter(|d| d.status == s && !d.is_deleted()).map(|d| d.id).collect()
+        };
+        (live(DealStatus::Won), live(DealStatus::Lost))
+    });
+    assert!(won.len() >= 4 && !lost.is_empty());
+    // Archived before the first sync: gone from `/api/v2/deals`, listed under `/archived`.
+    pd.fake.with(|crm| {
+        crm.archive_deal(won[0]).unwrap();
+        crm.archive_deal(won[1]).unwrap();
+        crm.archive_deal(lost[0]).unwrap();
+    });
+    let report = pd.sync().await;
+    assert_eq!(report.result, Ok(SyncOutcome::Complete));
+    let expected = pd.expected();
+    assert_eq!(pd.totals(), expected, "archived won deals count like any won deal");
+    assert_eq!(pd.facts(), fact_count(&expected));
+    let log = pd.requests();
+    assert!(log.iter().any(|r| r.path == "/api/v2/deals/archived"), "the archived list is read");
+
+    // Later: another won deal archived (its facts stay), an archived one brought back and
+    // lost (its facts go), a deal won and archived at once.
+    pd.fake.with(|crm| {
+        let now = crm.now();
+        crm.archive_deal(won[2]).unwrap();
+        crm.unarchive_deal(won[0]).unwrap();
+        crm.mark_deal_lost(won[0]).unwrap();
+        crm.mark_deal_won(lost[0], now).unwrap();
+    });
+    let expected_after = pd.expected();
+    assert_ne!(expected_after, expected);
+    let report = pd.sync().await;
+    assert_eq!(report.result, Ok(SyncOutcome::Complete));
+    assert!(report.stats.rejected.is_empty(), "rejected: {:?}", report.stats.rejected);
+    assert_eq!(pd.totals(), expected_after);
+    assert_eq!(pd.facts(), fact_count(&expected_after));
+}
+
+#[tokio::test]
 async fn rate_limits_and_server_errors_in_the_middle_are_absorbed_by_the_host() {
     let pd = Pipedrive::start(104, 3, 200, 260).await;
     // Deals answer; the deleted deals get a 429 (Retry-After: 1) and then answer; the
@@ -358,13 +400,15 @@ async fn rate_limits_and_server_errors_in_the_middle_are_absorbed_by_the_host() 
 async fn an_exhausted_daily_budget_keeps_what_was_checkpointed_and_a_later_sync_completes() {
     // Two pages of activities, so the budget runs out between checkpoints.
     let pd = Pipedrive::start(105, 3, 150, 700).await;
-    // 1 deals, 2 deleted deals, 3 activities page 1, 4 activities page 2: budget spent.
-    pd.fault_at(4, Fault::DailyBudgetExhausted);
+    // 1 deals, 2 archived deals, 3 deleted deals, 4 activities page 1, 5 activities page 2:
+    // budget spent.
+    pd.fault_at(5, Fault::DailyBudgetExhausted);
     let report = pd.sync().await;
     assert!(matches!(report.result, Ok(SyncOutcome::BudgetExhausted(_))), "{:?}", report.result);
     let log = pd.requests();
-    assert_eq!(log.len(), 4, "a spent daily budget is not retried: {log:?}");
-    assert_eq!(log[3].status, 429);
+    assert_eq!(log.len(), 5, "a spent daily budget is not retried: {log:?}");
+    assert_eq!(log[3].path, "/api/v2/activities");
+    assert_eq!(log[4].status, 429);
 
     // What the fake served before the budget ran out is committed: every deal, and the
     // activities of the first page (sorted by update_time, then id).

@@ -11,8 +11,10 @@
 //!   activity deleted, undone or changed to another type retracts it.
 //!
 //! How it reads: `/api/v2/deals` (every status but deleted, so a won deal that became lost
-//! is seen), `/api/v2/deals?status=deleted` (Pipedrive keeps deleted deals for about 30
-//! days) and `/api/v2/activities`, each sorted by `update_time` ascending, 500 to a page,
+//! is seen), `/api/v2/deals/archived` (since 2025-07-15 archived deals are listed only there;
+//! an archived won deal is still won; a server without that route answers 404, read as "no
+//! archived deals"), `/api/v2/deals?status=deleted` (Pipedrive keeps deleted deals for
+//! about 30 days) and `/api/v2/activities`, each sorted by `update_time` ascending, 500 to a page,
 //! from `updated_since` (inclusive) of its own watermark in the cursor. The first sync reads
 //! everything. After every page it checkpoints the cursor with the largest `update_time`
 //! seen, so a sync that stops resumes where it was; the overlap it re-reads is harmless
@@ -52,6 +54,8 @@ pub const MEETINGS: &str = "meetings";
 
 /// Cursor key: the largest `update_time` of the deals read, in epoch milliseconds.
 pub const DEALS_SINCE: &str = "deals_since_ms";
+/// Cursor key: the largest `update_time` of the archived deals read, in epoch milliseconds.
+pub const ARCHIVED_SINCE: &str = "archived_since_ms";
 /// Cursor key: the largest `update_time` of the deleted deals read, in epoch milliseconds.
 pub const DELETED_SINCE: &str = "deleted_since_ms";
 /// Cursor key: the largest `update_time` of the activities read, in epoch milliseconds.
@@ -61,6 +65,10 @@ pub const ACTIVITIES_SINCE: &str = "activities_since_ms";
 pub const SYNC_SUMMARY: &str = "sync_summary";
 /// Log code and field: deals read.
 pub const DEALS_READ: &str = "deals_read";
+/// Log code and field: archived deals read.
+pub const ARCHIVED_READ: &str = "archived_read";
+/// Log code: the server has no archived-deals route (404); only non-archived deals were read.
+pub const ARCHIVED_UNAVAILABLE: &str = "archived_unavailable";
 /// Log code and field: deleted deals read.
 pub const DELETED_READ: &str = "deleted_read";
 /// Log code and field: activities read.
@@ -73,6 +81,8 @@ pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
 
 /// The v2 deals list.
 const DEALS_PATH: &str = "/api/v2/deals";
+/// The v2 archived deals list.
+const ARCHIVED_PATH: &str = "/api/v2/deals/archived";
 /// The v2 activities list.
 const ACTIVITIES_PATH: &str = "/api/v2/activities";
 
@@ -96,10 +106,12 @@ impl Connector for Pipedrive {
             .with_metric(REVENUE, MetricKind::Money)
             .with_metric(CALLS, MetricKind::Count)
             .with_metric(MEETINGS, MetricKind::Count)
-            .with_cursor_keys(&[DEALS_SINCE, DELETED_SINCE, ACTIVITIES_SINCE])
+            .with_cursor_keys(&[DEALS_SINCE, ARCHIVED_SINCE, DELETED_SINCE, ACTIVITIES_SINCE])
             .with_log_codes(&[
                 SYNC_SUMMARY,
                 DEALS_READ,
+                ARCHIVED_READ,
+                ARCHIVED_UNAVAILABLE,
                 DELETED_READ,
                 ACTIVITIES_READ,
                 RECORDS_SKIPPED,
@@ -125,6 +137,7 @@ impl Connector for Pipedrive {
             SYNC_SUMMARY,
             &[
                 (DEALS_READ, run.deals_read),
+                (ARCHIVED_READ, run.archived_read),
                 (DELETED_READ, run.deleted_read),
                 (ACTIVITIES_READ, run.activities_read),
                 (RECORDS_SKIPPED, run.skipped),
@@ -244,6 +257,7 @@ struct Run {
     /// On the first sync, the activities upserted so far.
     done_activities: IdSet,
     deals_read: i64,
+    archived_read: i64,
     deleted_read: i64,
     activities_read: i64,
     skipped: i64,
@@ -262,15 +276,18 @@ impl Run {
             won_deals: IdSet::default(),
             done_activities: IdSet::default(),
             deals_read: 0,
+            archived_read: 0,
             deleted_read: 0,
             activities_read: 0,
             skipped: 0,
         }
     }
 
-    /// Reads the deals, the deleted deals and the activities, in that order.
+    /// Reads the deals, the archived deals, the deleted deals and the activities, in that
+    /// order.
     fn read_all(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         self.deals(ctx)?;
+        self.archived(ctx)?;
         self.deleted(ctx)?;
         self.activities(ctx)
     }
@@ -316,6 +333,32 @@ impl Run {
             }
             Ok(page.next_cursor().map(str::to_owned))
         })
+    }
+
+    /// Reads the archived deals changed since the watermark: each counts as in `deals` (an
+    /// archived won deal stays won). A 404 on the first page means the server has no such
+    /// route (an older or partial API): logged, and the sync goes on without archived deals.
+    fn archived(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
+        let mut pages = 0;
+        let read = self.read_pages(ctx, ARCHIVED_PATH, None, ARCHIVED_SINCE, |run, ctx, response| {
+            pages += 1;
+            let page: CursorPage<Deal<'_>> = response.skim_json()?;
+            for deal in &page.data {
+                run.archived_read += 1;
+                if let Some(updated) = time_of(&deal.update_time) {
+                    run.cursor.advance(ARCHIVED_SINCE, updated);
+                }
+                run.deal(ctx, deal)?;
+            }
+            Ok(page.next_cursor().map(str::to_owned))
+        });
+        match read {
+            Err(error) if pages == 0 && error.http_status == Some(404) => {
+                ctx.log(LogLevel::Warn, ARCHIVED_UNAVAILABLE, &[]);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Reads the deals deleted since the watermark.

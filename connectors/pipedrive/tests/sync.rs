@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use oneup_connector_pipedrive::{
-    ACTIVITIES_SINCE, CALLS, DEALS_SINCE, DEALS_WON, DELETED_SINCE, MEETINGS, Pipedrive, REVENUE,
+    ACTIVITIES_SINCE, ARCHIVED_SINCE, ARCHIVED_UNAVAILABLE, CALLS, DEALS_SINCE, DEALS_WON, DELETED_SINCE, MEETINGS,
+    Pipedrive, REVENUE,
 };
 use oneup_connector_sdk::testing::{DEFAULT_NOW_MS, FakeHost, run_roster, run_sync};
 use oneup_connector_sdk::time::{format_rfc3339, parse_rfc3339};
@@ -72,6 +73,7 @@ fn first_sync_host() -> FakeHost {
     let deleted_since = first_deleted_since();
     host.respond_json("/api/v2/deals", &list_query(&[]), DEALS_PAGE1);
     host.respond_json("/api/v2/deals", &list_query(&[("cursor", DEALS_CURSOR)]), DEALS_PAGE2);
+    host.respond_json("/api/v2/deals/archived", &list_query(&[]), EMPTY);
     host.respond_json("/api/v2/deals", &list_query(&[("status", "deleted"), ("updated_since", &deleted_since)]), EMPTY);
     host.respond_json("/api/v2/activities", &list_query(&[]), ACTIVITIES_PAGE1);
     host.respond_json("/api/v2/activities", &list_query(&[("cursor", ACTIVITIES_CURSOR)]), ACTIVITIES_PAGE2);
@@ -81,14 +83,19 @@ fn first_sync_host() -> FakeHost {
 /// A cursor as a sync on 2025-06-10 would have left it.
 fn cursor_of_june_10() -> Cursor {
     let june_10 = ms("2025-06-10T00:00:00Z");
-    Cursor::new().with(DEALS_SINCE, june_10).with(DELETED_SINCE, june_10).with(ACTIVITIES_SINCE, june_10)
+    Cursor::new()
+        .with(DEALS_SINCE, june_10)
+        .with(ARCHIVED_SINCE, june_10)
+        .with(DELETED_SINCE, june_10)
+        .with(ACTIVITIES_SINCE, june_10)
 }
 
 /// Serves an incremental sync from [`cursor_of_june_10`] with these deal, deleted-deal and
-/// activity pages.
+/// activity pages (and no archived deal).
 fn serve_incremental(host: &mut FakeHost, deals: &str, deleted: &str, activities: &str) {
     let since = [("updated_since", "2025-06-10T00:00:00Z")];
     host.respond_json("/api/v2/deals", &list_query(&since), deals);
+    host.respond_json("/api/v2/deals/archived", &list_query(&since), EMPTY);
     host.respond_json("/api/v2/deals", &list_query(&[("status", "deleted"), since[0]]), deleted);
     host.respond_json("/api/v2/activities", &list_query(&since), activities);
 }
@@ -126,7 +133,7 @@ fn the_descriptor_is_what_the_contract_says() {
             ("meetings", MetricKind::Count),
         ]
     );
-    assert_eq!(d.cursor_keys, ["deals_since_ms", "deleted_since_ms", "activities_since_ms"]);
+    assert_eq!(d.cursor_keys, ["deals_since_ms", "archived_since_ms", "deleted_since_ms", "activities_since_ms"]);
     for code in oneup_connector_sdk::STANDARD_CODES {
         assert!(d.declares_code(code), "{code}");
     }
@@ -189,6 +196,7 @@ fn pages_follow_the_cursor_and_each_page_is_checkpointed() {
         [
             ("/api/v2/deals", None),
             ("/api/v2/deals", Some(DEALS_CURSOR)),
+            ("/api/v2/deals/archived", None),
             ("/api/v2/deals", None),
             ("/api/v2/activities", None),
             ("/api/v2/activities", Some(ACTIVITIES_CURSOR)),
@@ -201,7 +209,8 @@ fn pages_follow_the_cursor_and_each_page_is_checkpointed() {
     let last = host.last_checkpoint().unwrap();
     assert_eq!(last.get(DEALS_SINCE), Some(ms("2025-06-09T12:00:04Z")));
     assert_eq!(last.get(ACTIVITIES_SINCE), Some(ms("2025-06-12T10:20:31Z")));
-    // Every page's changes are handed over before its checkpoint.
+    // Every page's changes are handed over before its checkpoint (the empty pages of archived
+    // and deleted deals hand over none).
     assert_eq!(host.batch_sizes(), [6, 4, 2, 1]);
 }
 
@@ -218,7 +227,7 @@ fn a_second_sync_resumes_from_the_final_cursor() {
     let before = host.changes().len();
     assert_eq!(run_sync(Pipedrive, &mut host, Some(cursor.clone())), Ok(SyncOutcome::Complete));
     assert_clean(&host);
-    assert_eq!(host.requests().len(), 3);
+    assert_eq!(host.requests().len(), 4);
     assert_eq!(host.changes().len(), before);
     assert_eq!(host.last_checkpoint(), Some(&cursor));
 }
@@ -398,4 +407,57 @@ fn a_body_that_is_not_json_is_bad_json() {
     host.respond_json("/api/v2/deals", &list_query(&[]), "<html>maintenance</html>");
     let error = run_sync(Pipedrive, &mut host, None).unwrap_err();
     assert_eq!(error, ConnectorError::with_status(codes::BAD_JSON, 200));
+}
+
+/// Deal 1002 of the incremental fixture, archived while won (archiving keeps the status).
+fn archived_won_page() -> String {
+    let won = DEALS_CHANGED.replace(r#""status": "lost""#, r#""status": "won""#);
+    won.replace(r#""won_time": null"#, r#""won_time": "2025-06-13T14:05:51Z""#)
+        .replace(r#""is_archived": false"#, r#""is_archived": true"#)
+}
+
+#[test]
+fn archived_won_deals_still_count_and_are_read_from_their_own_list() {
+    let mut host = host();
+    serve_incremental(&mut host, EMPTY, EMPTY, EMPTY);
+    let since = [("updated_since", "2025-06-10T00:00:00Z")];
+    host.respond_json("/api/v2/deals/archived", &list_query(&since), &archived_won_page());
+    assert_eq!(run_sync(Pipedrive, &mut host, Some(cursor_of_june_10())), Ok(SyncOutcome::Complete));
+    assert_clean(&host);
+    let facts = host.facts();
+    // Both deals of the page are won: each counts, revenue in its own currency.
+    assert_eq!(host.count_total(DEALS_WON), 2);
+    assert_eq!(host.money_totals(REVENUE)["EUR"], 124_800_000_000);
+    assert!(facts.contains_key(&("deals_won".to_owned(), "1006".to_owned())));
+    // The archived list has its own watermark.
+    let last = host.last_checkpoint().unwrap();
+    assert_eq!(last.get(ARCHIVED_SINCE), Some(ms("2025-06-13T14:05:51Z")));
+    assert_eq!(last.get(DEALS_SINCE), Some(ms("2025-06-10T00:00:00Z")));
+    let summary = host.logs().last().unwrap();
+    assert!(summary.fields.contains(&(oneup_connector_pipedrive::ARCHIVED_READ.to_owned(), 2)));
+}
+
+#[test]
+fn a_server_without_the_archived_route_is_read_without_it() {
+    // No canned answer for `/api/v2/deals/archived`: the fake host answers 404, as a server
+    // predating the route would.
+    let mut host = host();
+    let deleted_since = first_deleted_since();
+    host.respond_json("/api/v2/deals", &list_query(&[]), DEALS_PAGE1);
+    host.respond_json("/api/v2/deals", &list_query(&[("cursor", DEALS_CURSOR)]), DEALS_PAGE2);
+    host.respond_json("/api/v2/deals", &list_query(&[("status", "deleted"), ("updated_since", &deleted_since)]), EMPTY);
+    host.respond_json("/api/v2/activities", &list_query(&[]), ACTIVITIES_PAGE1);
+    host.respond_json("/api/v2/activities", &list_query(&[("cursor", ACTIVITIES_CURSOR)]), ACTIVITIES_PAGE2);
+    assert_eq!(run_sync(Pipedrive, &mut host, None), Ok(SyncOutcome::Complete));
+    let unmatched: Vec<&str> = host.unmatched_requests().iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(unmatched, ["/api/v2/deals/archived"]);
+    assert_eq!(totals(&host).0, 5);
+    assert!(host.logs().iter().any(|l| l.code == ARCHIVED_UNAVAILABLE));
+    assert_eq!(host.last_checkpoint().unwrap().get(ARCHIVED_SINCE), None);
+
+    // A 404 after the first page is an error, not a missing route.
+    let mut host = first_sync_host();
+    host.respond_json("/api/v2/deals/archived", &list_query(&[]), DEALS_PAGE1);
+    let error = run_sync(Pipedrive, &mut host, None).unwrap_err();
+    assert_eq!(error.http_status, Some(404), "{error:?}");
 }

@@ -179,12 +179,9 @@ impl Crm {
             });
         }
         let body = match segments.as_slice() {
-            ["api", "v2", "deals"] => self.list_deals(q),
-            ["api", "v2", "deals", "archived"] => {
-                // Archived deals are served only here; the fake has none.
-                list_params(q, Deal::SORT_FIELDS)?;
-                Ok(page_body(std::iter::empty::<&Deal>(), None, |_, _| {}))
-            }
+            ["api", "v2", "deals"] => self.list_deals(q, false),
+            // Archived deals are served only here, with the same parameters.
+            ["api", "v2", "deals", "archived"] => self.list_deals(q, true),
             ["api", "v2", "activities"] => self.list_activities(q),
             ["api", "v2", "persons"] => self.list_persons(q),
             ["api", "v2", "organizations"] => self.list_organizations(q),
@@ -225,7 +222,8 @@ impl Crm {
         Ok(data_body(&UserV1 { user, is_you: self.users.first().is_some_and(|u| u.id == user.id) }))
     }
 
-    fn list_deals(&self, q: &Query<'_>) -> Result<Vec<u8>, ApiError> {
+    /// `/api/v2/deals` (`archived` false) or `/api/v2/deals/archived` (true).
+    fn list_deals(&self, q: &Query<'_>, archived: bool) -> Result<Vec<u8>, ApiError> {
         let params = list_params(q, Deal::SORT_FIELDS)?;
         let (mut open, mut won, mut lost, mut deleted) = (true, true, true, false);
         if let Some(list) = q.get("status") {
@@ -263,6 +261,7 @@ impl Crm {
                     }
                 };
                 status_ok
+                    && d.archived == archived
                     && owner.is_none_or(|o| d.owner_id == o)
                     && person.is_none_or(|p| d.person_id == Some(p))
                     && org.is_none_or(|o| d.org_id == Some(o))
@@ -631,7 +630,7 @@ impl Serialize for DealV2<'_> {
             update_time: d.update_time,
             stage_change_time: d.stage_change_time,
             is_deleted: d.is_deleted(),
-            is_archived: false,
+            is_archived: d.archived,
             status: if d.is_deleted() { "deleted" } else { d.status.as_str() },
             probability: d.probability,
             lost_reason: d.lost_reason.as_deref(),

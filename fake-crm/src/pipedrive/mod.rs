@@ -591,6 +591,17 @@ impl Crm {
         self.change_deal(id, |d, now| d.deleted_at = Some(now))
     }
 
+    /// Archives a deal now: from then on it is listed only under `/api/v2/deals/archived`
+    /// (with `is_archived: true`), its status unchanged.
+    pub fn archive_deal(&mut self, id: u64) -> Result<(), CrmError> {
+        self.change_deal(id, |d, _| d.archived = true)
+    }
+
+    /// Undoes [`Crm::archive_deal`]: the deal is back in `/api/v2/deals`.
+    pub fn unarchive_deal(&mut self, id: u64) -> Result<(), CrmError> {
+        self.change_deal(id, |d, _| d.archived = false)
+    }
+
     /// Undoes [`Crm::delete_deal`].
     pub fn restore_deal(&mut self, id: u64) -> Result<(), CrmError> {
         match self.deals.get(id) {
@@ -665,6 +676,7 @@ impl Crm {
             lost_time: closed.filter(|_| new.status == DealStatus::Lost),
             expected_close_date: Some(now.plus_secs(30 * crate::time::DAY).date()),
             label_ids: Vec::new(),
+            archived: false,
         });
         Ok(id)
     }

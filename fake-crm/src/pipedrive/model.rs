@@ -217,6 +217,10 @@ pub struct Deal {
     pub expected_close_date: Option<Date>,
     /// Label ids.
     pub label_ids: Vec<u32>,
+    /// Archived: since 2025-07-15 Pipedrive serves archived deals only under
+    /// `GET /api/v2/deals/archived`, never in `/api/v2/deals`. Archiving does not change a
+    /// deal's status: an archived won deal is still won.
+    pub archived: bool,
 }
 
 impl Deal {
@@ -609,6 +613,7 @@ impl<'s> Generator<'s> {
                         .percent(90)
                         .then(|| Self::ts(add + self.rng.range(7, 90) * DAY).date()),
                     label_ids: self.labels(),
+                    archived: false,
                 };
                 let roll = self.rng.below(100);
                 let close = (add + self.rng.range(HOUR, 75 * DAY)).min(end - HOUR);
