@@ -1347,16 +1347,7 @@ mod tests {
     async fn ledger_rows_are_written_once_per_number_and_paged_newest_first() {
         let (store, tenant, admin, other, other_admin) = store_with_tenants().await;
         let participants = Participants::Users(vec![admin]);
-        let new = NewContest {
-            name: "June",
-            metric: "deals_won",
-            format: "leaderboard",
-            goal: None,
-            starts_at_ms: 0,
-            ends_at_ms: 1000,
-            participants: &participants,
-            created_by: admin,
-        };
+        let new = june_contest(&participants, admin);
         let contest = store.create_contest(tenant, &new).await.unwrap();
         let source = IncentiveSource::Contest { contest: contest.id, places: 1, min_value: None };
         // Another tenant's contest is unknown, and nothing is written.
@@ -1409,6 +1400,20 @@ mod tests {
         (store, made[0].0, made[0].1, made[1].0, made[1].1)
     }
 
+    /// A leaderboard of deals won over the first second of the epoch, made by `by`.
+    fn june_contest(participants: &Participants, by: UserId) -> NewContest<'_> {
+        NewContest {
+            name: "June",
+            metric: "deals_won",
+            format: "leaderboard",
+            goal: None,
+            starts_at_ms: 0,
+            ends_at_ms: 1000,
+            participants,
+            created_by: by,
+        }
+    }
+
     fn month_target(user: UserId, day: &str, recurring: bool) -> NewTarget<'static> {
         let starts_on: Date = day.parse().unwrap();
         let period = crate::engine::Period::containing(PeriodKind::Month, starts_on, &jiff::tz::TimeZone::UTC).unwrap();
@@ -1432,16 +1437,7 @@ mod tests {
     async fn contests_keep_their_participants_and_freeze_once() {
         let (store, tenant, admin, other, other_admin) = store_with_tenants().await;
         let participants = Participants::Users(vec![admin]);
-        let new = NewContest {
-            name: "June",
-            metric: "deals_won",
-            format: "leaderboard",
-            goal: None,
-            starts_at_ms: 0,
-            ends_at_ms: 1000,
-            participants: &participants,
-            created_by: admin,
-        };
+        let new = june_contest(&participants, admin);
         let contest = store.create_contest(tenant, &new).await.unwrap();
         assert_eq!(store.contest(tenant, contest.id).await.unwrap(), contest);
         // A race keeps its goal.
