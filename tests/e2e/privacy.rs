@@ -26,6 +26,7 @@ on_both_stores!(
     export_is_complete_and_only_the_callers,
     erasure_keeps_totals_and_leaves_no_trace,
     the_register_says_what_is_kept_why_and_for_how_long,
+    roles_change_and_the_tenant_always_keeps_an_admin,
 );
 
 /// A tenant whose admin registered the fake CRM's salespeople (by CRM name and e-mail).
@@ -441,4 +442,66 @@ async fn erasure_keeps_totals_and_leaves_no_trace(backend: Backend) {
     assert!(run["events_accepted"].as_i64().unwrap_or(0) > 0, "a full re-read: {run}");
     assert_eq!(snapshot(&a.t).await, remapped, "a full re-sync changes nothing");
     assert_nowhere(&db, &service, &[&victim_name, &victim_email], "after later syncs").await;
+}
+
+// ----- roles -----------------------------------------------------------------------------
+
+/// An admin changes roles (`PATCH /v1/users/{id}`), which apply from the next request of
+/// the user's existing token; the tenant's only admin can neither be demoted nor erased
+/// (409 `last_admin`, nothing changed) until another user is admin. Members read only
+/// themselves; another tenant's user is 404 whoever asks.
+async fn roles_change_and_the_tenant_always_keeps_an_admin(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let t = app::Tenant::create(&api, "Roles Co", "roles.example", "UTC", CURRENCY).await;
+    let other = app::Tenant::create(&api, "Other Co", "other-roles.example", "UTC", CURRENCY).await;
+    let user = |id: &str| format!("/v1/users/{id}");
+
+    // Reading one user: manager+ anyone, a member only themselves.
+    let read = api.get(&user(&t.member_id), &t.manager).await;
+    assert_eq!(read.expect(200)["email"], "member@roles.example");
+    assert_eq!(api.get(&user(&t.member_id), &t.member).await.expect(200)["role"], "member");
+    assert_eq!(api.get(&user(&t.manager_id), &t.member).await.expect_error(403), "forbidden");
+    assert_eq!(api.get(&user(&other.member_id), &t.admin).await.expect_error(404), "not_found");
+
+    // Only an admin changes roles; bad input changes nothing.
+    let promote = json!({"role": "manager"});
+    assert_eq!(api.patch(&user(&t.member_id), &t.manager, &promote).await.expect_error(403), "forbidden");
+    assert_eq!(api.patch(&user(&other.member_id), &t.admin, &promote).await.expect_error(404), "not_found");
+    assert_eq!(api.patch(&user(&t.member_id), &t.admin, &json!({})).await.expect_error(400), "invalid_body");
+    let bad_role = api.patch(&user(&t.member_id), &t.admin, &json!({"role": "owner"})).await;
+    assert!(matches!(bad_role.status, 400 | 422), "{}", bad_role.text);
+    let taken = api.patch(&user(&t.member_id), &t.admin, &json!({"email": "MANAGER@roles.example"})).await;
+    assert_eq!(taken.expect_error(409), "email_taken");
+    assert_eq!(api.get(&user(&t.member_id), &t.admin).await.expect(200)["email"], "member@roles.example");
+    assert_eq!(api.get("/v1/users", &t.member).await.expect_error(403), "forbidden");
+
+    // The member becomes a manager: their existing token may now list users.
+    let promoted = api.patch(&user(&t.member_id), &t.admin, &promote).await;
+    assert_eq!(promoted.expect(200)["role"], "manager");
+    api.get("/v1/users", &t.member).await.expect(200);
+
+    // The only admin keeps the role and cannot be erased, by themselves or anyone.
+    let demote = json!({"role": "member"});
+    assert_eq!(api.patch(&user(&t.admin_id), &t.admin, &demote).await.expect_error(409), "last_admin");
+    assert_eq!(api.delete(&user(&t.admin_id), &t.admin).await.expect_error(409), "last_admin");
+    let admin = api.get(&user(&t.admin_id), &t.admin).await;
+    assert_eq!(admin.expect(200)["role"], "admin", "nothing changed");
+    assert_eq!(api.get("/v1/me", &t.admin).await.expect(200)["role"], "admin");
+
+    // With a second admin, the first may step down, and then the second is the last one.
+    let crowned = api.patch(&user(&t.manager_id), &t.admin, &json!({"role": "admin", "name": "Second Admin"})).await;
+    assert_eq!(crowned.expect(200)["name"], "Second Admin");
+    assert_eq!(api.patch(&user(&t.admin_id), &t.admin, &demote).await.expect(200)["role"], "member");
+    assert_eq!(api.patch(&user(&t.member_id), &t.admin, &promote).await.expect_error(403), "forbidden");
+    assert_eq!(api.delete(&user(&t.manager_id), &t.manager).await.expect_error(409), "last_admin");
+    // A former admin, now a member, may still erase themselves.
+    assert_eq!(api.delete(&user(&t.admin_id), &t.admin).await.status, 204);
+    assert_eq!(api.get(&user(&t.admin_id), &t.manager).await.expect_error(404), "not_found");
+
+    let audit = api.get("/v1/audit", &t.manager).await;
+    let entries = audit.expect(200)["entries"].as_array().expect("entries").clone();
+    let updates = entries.iter().filter(|e| e["action"] == "user.updated").count();
+    assert_eq!(updates, 3, "each accepted change is audited, no refused one: {entries:?}");
 }

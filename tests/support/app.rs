@@ -486,8 +486,8 @@ impl Api {
 
     /// Sends `method path` with exactly these headers and an optional raw body.
     pub async fn send_raw(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Answer {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        let verb = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let mut req = self.client.request(verb, format!("{}{path}", self.base));
         for (name, value) in headers {
             req = req.header(*name, *value);
         }
@@ -498,6 +498,9 @@ impl Api {
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("a body");
         let json = serde_json::from_str(&text).unwrap_or(Json::Null);
+        if let Err(drift) = crate::openapi::check_answer(method, path, status, &text) {
+            panic!("the answer does not match host/openapi.json: {drift}\nbody: {text}");
+        }
         Answer { status, json, text }
     }
 

@@ -16,6 +16,7 @@ use oneup::ingest::TenantKey;
 use oneup::runtime::{IntegrationSetup, LoadedConnector, Runtime, RuntimeConfig, SandboxLimits, SyncReport};
 
 pub mod app;
+pub mod openapi;
 pub use app::{
     Answer, Api, Backend, DEFAULT_DATABASE_URL, MASTER_KEY_HEX, OPERATOR_TOKEN, Scratch, Service, ServiceOptions,
     TestDatabase, eventually, postgres_skipped,

@@ -390,7 +390,7 @@ impl Run {
     fn placements(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         let where_ = self.changed_since(PLACEMENTS_SINCE);
         self.read_changed(ctx, "Placement", &where_, PLACEMENT_FIELDS, |run, ctx, response, start| {
-            let page: Page<Placement> = response.json()?;
+            let page: Page<Placement> = response.skim_json()?;
             for placement in &page.data {
                 run.placements_read += 1;
                 if let Some(modified) = placement.date_last_modified {
@@ -409,7 +409,7 @@ impl Run {
     fn submissions(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         let where_ = self.changed_since(SUBMISSIONS_SINCE);
         self.read_changed(ctx, "JobSubmission", &where_, SUBMISSION_FIELDS, |run, ctx, response, start| {
-            let page: Page<Submission> = response.json()?;
+            let page: Page<Submission> = response.skim_json()?;
             for submission in &page.data {
                 run.submissions_read += 1;
                 if let Some(modified) = submission.date_last_modified {
@@ -443,7 +443,7 @@ impl Run {
                     ("showTotalMatched", "true"),
                 ],
             )?;
-            let page: Page<Placement> = response.json()?;
+            let page: Page<Placement> = response.skim_json()?;
             for placement in &page.data {
                 self.snapshot_read += 1;
                 if placement.id <= after {

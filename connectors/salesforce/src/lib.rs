@@ -26,6 +26,13 @@
 //! a sync that stops resumes without a gap. A query locator that expired
 //! (`INVALID_QUERY_LOCATOR`) restarts its query from that watermark.
 //!
+//! Deleted records stay in the recycle bin, where `queryAll` sees them, for 15 days only. So
+//! the cursor also keeps, per object, when its deletions were last read completely (host
+//! time); when that was longer ago than [`TRUSTED_BIN_MS`] (or is unknown), a deletion may have
+//! left the bin unseen, and the object is read again in full inside a snapshot over all time:
+//! every record that counts is re-emitted and the host retracts the facts of that object
+//! that were not (the documented "full resync" when the deletion feed has a gap).
+//!
 //! Errors come as a JSON array of `{"message","errorCode"}`: `REQUEST_LIMIT_EXCEEDED` (a 403)
 //! ends the sync as budget exhausted at the last checkpoint; `INVALID_FIELD`, `MALFORMED_QUERY`
 //! and `INVALID_TYPE` fail it with a code of their own. Messages are never read into a log: they
@@ -41,7 +48,7 @@ use oneup_connector_sdk::json::Text;
 use oneup_connector_sdk::time::{format_rfc3339, parse_timestamp};
 use oneup_connector_sdk::{
     AuthScheme, CalendarDate, Connector, ConnectorError, Ctx, Cursor, Decimal, Descriptor, HttpRequest, HttpResponse,
-    KpiChange, LogLevel, MetricKind, Money, OccurredAt, RosterEntry, Setting, SyncOutcome, codes,
+    KpiChange, LogLevel, MetricKind, Money, OccurredAt, RosterEntry, Setting, SnapshotWindow, SyncOutcome, codes,
 };
 use serde::Deserialize;
 
@@ -71,6 +78,18 @@ pub const TASKS_DELETED_SINCE: &str = "tasks_deleted_since_ms";
 pub const EVENTS_SINCE: &str = "events_since_ms";
 /// Cursor key: the `SystemModstamp` up to which deleted events are read.
 pub const EVENTS_DELETED_SINCE: &str = "events_deleted_since_ms";
+/// Cursor key: when (host time) deleted opportunities were last read completely.
+pub const OPPORTUNITIES_BIN_READ_AT: &str = "opportunities_bin_read_at_ms";
+/// Cursor key: when (host time) deleted tasks were last read completely.
+pub const TASKS_BIN_READ_AT: &str = "tasks_bin_read_at_ms";
+/// Cursor key: when (host time) deleted events were last read completely.
+pub const EVENTS_BIN_READ_AT: &str = "events_bin_read_at_ms";
+
+/// How long after a complete read of the deletions the next one is trusted to see every
+/// deletion since: the recycle bin keeps deleted records 15 days; one day is kept in hand
+/// for clock differences and a purge that runs early.
+pub const TRUSTED_BIN_MS: i64 = 14 * DAY_MS;
+const DAY_MS: i64 = 86_400_000;
 
 /// Log code: the summary of a sync, with the counts below as fields.
 pub const SYNC_SUMMARY: &str = "sync_summary";
@@ -87,6 +106,9 @@ pub const DELETED_READ: &str = "deleted_read";
 pub const RECORDS_SKIPPED: &str = "records_skipped";
 /// Log code and field: queries restarted after their locator expired.
 pub const QUERIES_RESTARTED: &str = "queries_restarted";
+/// Log code and field: objects read again in full because their deletions were last read
+/// longer ago than the recycle bin keeps them.
+pub const FULL_RESYNCS: &str = "full_resyncs";
 /// Log code: the org's API request allocation ran out (403 `REQUEST_LIMIT_EXCEEDED`); the next
 /// sync resumes from the cursor.
 pub const BUDGET_EXHAUSTED: &str = "budget_exhausted";
@@ -121,6 +143,10 @@ impl Connector for Salesforce {
             .with_base_url_key("instance_url")
             .with_allowed_host("*.salesforce.com")
             .with_allowed_host("*.my.salesforce.com")
+            // My Domain names of sandboxes, Developer Edition and scratch orgs.
+            .with_allowed_host("*.sandbox.my.salesforce.com")
+            .with_allowed_host("*.develop.my.salesforce.com")
+            .with_allowed_host("*.scratch.my.salesforce.com")
             .with_allowed_host("login.salesforce.com")
             .with_allowed_host("test.salesforce.com")
             .with_auth(AuthScheme::oauth2_refresh("token_url"))
@@ -135,6 +161,9 @@ impl Connector for Salesforce {
                 TASKS_DELETED_SINCE,
                 EVENTS_SINCE,
                 EVENTS_DELETED_SINCE,
+                OPPORTUNITIES_BIN_READ_AT,
+                TASKS_BIN_READ_AT,
+                EVENTS_BIN_READ_AT,
             ])
             .with_log_codes(&[
                 SYNC_SUMMARY,
@@ -144,6 +173,7 @@ impl Connector for Salesforce {
                 DELETED_READ,
                 RECORDS_SKIPPED,
                 QUERIES_RESTARTED,
+                FULL_RESYNCS,
                 BUDGET_EXHAUSTED,
                 INVALID_FIELD,
                 MALFORMED_QUERY,
@@ -176,6 +206,7 @@ impl Connector for Salesforce {
                 (DELETED_READ, run.deleted_read),
                 (RECORDS_SKIPPED, run.skipped),
                 (QUERIES_RESTARTED, run.restarts),
+                (FULL_RESYNCS, run.resyncs),
             ],
         );
         Ok(outcome)
@@ -409,23 +440,38 @@ struct Object {
     name: &'static str,
     since: &'static str,
     deleted_since: &'static str,
+    /// When its deletions were last read completely (host time).
+    bin_read_at: &'static str,
     /// What a first read asks for: only records that count.
     counted: &'static str,
+    /// The metrics its records count for.
+    metrics: &'static [&'static str],
 }
 
 const OPPORTUNITY: Object = Object {
     name: "Opportunity",
     since: OPPORTUNITIES_SINCE,
     deleted_since: OPPORTUNITIES_DELETED_SINCE,
+    bin_read_at: OPPORTUNITIES_BIN_READ_AT,
     counted: "IsWon = true",
+    metrics: &[DEALS_WON, REVENUE],
 };
 const TASK: Object = Object {
     name: "Task",
     since: TASKS_SINCE,
     deleted_since: TASKS_DELETED_SINCE,
+    bin_read_at: TASKS_BIN_READ_AT,
     counted: "TaskSubtype = 'Call' AND IsClosed = true",
+    metrics: &[CALLS],
 };
-const EVENT: Object = Object { name: "Event", since: EVENTS_SINCE, deleted_since: EVENTS_DELETED_SINCE, counted: "" };
+const EVENT: Object = Object {
+    name: "Event",
+    since: EVENTS_SINCE,
+    deleted_since: EVENTS_DELETED_SINCE,
+    bin_read_at: EVENTS_BIN_READ_AT,
+    counted: "",
+    metrics: &[MEETINGS],
+};
 
 /// Which read a page belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -476,6 +522,7 @@ struct Run {
     deleted_read: i64,
     skipped: i64,
     restarts: i64,
+    resyncs: i64,
 }
 
 impl Run {
@@ -489,25 +536,66 @@ impl Run {
             deleted_read: 0,
             skipped: 0,
             restarts: 0,
+            resyncs: 0,
         }
     }
 
     fn read_all(&mut self, ctx: &mut Ctx<'_>) -> Result<(), ConnectorError> {
         self.learn_currency(ctx)?;
         for object in [OPPORTUNITY, TASK, EVENT] {
+            // Taken before reading: a deletion made during the read is still in the bin
+            // [`TRUSTED_BIN_MS`] after this instant.
+            let now = ctx.now();
             let first = self.cursor.get(object.since).is_none();
-            self.read(ctx, object, Read::Changed, first)?;
             if first {
+                self.read(ctx, object, Read::Changed, true)?;
                 // Nothing was counted before this read, so deletions matter from where it
                 // ended (if it saw anything; else the next read is a first read again).
                 if let Some(mark) = self.cursor.get(object.since)
                     && self.cursor.get(object.deleted_since).is_none()
                 {
                     self.cursor.set(object.deleted_since, mark);
-                    ctx.checkpoint(&self.cursor)?;
                 }
+            } else if self.bin_gap(object, now) {
+                self.resync(ctx, object)?;
             } else {
+                self.read(ctx, object, Read::Changed, false)?;
                 self.read(ctx, object, Read::Deleted, false)?;
+            }
+            self.cursor.set(object.bin_read_at, now);
+            ctx.checkpoint(&self.cursor)?;
+        }
+        Ok(())
+    }
+
+    /// Whether deletions of `object` may have left the recycle bin unread: its deletions were
+    /// last read completely more than [`TRUSTED_BIN_MS`] ago, or when is unknown (a cursor
+    /// kept before this was recorded). A first read that stopped midway has read no
+    /// deletions yet and reads the whole bin when it resumes: no gap.
+    fn bin_gap(&self, object: Object, now: i64) -> bool {
+        match (self.cursor.get(object.bin_read_at), self.cursor.get(object.deleted_since)) {
+            (Some(at), _) => now.saturating_sub(at) > TRUSTED_BIN_MS,
+            (None, Some(_)) => true,
+            (None, None) => false,
+        }
+    }
+
+    /// Reads every record of `object` that counts inside a snapshot over all time, so the
+    /// host retracts the object's facts that were not seen again: deletions that left the
+    /// recycle bin unread are caught this way. Deletions are then read from where the read
+    /// ended. A read that stops midway retracts nothing (the snapshot stays open) and the
+    /// next sync starts the resync again.
+    fn resync(&mut self, ctx: &mut Ctx<'_>, object: Object) -> Result<(), ConnectorError> {
+        self.resyncs += 1;
+        ctx.snapshot_begin(&SnapshotWindow::new(object.metrics, i64::MIN, i64::MAX))?;
+        self.cursor.remove(object.since);
+        self.read(ctx, object, Read::Changed, true)?;
+        ctx.snapshot_end()?;
+        match self.cursor.get(object.since) {
+            Some(mark) => self.cursor.set(object.deleted_since, mark),
+            // Nothing counts any more: the next sync starts as a first read.
+            None => {
+                self.cursor.remove(object.deleted_since);
             }
         }
         Ok(())
@@ -614,7 +702,7 @@ impl Run {
     ) -> Result<Option<String>, ConnectorError> {
         match (object.name, read) {
             (_, Read::Deleted) => {
-                let page: QueryPage<'_, Deleted<'_>> = response.json()?;
+                let page: QueryPage<'_, Deleted<'_>> = response.skim_json()?;
                 for record in &page.records {
                     self.deleted_read += 1;
                     tracker.see(time_of(&record.system_modstamp));
@@ -622,19 +710,14 @@ impl Run {
                         // Only what the recycle bin holds is retracted, whatever else comes.
                         continue;
                     }
-                    let metrics: &[&'static str] = match object.name {
-                        "Opportunity" => &[DEALS_WON, REVENUE],
-                        "Task" => &[CALLS],
-                        _ => &[MEETINGS],
-                    };
-                    for metric in metrics {
+                    for metric in object.metrics {
                         ctx.push(KpiChange::retract(*metric, record.id.as_str()))?;
                     }
                 }
                 next_of(&page)
             }
             ("Opportunity", _) => {
-                let page: QueryPage<'_, Opportunity<'_>> = response.json()?;
+                let page: QueryPage<'_, Opportunity<'_>> = response.skim_json()?;
                 for record in &page.records {
                     self.opportunities_read += 1;
                     tracker.see(time_of(&record.system_modstamp));
@@ -643,7 +726,7 @@ impl Run {
                 next_of(&page)
             }
             ("Task", _) => {
-                let page: QueryPage<'_, Task<'_>> = response.json()?;
+                let page: QueryPage<'_, Task<'_>> = response.skim_json()?;
                 for record in &page.records {
                     self.tasks_read += 1;
                     tracker.see(time_of(&record.system_modstamp));
@@ -652,7 +735,7 @@ impl Run {
                 next_of(&page)
             }
             _ => {
-                let page: QueryPage<'_, Event<'_>> = response.json()?;
+                let page: QueryPage<'_, Event<'_>> = response.skim_json()?;
                 for record in &page.records {
                     self.events_read += 1;
                     tracker.see(time_of(&record.system_modstamp));

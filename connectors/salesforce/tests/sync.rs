@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use oneup_connector_salesforce::{
-    CALLS, DEALS_WON, EVENTS_DELETED_SINCE, EVENTS_SINCE, INVALID_FIELD, MALFORMED_QUERY, MEETINGS,
-    OPPORTUNITIES_DELETED_SINCE, OPPORTUNITIES_SINCE, RECORDS_SKIPPED, REVENUE, Salesforce, TASKS_DELETED_SINCE,
-    TASKS_SINCE,
+    CALLS, DEALS_WON, EVENTS_BIN_READ_AT, EVENTS_DELETED_SINCE, EVENTS_SINCE, FULL_RESYNCS, INVALID_FIELD,
+    MALFORMED_QUERY, MEETINGS, OPPORTUNITIES_BIN_READ_AT, OPPORTUNITIES_DELETED_SINCE, OPPORTUNITIES_SINCE,
+    RECORDS_SKIPPED, REVENUE, Salesforce, TASKS_BIN_READ_AT, TASKS_DELETED_SINCE, TASKS_SINCE, TRUSTED_BIN_MS,
 };
 use oneup_connector_sdk::testing::{FakeHost, run_roster, run_sync};
 use oneup_connector_sdk::time::parse_rfc3339;
@@ -125,6 +125,9 @@ fn cursor_of_june_10() -> Cursor {
         TASKS_DELETED_SINCE,
         EVENTS_SINCE,
         EVENTS_DELETED_SINCE,
+        OPPORTUNITIES_BIN_READ_AT,
+        TASKS_BIN_READ_AT,
+        EVENTS_BIN_READ_AT,
     ]
     .into_iter()
     .fold(Cursor::new(), |cursor, key| cursor.with(key, june_10))
@@ -170,7 +173,15 @@ fn the_descriptor_is_what_the_contract_says() {
     assert_eq!(d.auth, AuthScheme::oauth2_refresh("token_url"));
     assert_eq!(
         d.allowed_hosts,
-        ["*.salesforce.com", "*.my.salesforce.com", "login.salesforce.com", "test.salesforce.com"]
+        [
+            "*.salesforce.com",
+            "*.my.salesforce.com",
+            "*.sandbox.my.salesforce.com",
+            "*.develop.my.salesforce.com",
+            "*.scratch.my.salesforce.com",
+            "login.salesforce.com",
+            "test.salesforce.com"
+        ]
     );
     let metrics: Vec<(&str, MetricKind)> = d.metrics.iter().map(|m| (m.slug.as_str(), m.kind)).collect();
     assert_eq!(
@@ -501,4 +512,75 @@ fn the_roster_lists_active_users_with_an_email() {
             ("005Hs00000A1bC3IAJ", "henrietta.ploughwright@lumenwharf-corp.example"),
         ]
     );
+}
+
+#[test]
+fn deletions_unread_for_longer_than_the_recycle_bin_keeps_them_trigger_a_full_resync() {
+    let mut host = first_sync_host();
+    run_sync(Salesforce, &mut host, None).unwrap();
+    let after_first = host.last_checkpoint().unwrap().clone();
+    let first_read_at = after_first.get(OPPORTUNITIES_BIN_READ_AT).unwrap();
+    assert_eq!(first_read_at, oneup_connector_sdk::testing::DEFAULT_NOW_MS);
+    assert_eq!((host.count_total(DEALS_WON), host.count_total(CALLS), host.count_total(MEETINGS)), (4, 1, 1));
+
+    // Fifteen days later the opportunities are all gone (deleted, and purged from the bin):
+    // a full read inside a snapshot retracts them; tasks and events are read in full too,
+    // and what is still there stays.
+    host.set_now(first_read_at + TRUSTED_BIN_MS + 1);
+    host.respond_json(&format!("{API}/sobjects/Opportunity/describe"), &[], DESCRIBE_MULTI);
+    soql(&mut host, "query", &first_opps(), EMPTY);
+    host.clear_requests();
+    let before = host.changes().len();
+    assert_eq!(run_sync(Salesforce, &mut host, Some(after_first)), Ok(SyncOutcome::Complete));
+    assert_clean(&host);
+    assert!(host.requests().iter().all(|r| r.path.ends_with("/query") || r.path.ends_with("/describe")));
+    // The calls and meetings still there are upserted again; every opportunity fact is
+    // retracted by the snapshot (the fake host lists those retractions as changes too).
+    insta::assert_snapshot!(lines(&host.changes()[before..]), @r"
+    retract deals_won source=006Hs00000Op001IAB
+    retract deals_won source=006Hs00000Op002IAB
+    retract deals_won source=006Hs00000Op003IAB
+    retract deals_won source=006Hs00000Op005IAB
+    retract revenue source=006Hs00000Op001IAB
+    retract revenue source=006Hs00000Op002IAB
+    retract revenue source=006Hs00000Op003IAB
+    retract revenue source=006Hs00000Op005IAB
+    upsert calls source=00THs00004TsK01UAF owner=005Hs00000A1bC2IAJ at=2025-05-29T16:21:00Z 1
+    upsert meetings source=00UHs00001EvT01UAB owner=005Hs00000A1bC2IAJ at=2025-06-03T01:00:00Z 1
+    ");
+    let snapshots = host.snapshots();
+    assert_eq!(snapshots.len(), 3);
+    assert!(snapshots.iter().all(|s| s.committed));
+    let mut retracted = snapshots[0].retracted.clone();
+    retracted.sort();
+    assert_eq!(retracted.len(), 8, "both facts of the four won opportunities: {retracted:?}");
+    assert!(snapshots[1].retracted.is_empty() && snapshots[2].retracted.is_empty());
+    assert_eq!((host.count_total(DEALS_WON), host.count_total(CALLS), host.count_total(MEETINGS)), (0, 1, 1));
+    assert!(host.money_totals(REVENUE).is_empty());
+    let last = host.last_checkpoint().unwrap();
+    // Nothing counts for opportunities now: their next read is a first read.
+    assert_eq!((last.get(OPPORTUNITIES_SINCE), last.get(OPPORTUNITIES_DELETED_SINCE)), (None, None));
+    assert_eq!(last.get(TASKS_DELETED_SINCE), last.get(TASKS_SINCE));
+    for key in [OPPORTUNITIES_BIN_READ_AT, TASKS_BIN_READ_AT, EVENTS_BIN_READ_AT] {
+        assert_eq!(last.get(key), Some(first_read_at + TRUSTED_BIN_MS + 1));
+    }
+    let summary = host.logs().last().unwrap();
+    assert!(summary.fields.contains(&(FULL_RESYNCS.to_owned(), 3)), "{:?}", summary.fields);
+}
+
+#[test]
+fn within_the_recycle_bin_s_keeping_time_deletions_are_read_incrementally() {
+    let mut host = first_sync_host();
+    run_sync(Salesforce, &mut host, None).unwrap();
+    let mut cursor = cursor_of_june_10();
+    for key in [OPPORTUNITIES_BIN_READ_AT, TASKS_BIN_READ_AT, EVENTS_BIN_READ_AT] {
+        cursor.set(key, ms(JUNE_10));
+    }
+    host.set_now(ms(JUNE_10) + TRUSTED_BIN_MS);
+    serve_incremental(&mut host, [EMPTY, OPPS_ALL, EMPTY, EMPTY, EMPTY, EMPTY]);
+    run_sync(Salesforce, &mut host, Some(cursor)).unwrap();
+    assert_clean(&host);
+    assert_eq!(host.count_total(DEALS_WON), 3, "the deleted opportunity is retracted, the rest stays");
+    let summary = host.logs().last().unwrap();
+    assert!(summary.fields.contains(&(FULL_RESYNCS.to_owned(), 0)), "{:?}", summary.fields);
 }

@@ -130,6 +130,9 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { what } => ApiError::NotFound(what),
             StoreError::Conflict { what } => ApiError::conflict("conflict", format!("{what} already exists")),
             StoreError::Invalid { what } => ApiError::bad_request("invalid", format!("invalid {what}")),
+            StoreError::LastAdmin => {
+                ApiError::conflict("last_admin", "this is the tenant's only admin: make another user admin first")
+            }
             StoreError::IntegrationDisabled => {
                 ApiError::conflict("integration_disabled", "the integration is disabled")
             }

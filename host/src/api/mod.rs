@@ -107,7 +107,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(tenants::create_tenant))
         .routes(routes!(tenants::create_user, tenants::list_users))
-        .routes(routes!(tenants::delete_user))
+        .routes(routes!(tenants::get_user, tenants::update_user, tenants::delete_user))
         .routes(routes!(tenants::create_token))
         .routes(routes!(tenants::create_team, tenants::list_teams))
         .routes(routes!(tenants::add_member, tenants::remove_member))

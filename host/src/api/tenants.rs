@@ -329,6 +329,7 @@ pub(super) struct TokenView {
         (status = 204, description = "Erased."),
         (status = 403, description = "Neither an admin nor that user.", body = ErrorBody),
         (status = 404, description = "No such user in this tenant (or already erased).", body = ErrorBody),
+        (status = 409, description = "The tenant's only admin (`last_admin`): make another user admin first; nothing is erased.", body = ErrorBody),
     ))]
 pub(super) async fn delete_user(
     State(state): State<AppState>,
@@ -342,6 +343,78 @@ pub(super) async fn delete_user(
     // Audited inside the erasure's transaction.
     state.store.erase_user(p.tenant_id, target, Actor::User(p.user_id)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// One user of the tenant (manager+, or that user).
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "tenants", operation_id = "get_user",
+    params(("id" = uuid::Uuid, Path, description = "The user.")),
+    responses(
+        (status = 200, description = "The user.", body = UserView),
+        (status = 403, description = "A member asking for someone else.", body = ErrorBody),
+        (status = 404, description = "No such user in this tenant.", body = ErrorBody),
+    ))]
+pub(super) async fn get_user(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.0;
+    let target: UserId = parse_id("user", &id)?;
+    let found = state.store.user(p.tenant_id, target).await?;
+    if p.role == Role::Member && p.user_id != target {
+        return Err(ApiError::Forbidden("a member sees only themselves"));
+    }
+    Ok(axum::Json(user_json(&found)))
+}
+
+/// What an admin changes about a user; at least one field.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateUserBody {
+    /// A new display name, 1 to 200 characters.
+    name: Option<String>,
+    /// A new work e-mail, unique in the tenant.
+    email: Option<String>,
+    /// A new role.
+    #[schema(value_type = Option<super::openapi::RoleSchema>)]
+    role: Option<Role>,
+}
+
+/// Changes a user's name, e-mail or role (admin). The tenant's only admin keeps the admin
+/// role (409 `last_admin`): make another user admin first. A new role applies to the
+/// user's existing tokens from their next request. Audited (`user.updated`).
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "tenants", operation_id = "update_user",
+    params(("id" = uuid::Uuid, Path, description = "The user.")),
+    request_body = UpdateUserBody,
+    responses(
+        (status = 200, description = "The user now.", body = UserView),
+        (status = 400, description = "Bad input, or nothing to change.", body = ErrorBody),
+        (status = 403, description = "Not an admin.", body = ErrorBody),
+        (status = 404, description = "No such user in this tenant.", body = ErrorBody),
+        (status = 409, description = "The e-mail is taken (`email_taken`), or the tenant's only admin would lose the role (`last_admin`).", body = ErrorBody),
+    ))]
+pub(super) async fn update_user(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateUserBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.0;
+    let target: UserId = parse_id("user", &id)?;
+    // Existence first, so that another tenant's id is 404 whoever asks.
+    state.store.user(p.tenant_id, target).await?;
+    if p.role != Role::Admin {
+        return Err(ApiError::Forbidden("this needs the admin role"));
+    }
+    let name = body.name.as_deref().map(|n| check_name("name", n)).transpose()?;
+    let email = body.email.as_deref().map(|e| check_email("email", e)).transpose()?;
+    if name.is_none() && email.is_none() && body.role.is_none() {
+        return Err(ApiError::bad_request("invalid_body", "nothing to change: give `name`, `email` and/or `role`"));
+    }
+    let update = UserUpdate { name: name.as_deref(), email: email.as_deref(), role: body.role };
+    let updated = state.store.update_user(p.tenant_id, target, &update).await.map_err(email_conflict)?;
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "user.updated", &target.to_string()).await?;
+    Ok(axum::Json(user_json(&updated)))
 }
 
 /// A new team.

@@ -854,6 +854,18 @@ mod tests {
     }
 
     #[test]
+    fn salesforce_sandbox_my_domains_need_their_own_wildcard() {
+        let sandbox = "https://acme--uat.sandbox.my.salesforce.com";
+        // One wildcard label only: `*.my.salesforce.com` does not reach a sandbox's name.
+        assert!(EgressPolicy::from_declared(&["*.my.salesforce.com"], sandbox, false).is_err());
+        let policy =
+            EgressPolicy::from_declared(&["*.my.salesforce.com", "*.sandbox.my.salesforce.com"], sandbox, false)
+                .unwrap();
+        let url = policy.build_url("/services/data/v62.0/query", &[]).unwrap();
+        assert_eq!(url.as_str(), "https://acme--uat.sandbox.my.salesforce.com/services/data/v62.0/query");
+    }
+
+    #[test]
     fn allows_path_under_base_prefix() {
         let url = bullhorn().build_url("/search/Placement", &[]).unwrap();
         assert_eq!(url.as_str(), "https://rest91.bullhornstaffing.com/rest-services/7xq9zc/search/Placement");

@@ -211,7 +211,8 @@ impl Store {
     /// an anonymous former member, their CRM identities are marked erased, the user with
     /// tokens, mappings, participations and targets is deleted, and `actor`'s erasure is
     /// audited, in one transaction. [`StoreError::NotFound`] for an unknown (or already
-    /// erased) user.
+    /// erased) user, [`StoreError::LastAdmin`] for the tenant's only admin (nothing is
+    /// changed: another user must be made admin first, so the tenant stays manageable).
     pub async fn erase_user(&self, tenant: TenantId, user: UserId, actor: Actor) -> Result<Erasure, StoreError> {
         let lock = self.for_update();
         let now = now_ms();
@@ -232,6 +233,15 @@ impl Store {
                     .await?;
             if !matches!(found, Some((false,))) {
                 return Err(StoreError::NotFound { what: "user" });
+            }
+            let admins: Vec<(Uuid,)> = sqlx::query_as(&format!(
+                "SELECT id FROM users WHERE tenant_id = $1 AND role = 'admin' AND NOT former ORDER BY id{lock}"
+            ))
+            .bind(tenant.as_uuid())
+            .fetch_all(&mut *tx)
+            .await?;
+            if admins.iter().map(|(id,)| *id).eq([user.as_uuid()]) {
+                return Err(StoreError::LastAdmin);
             }
             let mappings: Vec<(String, Vec<u8>)> = sqlx::query_as(
                 "SELECT connector_id, owner_hash FROM owner_mappings WHERE tenant_id = $1 AND user_id = $2 \

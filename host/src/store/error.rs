@@ -30,6 +30,10 @@ pub enum StoreError {
         /// Which value.
         what: &'static str,
     },
+    /// The change would leave the tenant without an admin: its only admin cannot be erased
+    /// or given another role.
+    #[error("the tenant's only admin")]
+    LastAdmin,
     /// The sync run is no longer held by this lease: it expired and another node claimed
     /// the run, or the run finished. Stop without committing anything more.
     #[error("the lease on this sync run was lost")]
@@ -65,6 +69,7 @@ impl StoreError {
             Self::NotFound { .. } => "not_found",
             Self::Conflict { .. } => "conflict",
             Self::Invalid { .. } => "invalid",
+            Self::LastAdmin => "last_admin",
             Self::LeaseLost => "lease_lost",
             Self::IntegrationDisabled => "integration_disabled",
             Self::Decrypt => "decrypt_failed",

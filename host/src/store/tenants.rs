@@ -342,8 +342,22 @@ impl Store {
         update: &UserUpdate<'_>,
     ) -> Result<User, StoreError> {
         let email_norm = update.email.map(normalize_email);
-        let done = on_pool!(self, pool => {
-            sqlx::query(
+        let lock = self.for_update();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            if update.role.is_some_and(|r| r != Role::Admin) {
+                // The admins are locked, so two demotions at once cannot both pass.
+                let admins: Vec<(Uuid,)> = sqlx::query_as(&format!(
+                    "SELECT id FROM users WHERE tenant_id = $1 AND role = 'admin' AND NOT former ORDER BY id{lock}"
+                ))
+                .bind(tenant.as_uuid())
+                .fetch_all(&mut *tx)
+                .await?;
+                if admins.iter().map(|(id,)| *id).eq([user.as_uuid()]) {
+                    return Err(StoreError::LastAdmin);
+                }
+            }
+            let done = sqlx::query(
                 "UPDATE users SET name = COALESCE($3, name), email = COALESCE($4, email), \
                  email_norm = COALESCE($5, email_norm), role = COALESCE($6, role) \
                  WHERE tenant_id = $1 AND id = $2 AND NOT former",
@@ -354,14 +368,15 @@ impl Store {
             .bind(update.email)
             .bind(email_norm.as_deref())
             .bind(update.role.map(|r| r.as_str()))
-            .execute(pool)
+            .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique("email"))?
-            .rows_affected()
+            .rows_affected();
+            if done == 0 {
+                return Err(StoreError::NotFound { what: "user" });
+            }
+            tx.commit().await?;
         });
-        if done == 0 {
-            return Err(StoreError::NotFound { what: "user" });
-        }
         self.user(tenant, user).await
     }
 
