@@ -38,6 +38,7 @@ on_both_stores!(
     contests_and_targets_are_listed_edited_and_deleted_by_role,
     race_head_to_head_and_team_vs_team_over_synced_data,
     incentives_award_points_once_and_revoke_on_retraction,
+    percent_of_target_contests_over_synced_data,
 );
 
 // ----- helpers ---------------------------------------------------------------------------
@@ -1537,4 +1538,229 @@ async fn incentives_award_points_once_and_revoke_on_retraction(backend: Backend)
     let nobody = "00000000-0000-4000-8000-000000000000";
     assert_eq!(refused("unknown target", json!({"target_id": nobody, "points": 1})).await, "not_found");
     assert_eq!(refused("not an id", json!({"target_id": "bob", "points": 1})).await, "not_found");
+}
+
+// ----- 8. contests ranked by percent of own target -------------------------------------------
+
+/// One participant of a `percent_of_target` contest as computed here: value, goal (none
+/// without a target) and the instant the value was reached.
+type PercentRow = (i64, Option<i64>, Option<Timestamp>);
+
+/// The documented rule for `percent_of_target`, formulated independently: one more than
+/// the number strictly ahead, "ahead" being a goal against none, a higher value ÷ goal
+/// (compared by cross-multiplication), or (without goals) a higher value, then on equality
+/// the value reached earlier. Output: id → (rank, value, goal, percent in hundredths).
+fn expected_percent_ranks(
+    rows: &BTreeMap<String, PercentRow>,
+) -> BTreeMap<String, (u64, i64, Option<i64>, Option<i64>)> {
+    let earlier = |a: Option<Timestamp>, b: Option<Timestamp>| match (a, b) {
+        (None, Some(_)) => true,
+        (Some(x), Some(y)) => x < y,
+        _ => false,
+    };
+    let ahead = |a: &PercentRow, b: &PercentRow| match (a.1, b.1) {
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        (Some(ga), Some(gb)) => a.0 * gb > b.0 * ga || (a.0 * gb == b.0 * ga && earlier(a.2, b.2)),
+        (None, None) => a.0 > b.0 || (a.0 == b.0 && earlier(a.2, b.2)),
+    };
+    rows.iter()
+        .map(|(id, row)| {
+            let rank = 1 + rows.values().filter(|other| ahead(other, row)).count() as u64;
+            // Hundredths of a percent, rounded half up (values here are never negative).
+            let percent = row.1.map(|g| (row.0 * 10_000 * 2 + g) / (2 * g));
+            (id.clone(), (rank, row.0, row.1, percent))
+        })
+        .collect()
+}
+
+/// A `percent_of_target` answer as id → (rank, value, goal, percent in hundredths), after
+/// checking its shape: exactly rank, the id key, value, goal and percent; ranks ascend.
+fn percent_entries(body: &Json, key: &str) -> BTreeMap<String, (u64, i64, Option<i64>, Option<i64>)> {
+    let list = body["entries"].as_array().unwrap_or_else(|| panic!("entries: {body}"));
+    let mut out = BTreeMap::new();
+    let mut last_rank = 0;
+    for e in list {
+        assert_eq!(e.as_object().expect("an entry").len(), 5, "rank, {key}, value, goal, percent: {e}");
+        let rank = e["rank"].as_u64().expect("rank");
+        assert!(rank >= last_rank, "best first: {body}");
+        last_rank = rank;
+        let percent = e["percent"].as_f64().map(|p| (p * 100.0).round() as i64);
+        assert_eq!(e["goal"].is_null(), e["percent"].is_null(), "a percent with a goal only: {e}");
+        let row = (rank, e["value"].as_i64().expect("a count"), e["goal"].as_i64(), percent);
+        assert!(out.insert(str_of(&e[key]), row).is_none(), "one entry each: {body}");
+    }
+    out
+}
+
+async fn percent_of_target_contests_over_synced_data(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let fake = fake_pipedrive(857, 4, 60, 10, TOKEN).await;
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let mut t = Tenant::create(&api, "Percent Sales", "percent.example").await;
+    t.add_crm_users(&fake).await;
+    let b = Tenant::create(&api, "Other Sales", "other-percent.example").await;
+    let b_team = b.team("Theirs", &[b.member_id.as_str()]).await;
+    let crm_ids: Vec<u64> = t.crm.keys().copied().collect();
+    let &[u0, u1, u2, u3] = crm_ids.as_slice() else { panic!("four CRM users") };
+    let (id0, id1, id2, id3) =
+        (t.user(u0).to_owned(), t.user(u1).to_owned(), t.user(u2).to_owned(), t.user(u3).to_owned());
+
+    // A month thirteen months back: u0 3 deals (the 3rd on day 3), u1 2 (the 2nd on day 1,
+    // 2 a.m.), u2 one, u3 none.
+    let month = month_start(local_date(Timestamp::now_utc()), -13);
+    let next = month_start(month, 1);
+    let t0 = local_midnight(month);
+    let window = (t0, local_midnight(next));
+    let built = [(u0, DAY), (u0, 2 * DAY), (u0, 3 * DAY), (u1, DAY + HOUR), (u1, DAY + 2 * HOUR), (u2, 4 * DAY)];
+    fake.with(|crm| {
+        for (owner, at) in built {
+            crm.add_deal(NewDeal::won(owner, 100.0, CURRENCY, t0.plus_secs(at))).expect("a deal is added");
+        }
+    });
+    t.enable_and_sync(&fake).await;
+    let counts = won_between(&fake, window.0, window.1);
+    assert_eq!((counts[&u0].0, counts[&u1].0, counts[&u2].0, counts[&u3].0), (3, 2, 1, 0));
+
+    // Monthly targets: u0 6 (50 %), u1 4 (50 %, reached earlier than u0), u2 4 but joined on
+    // the month's 21st (a working-day share, rounded up), u3 none. u0 also has a quarterly
+    // target of 100: the month's is the one closest to a month's contest.
+    let joined = Date::from_days(month.days() + 20);
+    api.put(&format!("/v1/users/{id2}/joined-on"), &t.manager, &json!({"joined_on": joined.to_string()}))
+        .await
+        .expect(200);
+    let weekday = |d: Date| (d.days() + 3).rem_euclid(7);
+    let working = |from: Date, until: Date| {
+        (from.days()..until.days()).filter(|d| weekday(Date::from_days(*d)) < 5).count() as i64
+    };
+    let (part, whole) = (working(joined, next), working(month, next));
+    let share2 = (4 * part + whole - 1) / whole;
+    assert!((1..4).contains(&share2), "{share2}");
+    let target = |assignee: Json, period: &str, goal: i64| {
+        json!({"assignee": assignee, "metric": "deals_won", "period": period, "goal": goal,
+            "starts_on": month.to_string()})
+    };
+    let t1_target = t.target(target(json!({"user_id": id1}), "month", 4)).await;
+    t.target(target(json!({"user_id": id0}), "month", 6)).await;
+    t.target(target(json!({"user_id": id0}), "quarter", 100)).await;
+    t.target(target(json!({"user_id": id2}), "month", 4)).await;
+    let users = json!({"users": [id3, id2, id1, id0]});
+    let contest = contest_of(&t, "percent_of_target", "deals_won", None, window, users.clone()).await;
+
+    let body = t.leaderboard(&contest, &t.manager).await.expect(200).clone();
+    assert_eq!(
+        (body["status"].as_str(), body["contest"]["format"].as_str()),
+        (Some("final"), Some("percent_of_target"))
+    );
+    assert_eq!(body["contest"]["goal"], Json::Null, "{body}");
+    let reached = |crm: u64| counts[&crm].1;
+    let rows: BTreeMap<String, PercentRow> = [
+        (id0.clone(), (3, Some(6), reached(u0))),
+        (id1.clone(), (2, Some(4), reached(u1))),
+        (id2.clone(), (1, Some(share2), reached(u2))),
+        (id3.clone(), (0, None, None)),
+    ]
+    .into();
+    let want = expected_percent_ranks(&rows);
+    assert_eq!(percent_entries(&body, "user_id"), want, "{body}");
+    assert_eq!(want[&id1].0, 1, "50 %, reached before u0's 50 %");
+    assert_eq!(want[&id0].0, 2);
+    assert_eq!(want[&id3], (4, 0, None, None), "no target: last, without goal or percent");
+    assert_eq!(body["winner"], id1.as_str(), "{body}");
+    // The same goal as the target's own progress shows for the joiner.
+    let t2_progress = t.api.get("/v1/targets?limit=200", &t.manager).await.expect(200).clone();
+    let t2 = t2_progress["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .find(|x| x["assignee"]["user_id"] == id2.as_str())
+        .map(|x| str_of(&x["id"]))
+        .expect("u2's target");
+    let p = t.progress(&t2, &t.manager).await.expect(200).clone();
+    assert_eq!(p["goal"], share2, "{p}");
+
+    // Placements are awarded once from the frozen result; a target edited after the freeze
+    // changes nothing in it.
+    api.post("/v1/incentives", &t.manager, &json!({"contest_id": contest, "points": 20})).await.expect(201);
+    for _ in 0..2 {
+        let p1 = api.get(&format!("/v1/users/{id1}/points"), &t.manager).await.expect(200).clone();
+        assert_eq!((p1["balance"].as_i64(), p1["entries"].as_array().map(Vec::len)), (Some(20), Some(1)), "{p1}");
+    }
+    let p0 = api.get(&format!("/v1/users/{id0}/points"), &t.manager).await.expect(200).clone();
+    assert_eq!(p0["balance"], 0, "{p0}");
+    api.patch(&format!("/v1/targets/{t1_target}"), &t.manager, &json!({"goal": 1})).await.expect(200);
+    let again = t.leaderboard(&contest, &t.manager).await.expect(200).clone();
+    assert_eq!(again, body, "the frozen standing, goals included, stays");
+
+    // Teams: Alpha (u0, u1) with its own target of 10; Beta (u2, u3) without one: the sum of
+    // its members' goals, as its progress reports; Gamma (empty) without any.
+    let alpha = t.team("Alpha", &[&id0, &id1]).await;
+    let beta = t.team("Beta", &[&id2, &id3]).await;
+    let gamma = t.team("Gamma", &[]).await;
+    t.target(target(json!({"team_id": alpha}), "month", 10)).await;
+    let teams = json!({"teams": [gamma, beta, alpha]});
+    let cup = contest_of(&t, "percent_of_target", "deals_won", None, window, teams).await;
+    let body = t.leaderboard(&cup, &t.manager).await.expect(200).clone();
+    let beta_progress = api
+        .get(&format!("/v1/teams/{beta}/progress?metric=deals_won&period=month&on={month}"), &t.manager)
+        .await
+        .expect(200)
+        .clone();
+    assert_eq!(
+        (beta_progress["goal_source"].as_str(), beta_progress["goal"].clone()),
+        (Some("members"), json!(share2))
+    );
+    let rows: BTreeMap<String, PercentRow> = [
+        (alpha.clone(), (5, Some(10), reached(u0).max(reached(u1)))),
+        (beta.clone(), (1, Some(share2), reached(u2))),
+        (gamma.clone(), (0, None, None)),
+    ]
+    .into();
+    assert_eq!(percent_entries(&body, "team_id"), expected_percent_ranks(&rows), "{body}");
+
+    // Listed with the others; a race's goal is listed too.
+    let race = contest_of(&t, "race", "revenue", Some(json!("150.00")), window, users.clone()).await;
+    let list = api.get("/v1/contests?limit=200", &t.manager).await.expect(200).clone();
+    let listed: BTreeMap<String, (Json, Json)> = list["contests"]
+        .as_array()
+        .expect("contests")
+        .iter()
+        .map(|c| (str_of(&c["id"]), (c["format"].clone(), c["goal"].clone())))
+        .collect();
+    assert_eq!(listed[&contest], (json!("percent_of_target"), Json::Null), "{list}");
+    assert_eq!(listed[&race], (json!("race"), json!("150.00")), "{list}");
+    // Read once, so that its freeze is not written while the refusals below look.
+    t.leaderboard(&race, &t.manager).await.expect(200);
+
+    // Bad input: refused with the documented error body, nothing written.
+    let mut r = Refusals { db: &db, api: api.clone(), snapshot: BTreeMap::new() };
+    r.refresh().await;
+    let m = t.manager.as_str();
+    let body_of = |metric: &str, window: (Timestamp, Timestamp), participants: Json| {
+        json!({"name": "P", "metric": metric, "format": "percent_of_target", "starts_at": window.0.to_string(),
+            "ends_at": window.1.to_string(), "participants": participants})
+    };
+    let refused = |what: &'static str, body: Json, status: u16| {
+        let r = &r;
+        async move { r.refused(what, "POST", "/v1/contests", m, &body.to_string(), status).await }
+    };
+    let mut with_goal = body_of("deals_won", window, users.clone());
+    with_goal["goal"] = json!(5);
+    assert_eq!(refused("a goal", with_goal, 422).await, "goal_not_allowed");
+    assert_eq!(refused("a metric without targets", body_of("calls", window, users.clone()), 422).await, "no_targets");
+    let later = (local_midnight(month_start(month, 6)), local_midnight(month_start(month, 7)));
+    assert_eq!(refused("a month without targets", body_of("deals_won", later, users.clone()), 422).await, "no_targets");
+    let nobody = json!({"users": [id3, t.member_id]});
+    assert_eq!(refused("participants without targets", body_of("deals_won", window, nobody), 422).await, "no_targets");
+    assert_eq!(
+        refused("an empty team", body_of("deals_won", window, json!({"teams": [gamma]})), 422).await,
+        "no_targets"
+    );
+    let unknown = json!({"users": [id3, "00000000-0000-4000-8000-000000000000"]});
+    assert_eq!(refused("an unknown user", body_of("deals_won", window, unknown), 404).await, "not_found");
+    let theirs = json!({"teams": [gamma, b_team]});
+    assert_eq!(refused("another tenant's team", body_of("deals_won", window, theirs), 404).await, "not_found");
+    let theirs = json!({"users": [id0, b.member_id]});
+    assert_eq!(refused("another tenant's user", body_of("deals_won", window, theirs), 404).await, "not_found");
 }

@@ -28,6 +28,7 @@ on_both_stores!(
     custom_ranges_and_pace_by_working_days,
     joiners_team_sums_and_tiers,
     bad_target_input_is_refused_and_nothing_is_written,
+    incentives_award_on_the_effective_goal,
 );
 
 // ----- helpers ---------------------------------------------------------------------------
@@ -264,6 +265,47 @@ async fn custom_ranges_and_pace_by_working_days(backend: Backend) {
     assert_eq!((p["value"].clone(), p["goal"].clone(), p["status"].clone()), (json!(3), json!(3), json!("achieved")));
     assert_eq!(instant(&p["achieved_at"]), deals[2], "reached with the third deal, the last second of the range");
     assert_eq!((p["original_goal"].clone(), p["joined_on"].clone()), (json!(3), Json::Null));
+
+    // A team's progress over the same custom range, asked for as a target is set: the
+    // members' custom targets of exactly that range add up, then the team's own overrides.
+    let range1 = t
+        .target(json!({"assignee": {"user_id": t.crm[&u1]}, "metric": "deals_won", "period": "custom", "goal": 2,
+            "starts_on": first.to_string(), "ends_on": last.to_string()}))
+        .await;
+    let pair = t.team("Pair", &[t.crm[&u0].as_str(), t.crm[&u1].as_str()]).await;
+    let team_path = |first: Date, last: Date| {
+        format!("/v1/teams/{pair}/progress?metric=deals_won&period=custom&starts_on={first}&ends_on={last}")
+    };
+    let p = api.get(&team_path(first, last), &t.manager).await.expect(200).clone();
+    let v1 = won(&fake, u1, from, to).len() as i64;
+    assert_eq!((p["goal_source"].as_str(), p["goal"].clone()), (Some("members"), json!(5)), "{p}");
+    assert_eq!(p["value"], 3 + v1, "{p}");
+    assert_eq!(
+        (p["period"]["kind"].as_str(), instant(&p["period"]["start"]), instant(&p["period"]["end"])),
+        (Some("custom"), from, to)
+    );
+    assert_eq!(
+        (p["period"]["first_day"].as_str(), p["period"]["last_day"].as_str()),
+        (Some(first.to_string().as_str()), Some(last.to_string().as_str()))
+    );
+    let member_targets: BTreeMap<String, Json> = p["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (str_of(&m["user_id"]), m["target_id"].clone()))
+        .collect();
+    assert_eq!(member_targets, [(t.crm[&u0].clone(), json!(range)), (t.crm[&u1].clone(), json!(range1))].into());
+    // Another range: nobody has a target of exactly that one.
+    let shorter = api.get(&team_path(first, plus_days(last, -1)), &t.manager).await;
+    assert_eq!(shorter.expect_error(404), "not_found");
+    let own = t
+        .target(json!({"assignee": {"team_id": pair}, "metric": "deals_won", "period": "custom", "goal": 4,
+            "starts_on": first.to_string(), "ends_on": last.to_string()}))
+        .await;
+    let p = api.get(&team_path(first, last), &t.manager).await.expect(200).clone();
+    assert_eq!((p["goal_source"].as_str(), p["target_id"].as_str()), (Some("target"), Some(own.as_str())), "{p}");
+    let team_status = if 3 + v1 >= 4 { "achieved" } else { "behind" };
+    assert_eq!((p["goal"].clone(), p["status"].as_str()), (json!(4), Some(team_status)), "{p}");
 
     // Pace by working days: every weekday worked, holidays today and three days ago. A
     // custom range of twenty days, ten of them before today: 18 working days, 9 gone by
@@ -604,7 +646,23 @@ async fn bad_target_input_is_refused_and_nothing_is_written(backend: Backend) {
         async move { r.refused(what, "GET", &path, &token, "", status).await }
     };
     assert_eq!(get("another tenant's team", tp(&b_team, "metric=deals_won&period=month"), m, 404).await, "not_found");
-    assert_eq!(get("custom period", tp(&team, "metric=deals_won&period=custom"), m, 400).await, "invalid_field");
+    // Custom ranges are checked as a target's are.
+    let custom = |range: &str| tp(&team, &format!("metric=deals_won&period=custom{range}"));
+    assert_eq!(get("custom without a range", custom(""), m, 422).await, "range_required");
+    assert_eq!(get("custom without an end", custom("&starts_on=2025-06-10"), m, 422).await, "range_required");
+    let backwards = custom("&starts_on=2025-06-10&ends_on=2025-06-09");
+    assert_eq!(get("custom ending before it starts", backwards, m, 422).await, "range_ends_before_start");
+    let long = custom("&starts_on=2025-01-01&ends_on=2035-01-09");
+    assert_eq!(get("custom longer than 3660 days", long, m, 422).await, "range_too_long");
+    let on = custom("&starts_on=2025-06-10&ends_on=2025-06-20&on=2025-06-12");
+    assert_eq!(get("custom with a day", on, m, 422).await, "field_not_allowed");
+    let bad_end = custom("&starts_on=2025-06-10&ends_on=2025-06-31");
+    assert_eq!(get("custom with a bad date", bad_end, m, 400).await, "invalid_field");
+    let month_range = tp(&team, "metric=deals_won&period=month&starts_on=2025-06-01");
+    assert_eq!(get("a range on a month", month_range, m, 422).await, "field_not_allowed");
+    assert_eq!(get("a bad period", tp(&team, "metric=deals_won&period=sprint"), m, 400).await, "invalid_field");
+    let none = custom("&starts_on=2025-06-10&ends_on=2025-06-19");
+    assert_eq!(get("no target of that range", none, m, 404).await, "not_found");
     assert_eq!(get("no metric", tp(&team, "period=month"), m, 400).await, "invalid_query");
     assert_eq!(get("unknown parameter", tp(&team, "metric=deals_won&period=month&x=1"), m, 400).await, "invalid_query");
     assert_eq!(get("unknown metric", tp(&team, "metric=karma&period=month"), m, 404).await, "not_found");
@@ -619,4 +677,91 @@ async fn bad_target_input_is_refused_and_nothing_is_written(backend: Backend) {
         let code = r.refused("paging", "GET", &format!("/v1/targets?{query}"), m, "", 400).await;
         assert!(["invalid_query", "invalid_field", "invalid_cursor"].contains(&code.as_str()), "{query}: {code}");
     }
+}
+
+// ----- 5. incentives on the effective goal ---------------------------------------------------
+
+/// A user's points: (balance, [(points, reason, target id)]) sorted.
+async fn points_of(t: &Tenant, user: &str) -> (i64, Vec<(i64, String, String)>) {
+    let body = t.api.get(&format!("/v1/users/{user}/points?limit=200"), &t.manager).await.expect(200).clone();
+    let mut entries: Vec<(i64, String, String)> = body["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| (e["points"].as_i64().expect("points"), str_of(&e["reason"]), str_of(&e["target_id"])))
+        .collect();
+    entries.sort();
+    (body["balance"].as_i64().expect("balance"), entries)
+}
+
+async fn incentives_award_on_the_effective_goal(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let fake = fake_pipedrive(5150, 3, 60, 10, TOKEN).await;
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let t = Tenant::create(&api, "Award Sales", "award.example", Some(&fake)).await;
+    let owners: Vec<u64> = t.crm.keys().copied().collect();
+    let (u0, u1) = (owners[0], owners[1]);
+    let (id0, id1) = (t.crm[&u0].clone(), t.crm[&u1].clone());
+
+    // Thirteen months back: u0 and u1 win three deals each.
+    let month = month_start(local_date(Timestamp::now_utc()), -13);
+    let next = month_start(month, 1);
+    let t0 = local_midnight(month);
+    fake.with(|crm| {
+        for (owner, at) in [(u0, DAY), (u0, 2 * DAY), (u0, 3 * DAY), (u1, DAY), (u1, 2 * DAY + HOUR), (u1, 3 * DAY)] {
+            crm.add_deal(NewDeal::won(owner, 100.0, CURRENCY, t0.plus_secs(at))).expect("a deal is added");
+        }
+    });
+    t.sync(&fake).await;
+    assert_eq!(won(&fake, u0, t0, local_midnight(next)).len(), 3);
+    assert_eq!(won(&fake, u1, t0, local_midnight(next)).len(), 3);
+
+    // u0 joined on the month's 21st: owes goal × working days from then ÷ the month's,
+    // rounded up (the default Monday-to-Friday week, no holidays). The goal is the largest
+    // whose share is still at most 3: u0's 3 deals reach the effective goal, not the goal
+    // as set. u1 (no join date) has the same goal and owes all of it.
+    let joined = plus_days(month, 20);
+    api.put(&format!("/v1/users/{id0}/joined-on"), &t.manager, &json!({"joined_on": joined.to_string()}))
+        .await
+        .expect(200);
+    let works = [true, true, true, true, true, false, false];
+    let (part, whole) = (working_days(joined, next, works, &[]), working_days(month, next, works, &[]));
+    let share = |goal: i64| (goal * part + whole - 1) / whole;
+    let goal = (4..=500).filter(|g| share(*g) <= 3).max().expect("a goal");
+    assert!(goal > 3 && (1..=3).contains(&share(goal)), "goal {goal}, share {}", share(goal));
+    let monthly = |id: &str| {
+        json!({"assignee": {"user_id": id}, "metric": "deals_won", "period": "month", "goal": goal,
+            "starts_on": month.to_string()})
+    };
+    let target0 = t.target(monthly(&id0)).await;
+    let target1 = t.target(monthly(&id1)).await;
+    let incentive = |body: Json| {
+        let api = api.clone();
+        let token = t.manager.clone();
+        async move { str_of(&api.post("/v1/incentives", &token, &body).await.expect(201)["id"]) }
+    };
+    incentive(json!({"target_id": target0, "points": 40, "label": "Goal"})).await;
+    incentive(json!({"target_id": target0, "tier_percent": 150, "points": 30, "label": "Stretch"})).await;
+    incentive(json!({"target_id": target1, "points": 7})).await;
+
+    // Progress shows the effective goal; the awards follow it.
+    let p = t.progress(&target0).await;
+    assert_eq!((p["goal"].clone(), p["original_goal"].clone()), (json!(share(goal)), json!(goal)), "{p}");
+    assert_eq!((p["value"].clone(), p["status"].as_str()), (json!(3), Some("achieved")), "{p}");
+    let p = t.progress(&target1).await;
+    assert_eq!((p["goal"].clone(), p["status"].as_str()), (json!(goal), Some("behind")), "{p}");
+    // 150 % of the effective goal is reached only if 3 × 100 ≥ share × 150.
+    let stretch = 3 * 100 >= share(goal) * 150;
+    let mut want = vec![(40, "awarded".to_owned(), target0.clone())];
+    if stretch {
+        want.push((30, "awarded".to_owned(), target0.clone()));
+    }
+    want.sort();
+    let balance: i64 = want.iter().map(|w| w.0).sum();
+    assert_eq!(points_of(&t, &id0).await, (balance, want.clone()));
+    // Read again, through the progress and the points: awarded exactly once.
+    t.progress(&target0).await;
+    assert_eq!(points_of(&t, &id0).await, (balance, want));
+    assert_eq!(points_of(&t, &id1).await, (0, vec![]), "u1 owes the whole goal and has 3");
 }

@@ -7,7 +7,31 @@
 //! older) ranks higher. Every participant is listed, zeros included.
 //!
 //! Formats: `leaderboard`, `race` (first to reach `goal` wins), `head_to_head` (exactly two
-//! users or teams) and `team_vs_team` (two or more teams); see [`FORMATS`].
+//! users or teams), `team_vs_team` (two or more teams) and `percent_of_target` (a
+//! leaderboard ranked by percent of each participant's own target); see [`FORMATS`].
+//!
+//! # Ranked by percent of own target
+//! A `percent_of_target` contest ranks users or teams by their value over the window (as
+//! every format counts it) divided by their own goal, with the rules of
+//! [`crate::engine::ranking::rank_by_percent`]; each entry also carries `goal` and
+//! `percent`. The goal ([`super::targets::GoalBook`]):
+//!
+//! * **which target**: the participant's targets of the contest's metric whose period (a
+//!   recurring target's period then) contains the contest's first local day (`starts_at`
+//!   in the tenant's zone); of several (another period kind), the one whose period
+//!   overlaps the contest's window the most, then the shorter period
+//!   ([`crate::engine::closest_period`]): a month's target for a month's contest;
+//! * **which goal**: the effective goal of that period as `GET /v1/targets/{id}/progress`
+//!   shows it (pro-rated by working days for a user who joined during it);
+//! * **a team**: its own target, or failing that the sum of its current members' goals,
+//!   each picked as above (the `goal_source` rule of `GET /v1/teams/{id}/progress`);
+//! * **no target** (or nothing owed: joined after the period): `goal` and `percent` are
+//!   `null` and the participant ranks after everyone with a goal, by value.
+//!
+//! Goals are read at each read while the contest runs (a target edited meanwhile counts)
+//! and frozen with the result at the end. Creating one needs at least one participant
+//! (or, for teams, a member) with such a target (422 `no_targets`), so a contest over a
+//! metric without targets is refused rather than ranked on nothing.
 //!
 //! # Where a standing comes from
 //! Never from the facts at read time: the store keeps every contest's running totals per CRM
@@ -46,15 +70,15 @@ use super::extract::{ApiJson, ApiQuery, User};
 use super::metrics::{Resolved, Unit, resolve, resolve_stored};
 use super::openapi::{Created, ErrorBody};
 use super::paging::{PageQuery, finish};
-use super::targets::parse_goal;
+use super::targets::{GoalBook, parse_goal};
 use super::tenants::{audit, check_name, parse_id};
-use crate::engine::{Contender, DatedValue, first_reaching, rank, rank_race};
+use crate::engine::{Contender, DatedValue, first_reaching, rank, rank_by_percent, rank_race};
 use crate::store::engine::{ContestSummary, Visible};
 use crate::store::standings::StoredStanding;
 use crate::store::types::now_ms;
 use crate::store::{
-    Actor, Contest, ContestId, DatedFact, NewContest, Participants, Principal, Role, StoreError, TeamId, Tenant,
-    TenantId, UserId,
+    Actor, Assignee, Contest, ContestId, DatedFact, NewContest, Participants, Principal, Role, StoreError, TeamId,
+    Tenant, TenantId, UserId,
 };
 
 /// The formats this version runs:
@@ -62,10 +86,13 @@ use crate::store::{
 /// * `leaderboard`: users or teams ranked by value;
 /// * `race`: first to reach `goal` wins; ranked by when each reached it, then by value;
 /// * `head_to_head`: exactly two participants (users or teams), ranked by value;
-/// * `team_vs_team`: two or more teams, each the sum of its members, ranked by value.
-///
-/// A leaderboard ranked by percent of each participant's own target is not built yet.
-const FORMATS: [&str; 4] = ["leaderboard", "race", "head_to_head", "team_vs_team"];
+/// * `team_vs_team`: two or more teams, each the sum of its members, ranked by value;
+/// * `percent_of_target`: users or teams ranked by value as a percent of their own goal
+///   (see the module docs for which target and goal).
+const FORMATS: [&str; 5] = ["leaderboard", "race", "head_to_head", "team_vs_team", PERCENT_OF_TARGET];
+
+/// The format ranked by percent of each participant's own target.
+const PERCENT_OF_TARGET: &str = "percent_of_target";
 
 /// The most participants one contest may have.
 pub(super) const MAX_PARTICIPANTS: usize = 10_000;
@@ -78,7 +105,10 @@ pub(super) struct NewContestBody {
     name: String,
     /// The metric it ranks by: a connector's or a composite one.
     metric: String,
-    /// `leaderboard` (the default), `race`, `head_to_head` or `team_vs_team`.
+    /// `leaderboard` (the default: ranked by value), `race`, `head_to_head`,
+    /// `team_vs_team` or `percent_of_target` (ranked by percent of each participant's own
+    /// target of the metric: the one whose period contains the contest's first local day,
+    /// closest to the contest's window; needs at least one participant with one).
     #[serde(default = "default_format")]
     format: String,
     /// A race's goal (races only, and required there): above zero, in the metric's unit (a
@@ -148,6 +178,9 @@ pub(super) struct ContestListItem {
     metric: String,
     /// Its format.
     format: String,
+    /// A race's goal, in the metric's unit; `null` for other formats.
+    #[schema(value_type = Option<super::openapi::FigureSchema>)]
+    goal: Value,
     /// The first instant counted.
     starts_at: String,
     /// The first instant no longer counted.
@@ -201,6 +234,15 @@ pub(super) struct LeaderboardEntry {
     value: Value,
     /// Races only: when the participant reached the goal, `null` while they have not.
     reached_goal_at: Option<String>,
+    /// `percent_of_target` only: the participant's own goal (the effective goal of their
+    /// target's period, a team's own or its members' sum), in the metric's unit; `null`
+    /// without one.
+    #[schema(value_type = Option<super::openapi::FigureSchema>)]
+    goal: Option<Value>,
+    /// `percent_of_target` only: `value` as a percent of `goal`, two decimals (ranks compare
+    /// the exact ratios); `null` without a goal.
+    #[schema(example = 62.5)]
+    percent: Option<f64>,
 }
 
 /// A participant whose value changed after the result was frozen.
@@ -310,6 +352,14 @@ fn parse_ids<T: std::str::FromStr + Ord + Copy>(what: &str, raw: &[String]) -> R
 /// Creates a contest (manager+).
 ///
 /// Ranks its participants by one metric over `[starts_at, ends_at)`.
+///
+/// `percent_of_target` ranks by value ÷ each participant's own goal (exact ratios, best
+/// first; ties by who reached their value earlier), and each leaderboard entry adds `goal`
+/// and `percent`. The goal: the participant's target of the metric whose period contains
+/// the contest's first local day (of several, the period overlapping the window most, then
+/// the shorter), at its effective (pro-rated) goal as its progress shows it; a team's own
+/// target, else the sum of its members' goals. Participants without one rank after the
+/// rest with `goal` and `percent` `null`. At least one must have one (`no_targets`).
 #[utoipa::path(post, path = "/v1/contests", tag = "contests", operation_id = "create_contest",
     request_body = NewContestBody,
     responses(
@@ -317,7 +367,7 @@ fn parse_ids<T: std::str::FromStr + Ord + Copy>(what: &str, raw: &[String]) -> R
         (status = 400, description = "Malformed body, instant, id, or an id listed twice.", body = ErrorBody),
         (status = 403, description = "A member.", body = ErrorBody),
         (status = 404, description = "Unknown metric, or a participant not in this tenant.", body = ErrorBody),
-        (status = 422, description = "Empty window (`empty_window`), no participants (`no_participants`), too many, a format not supported (`format_not_supported`), a race without a goal (`goal_required`) or a goal not above zero (`goal_not_positive`), a goal outside a race (`goal_not_allowed`), other than two participants in a head to head (`wrong_participant_count`), users in a team vs team (`teams_required`).", body = ErrorBody),
+        (status = 422, description = "Empty window (`empty_window`), no participants (`no_participants`), too many, a format not supported (`format_not_supported`), a race without a goal (`goal_required`) or a goal not above zero (`goal_not_positive`), a goal outside a race (`goal_not_allowed`), other than two participants in a head to head (`wrong_participant_count`), users in a team vs team (`teams_required`), a `percent_of_target` contest where no participant (nor any member of a participating team) has a target of the metric whose period contains the contest's first day (`no_targets`).", body = ErrorBody),
     ))]
 pub(super) async fn create_contest(
     State(state): State<AppState>,
@@ -354,7 +404,7 @@ pub(super) async fn create_contest(
             format!("a contest has at most {MAX_PARTICIPANTS} participants"),
         ));
     }
-    let goal = check_format(&state, &p, &body, &participants, metric.unit).await?;
+    let goal = check_format(&state, &p, &body, &participants, metric.unit, (starts_at, ends_at)).await?;
     let contest = state
         .store
         .create_contest(
@@ -382,6 +432,7 @@ async fn check_format(
     body: &NewContestBody,
     participants: &Participants,
     unit: Unit,
+    window: (i64, i64),
 ) -> Result<Option<i64>, ApiError> {
     let goal = match (body.format.as_str(), &body.goal) {
         ("race", None) => {
@@ -407,8 +458,54 @@ async fn check_format(
         ("team_vs_team", _) if participants.len() < 2 => {
             Err(ApiError::unprocessable("wrong_participant_count", "a team vs team needs at least two teams"))
         }
+        (PERCENT_OF_TARGET, _) => {
+            check_targets(state, p, &body.metric, participants, window).await?;
+            Ok(goal)
+        }
         _ => Ok(goal),
     }
+}
+
+/// A `percent_of_target` contest needs someone to measure: at least one participant (or a
+/// member of a participating team) with a goal by the rule the standing uses (422
+/// `no_targets`). An unknown participant answers 404 first, as for every format.
+async fn check_targets(
+    state: &AppState,
+    p: &Principal,
+    metric: &str,
+    participants: &Participants,
+    window: (i64, i64),
+) -> Result<(), ApiError> {
+    let (_, tz) = tenant_zone(state, p).await?;
+    let book = GoalBook::load(state, p.tenant_id, metric, window, &tz).await?;
+    match participants {
+        Participants::Users(users) => {
+            for &user in users {
+                if book.own_goal(Assignee::User(user), &tz)?.is_some() {
+                    return Ok(());
+                }
+            }
+            for &user in users {
+                state.store.user(p.tenant_id, user).await?;
+            }
+        }
+        Participants::Teams(teams) => {
+            for &team in teams {
+                if !state.store.team_exists(p.tenant_id, team).await? {
+                    return Err(ApiError::NotFound("team"));
+                }
+                let members = state.store.team_members(p.tenant_id, team).await?;
+                if book.team_goal(team, &members, &tz)?.is_some() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Err(ApiError::unprocessable(
+        "no_targets",
+        "no participant has a target of this metric whose period contains the contest's first day; \
+         set targets first, or choose another format",
+    ))
 }
 
 /// Managers and admins see every contest; a member only those they take part in (as a
@@ -493,6 +590,32 @@ async fn compute_entries(
                 .map(|r| {
                     json!({"rank": r.standing.rank, key: r.standing.key, "value": figure(r.standing.value),
                         "reached_goal_at": r.finished_at_ms.map(|at| instant(at, tz))})
+                })
+                .collect()
+        }
+        (PERCENT_OF_TARGET, _) => {
+            let window = (contest.starts_at_ms, contest.ends_at_ms);
+            let book = GoalBook::load(state, tenant, &contest.metric, window, tz).await?;
+            let mut contenders = Vec::with_capacity(participants.len());
+            for (k, users) in &participants {
+                let goal = match &contest.participants {
+                    Participants::Users(_) => match users.as_slice() {
+                        [user] => book.own_goal(Assignee::User(*user), tz)?,
+                        _ => None,
+                    },
+                    Participants::Teams(_) => match k.parse::<TeamId>() {
+                        Ok(team) => book.team_goal(team, users, tz)?,
+                        Err(_) => None,
+                    },
+                };
+                contenders.push((contender(k, users), goal));
+            }
+            rank_by_percent(contenders)
+                .into_iter()
+                .map(|s| {
+                    let percent = s.percent_hundredths().map(|h| h as f64 / 100.0);
+                    json!({"rank": s.standing.rank, key: s.standing.key, "value": figure(s.standing.value),
+                        "goal": s.goal.map(figure), "percent": percent})
                 })
                 .collect()
         }
@@ -825,9 +948,10 @@ fn contest_view(contest: &Contest, tz: &TimeZone, unit: Option<Unit>, currency: 
     }
 }
 
-fn list_item(c: ContestSummary, tz: &TimeZone, now: i64) -> ContestListItem {
+fn list_item(c: ContestSummary, tz: &TimeZone, now: i64, unit: Option<Unit>, currency: &str) -> ContestListItem {
     ContestListItem {
         id: c.id.as_uuid(),
+        goal: goal_figure(c.goal, unit, currency),
         status: status_of(c.starts_at_ms, c.ends_at_ms, c.frozen_at_ms.is_some(), now),
         starts_at: instant(c.starts_at_ms, tz),
         ends_at: instant(c.ends_at_ms, tz),
@@ -855,11 +979,26 @@ pub(super) async fn list_contests(
     let p = user.0;
     let (limit, after) = q.parse()?;
     let visible = Visible::to(&p);
-    let (_, tz) = tenant_zone(&state, &p).await?;
+    let (tenant, tz) = tenant_zone(&state, &p).await?;
     let rows = state.store.contests(p.tenant_id, visible, after, limit + 1).await?;
     let (rows, next_cursor) = finish(rows, limit, |c| (c.created_at_ms, c.id.as_uuid()));
     let now = now_ms();
-    Ok(axum::Json(ContestList { contests: rows.into_iter().map(|c| list_item(c, &tz, now)).collect(), next_cursor }))
+    // A race's goal is shown in its metric's unit: each metric of the page resolved once.
+    let mut units: HashMap<String, Option<Unit>> = HashMap::new();
+    let mut contests = Vec::with_capacity(rows.len());
+    for c in rows {
+        let unit = match (c.goal, units.get(&c.metric)) {
+            (None, _) => None,
+            (Some(_), Some(unit)) => *unit,
+            (Some(_), None) => {
+                let unit = resolve(&state, p.tenant_id, &c.metric).await?.map(|m| m.unit);
+                units.insert(c.metric.clone(), unit);
+                unit
+            }
+        };
+        contests.push(list_item(c, &tz, now, unit, tenant.currency.as_str()));
+    }
+    Ok(axum::Json(ContestList { contests, next_cursor }))
 }
 
 /// A contest's definition (its participants, manager+).

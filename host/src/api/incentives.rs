@@ -2,7 +2,13 @@
 //!
 //! An incentive awards `points` (with an optional label the manager types) for achieving a
 //! tier of a target (`tier_percent` of its goal, 100 by default) or for a final contest
-//! placement (rank ≤ `places`, optionally with at least `min_value`).
+//! placement (rank ≤ `places`, optionally with at least `min_value`, a value in the
+//! metric's unit, also for a contest ranked by percent of own target).
+//!
+//! A target's tier is measured against the goal its progress shows for that period (the
+//! effective goal: pro-rated by working days for a user who joined during the period,
+//! [`super::targets::effective_goal`]), not the goal as set; a period whose effective goal
+//! is zero (the user joined after it ended) earns nothing.
 //!
 //! # When points are awarded
 //! Lazily and idempotently: [`award_due`] runs on `GET …/points`, the incentives of one
@@ -54,7 +60,8 @@ const MAX_TIER_PERCENT: i64 = 10_000;
 pub(super) struct NewIncentiveBody {
     /// The target whose achievement is rewarded.
     target_id: Option<String>,
-    /// With a target: the share of its goal to reach, in percent (1 to 10 000; default 100).
+    /// With a target: the share of its goal to reach, in percent (1 to 10 000; default 100),
+    /// of the effective goal its progress shows for each period (pro-rated for a joiner).
     tier_percent: Option<i64>,
     /// The contest whose placements are rewarded.
     contest_id: Option<String>,
@@ -306,7 +313,12 @@ pub(super) async fn award_target(state: &AppState, tenant: TenantId, target: &Ta
         Assignee::User(u) => vec![u],
         Assignee::Team(t) => state.store.team_members(tenant, t).await?,
     };
+    let calendar = state.store.calendar(tenant).await?.calendar;
+    let joined = state.store.joined_on(tenant).await?;
     for period in periods {
+        // The goal progress shows for this period (pro-rated for a joiner); a period owed
+        // nothing (joined after it ended) earns nothing.
+        let goal = super::targets::effective_goal(target.goal, target.assignee, &period, &calendar, &joined);
         let value: i128 = metric
             .dated(state, tenant, period.start_ms, period.end_ms)
             .await?
@@ -316,7 +328,7 @@ pub(super) async fn award_target(state: &AppState, tenant: TenantId, target: &Ta
             .sum();
         for incentive in &incentives {
             let IncentiveSource::Target { tier_percent, .. } = incentive.source else { continue };
-            let earned = value * 100 >= i128::from(target.goal) * i128::from(tier_percent);
+            let earned = goal > 0 && value * 100 >= goal * i128::from(tier_percent);
             for &user in &members {
                 settle(state, tenant, incentive, user, period.start_ms, earned, true).await?;
             }

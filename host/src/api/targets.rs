@@ -11,7 +11,10 @@
 //! and the target's `original_goal`. Stretch tiers (up to [`MAX_TIERS`], ascending above
 //! the goal) report when each was reached. A team's value is the sum of its current
 //! members' facts; a team without a target of its own has the sum of its members'
-//! (pro-rated) targets as its goal ([`team_progress`]).
+//! (pro-rated) targets as its goal ([`team_progress`], for a calendar period or a custom
+//! range). [`effective_goal`] is the one rule for the goal owed over a period (progress,
+//! incentives, contests ranked by percent of own target); [`GoalBook`] picks the target a
+//! contest measures each participant against.
 
 use std::collections::HashMap;
 
@@ -435,6 +438,115 @@ fn period_covering(target: &Target, day: jiff::civil::Date, tz: &TimeZone) -> Re
     Ok(None)
 }
 
+/// The goal a target's assignee owes over `period`, as its progress shows it (`goal`): a
+/// user who joined after the period started owes a working-day share of it
+/// ([`WorkCalendar::prorate`]; nothing if they joined after it ended); a team the goal as
+/// set. Progress, team progress, target incentives and contests ranked by percent of own
+/// target all take their goal from here.
+pub(super) fn effective_goal(
+    goal: i64,
+    assignee: Assignee,
+    period: &Period,
+    calendar: &WorkCalendar,
+    joined: &HashMap<UserId, jiff::civil::Date>,
+) -> i128 {
+    match assignee {
+        Assignee::User(user) => match joined.get(&user) {
+            Some(day) => calendar.prorate(i128::from(goal), period, *day),
+            None => i128::from(goal),
+        },
+        Assignee::Team(_) => i128::from(goal),
+    }
+}
+
+/// A custom range's days checked as a target's are: both given (422 `range_required`),
+/// the last not before the first (422 `range_ends_before_start`), at most
+/// [`MAX_CUSTOM_DAYS`] long (422 `range_too_long`).
+fn check_range(
+    first: Option<jiff::civil::Date>,
+    last: Option<jiff::civil::Date>,
+) -> Result<(jiff::civil::Date, jiff::civil::Date), ApiError> {
+    let (Some(first_day), Some(last_day)) = (first, last) else {
+        return Err(ApiError::unprocessable("range_required", "a custom period needs `starts_on` and `ends_on`"));
+    };
+    if last_day < first_day {
+        return Err(ApiError::unprocessable("range_ends_before_start", "`ends_on` is before `starts_on`"));
+    }
+    if days_between(first_day, last_day) >= MAX_CUSTOM_DAYS {
+        return Err(ApiError::unprocessable("range_too_long", "a custom period is at most 3660 days long"));
+    }
+    Ok((first_day, last_day))
+}
+
+/// What the goals of a contest ranked by percent of own target are read from: every
+/// target of its metric in the tenant, the join dates and the working calendar (three
+/// reads, whatever the number of participants).
+pub(super) struct GoalBook {
+    targets: HashMap<Assignee, Vec<Target>>,
+    joined: HashMap<UserId, jiff::civil::Date>,
+    calendar: WorkCalendar,
+    /// The contest's window `[start, end)` and its first local day.
+    window: (i64, i64),
+    first_day: jiff::civil::Date,
+}
+
+impl GoalBook {
+    /// The targets of `metric` for a contest over `[start_ms, end_ms)`.
+    pub(super) async fn load(
+        state: &AppState,
+        tenant: crate::store::TenantId,
+        metric: &str,
+        (start_ms, end_ms): (i64, i64),
+        tz: &TimeZone,
+    ) -> Result<Self, ApiError> {
+        let mut targets: HashMap<Assignee, Vec<Target>> = HashMap::new();
+        for t in state.store.targets_of_metric(tenant, metric).await? {
+            targets.entry(t.assignee).or_default().push(t);
+        }
+        Ok(Self {
+            targets,
+            joined: state.store.joined_on(tenant).await?,
+            calendar: state.store.calendar(tenant).await?.calendar,
+            window: (start_ms, end_ms),
+            first_day: local_date(start_ms, tz).map_err(|e| ApiError::Internal(e.into()))?,
+        })
+    }
+
+    /// The effective goal of `assignee`'s own target that the contest uses: among their
+    /// targets of the metric, those with a period containing the contest's first local day
+    /// (a recurring target's period then), the one whose period is closest to the window
+    /// ([`crate::engine::closest_period`]); its goal as its progress shows it for that
+    /// period ([`effective_goal`]). `None` without such a target.
+    pub(super) fn own_goal(&self, assignee: Assignee, tz: &TimeZone) -> Result<Option<i128>, ApiError> {
+        let Some(targets) = self.targets.get(&assignee) else { return Ok(None) };
+        let mut candidates = Vec::with_capacity(targets.len());
+        for t in targets {
+            if let Some(period) = period_covering(t, self.first_day, tz).map_err(|e| ApiError::Internal(e.into()))? {
+                candidates.push((t, period));
+            }
+        }
+        Ok(crate::engine::closest_period(self.window.0, self.window.1, candidates)
+            .map(|(t, period)| effective_goal(t.goal, t.assignee, &period, &self.calendar, &self.joined)))
+    }
+
+    /// A team's goal, as `GET /v1/teams/{id}/progress` picks its `goal_source`: its own
+    /// target ([`GoalBook::own_goal`]), or failing that the sum of its `members`' own goals
+    /// (each as they would have as a user participant); `None` when neither the team nor
+    /// any member has one.
+    pub(super) fn team_goal(&self, team: TeamId, members: &[UserId], tz: &TimeZone) -> Result<Option<i128>, ApiError> {
+        if let Some(goal) = self.own_goal(Assignee::Team(team), tz)? {
+            return Ok(Some(goal));
+        }
+        let mut sum: Option<i128> = None;
+        for &member in members {
+            if let Some(goal) = self.own_goal(Assignee::User(member), tz)? {
+                sum = Some(sum.unwrap_or(0).saturating_add(goal));
+            }
+        }
+        Ok(sum)
+    }
+}
+
 /// Sets a target (manager+).
 ///
 /// A goal of one metric per period for a user or a team. One assignee has at most one
@@ -473,15 +585,7 @@ pub(super) async fn create_target(
     let calendar = state.store.calendar(p.tenant_id).await?.calendar;
     let out_of_range = |_| ApiError::bad_request("invalid_field", "`starts_on` or `ends_on` is out of range");
     let (starts_on, first) = if body.period == PeriodKind::Custom {
-        let (Some(first_day), Some(last_day)) = (starts_on, ends_on) else {
-            return Err(ApiError::unprocessable("range_required", "a custom period needs `starts_on` and `ends_on`"));
-        };
-        if last_day < first_day {
-            return Err(ApiError::unprocessable("range_ends_before_start", "`ends_on` is before `starts_on`"));
-        }
-        if days_between(first_day, last_day) >= MAX_CUSTOM_DAYS {
-            return Err(ApiError::unprocessable("range_too_long", "a custom period is at most 3660 days long"));
-        }
+        let (first_day, last_day) = check_range(starts_on, ends_on)?;
         if body.recurring {
             return Err(ApiError::unprocessable("custom_not_recurring", "a custom period does not recur"));
         }
@@ -672,16 +776,12 @@ pub(super) async fn progress(
         .map(|f| DatedValue::new(f.at_ms, f.value))
         .collect();
     // A user who joined after the period started owes a working-day share of the goal.
+    let joined = state.store.joined_on(p.tenant_id).await?;
     let joined_on = match target.assignee {
-        Assignee::User(u) => {
-            state.store.joined_on(p.tenant_id).await?.get(&u).copied().filter(|d| *d > period.first_day)
-        }
+        Assignee::User(u) => joined.get(&u).copied().filter(|d| *d > period.first_day),
         Assignee::Team(_) => None,
     };
-    let share = |goal: i64| match joined_on {
-        Some(day) => calendar.prorate(i128::from(goal), &period, day),
-        None => i128::from(goal),
-    };
+    let share = |goal: i64| effective_goal(goal, target.assignee, &period, &calendar, &joined);
     let progress = compute(share(target.goal), &period, now, &facts, &calendar, &tz)?;
     let tiers: Vec<(i128, Option<String>)> = target.tiers.iter().map(|t| (share(t.goal), t.label.clone())).collect();
     let render = Render { kind: metric.unit, currency, tz: &tz };
@@ -705,11 +805,24 @@ pub(super) async fn progress(
 pub(super) struct TeamProgressQuery {
     /// The metric.
     metric: String,
-    /// `day`, `week`, `month`, `quarter` or `year`.
+    /// `day`, `week`, `month`, `quarter`, `year` or `custom`.
     period: String,
-    /// A local date inside the period (default: today in the tenant's zone).
+    /// A calendar kind only: a local date inside the period (default: today in the
+    /// tenant's zone).
     #[param(format = Date)]
     on: Option<String>,
+    /// `custom` only (and required there): the range's first local day.
+    #[param(format = Date)]
+    starts_on: Option<String>,
+    /// `custom` only (and required there): the range's last local day (inclusive).
+    #[param(format = Date)]
+    ends_on: Option<String>,
+}
+
+/// What a team's progress is asked about: a day inside a calendar period, or a custom range.
+enum Asked {
+    Day(jiff::civil::Date),
+    Range(Period),
 }
 
 /// A team's progress for a metric and period kind (manager+, or a member of the team).
@@ -720,13 +833,18 @@ pub(super) struct TeamProgressQuery {
 /// who joined during its period (`goal_source: "members"`). The value is the sum of the
 /// members' facts either way; `members` breaks both down. Weeks start on the tenant
 /// calendar's week start (or the team target's own).
+///
+/// A custom range is asked for as a target's is set: `period=custom&starts_on=…&ends_on=…`
+/// (first and last local day, inclusive; at most 3660 days), and counts the custom
+/// targets (the team's, else its members') whose range is exactly that one.
 #[utoipa::path(get, path = "/v1/teams/{id}/progress", tag = "targets", operation_id = "team_progress",
     params(("id" = uuid::Uuid, Path, description = "The team."), TeamProgressQuery),
     responses(
         (status = 200, description = "The progress.", body = TeamProgressView),
-        (status = 400, description = "A missing or unknown parameter, a bad period (`custom` included) or date.", body = ErrorBody),
+        (status = 400, description = "A missing or unknown parameter, a bad period or date.", body = ErrorBody),
         (status = 403, description = "A member not in the team.", body = ErrorBody),
         (status = 404, description = "No such team or metric, or neither the team nor any member has a target for it (`not_found`).", body = ErrorBody),
+        (status = 422, description = "A custom period without `starts_on`/`ends_on` (`range_required`), ending before it starts (`range_ends_before_start`) or longer than ten years (`range_too_long`); `on` with a custom period, or `starts_on`/`ends_on` with a calendar one (`field_not_allowed`).", body = ErrorBody),
     ))]
 pub(super) async fn team_progress(
     State(state): State<AppState>,
@@ -736,13 +854,32 @@ pub(super) async fn team_progress(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = user.0;
     let team: TeamId = parse_id("team", &id)?;
-    let kind = PeriodKind::parse(&q.period).filter(|k| *k != PeriodKind::Custom).ok_or_else(|| {
-        ApiError::bad_request("invalid_field", "`period` must be one of day, week, month, quarter, year")
+    let kind = PeriodKind::parse(&q.period).ok_or_else(|| {
+        ApiError::bad_request("invalid_field", "`period` must be one of day, week, month, quarter, year, custom")
     })?;
     let (tenant, tz) = tenant_zone(&state, &p).await?;
-    let day = match &q.on {
-        Some(text) => parse_date("on", text)?,
-        None => local_date(now_ms(), &tz).map_err(|e| ApiError::Internal(e.into()))?,
+    let date = |field: &'static str, text: &Option<String>| text.as_deref().map(|t| parse_date(field, t)).transpose();
+    let (on, starts_on, ends_on) = (date("on", &q.on)?, date("starts_on", &q.starts_on)?, date("ends_on", &q.ends_on)?);
+    // The day asked about, or for a custom period its range.
+    let asked = if kind == PeriodKind::Custom {
+        if on.is_some() {
+            return Err(ApiError::unprocessable("field_not_allowed", "`on` goes with a calendar period, not `custom`"));
+        }
+        let (first, last) = check_range(starts_on, ends_on)?;
+        let range = Period::custom(first, last, &tz)
+            .map_err(|_| ApiError::bad_request("invalid_field", "`starts_on` or `ends_on` is out of range"))?;
+        Asked::Range(range)
+    } else {
+        if starts_on.is_some() || ends_on.is_some() {
+            return Err(ApiError::unprocessable(
+                "field_not_allowed",
+                "`starts_on` and `ends_on` go with a custom period; give `on` for a calendar one",
+            ));
+        }
+        Asked::Day(match on {
+            Some(day) => day,
+            None => local_date(now_ms(), &tz).map_err(|e| ApiError::Internal(e.into()))?,
+        })
     };
     if !state.store.team_exists(p.tenant_id, team).await? {
         return Err(ApiError::NotFound("team"));
@@ -756,17 +893,29 @@ pub(super) async fn team_progress(
     let calendar = state.store.calendar(p.tenant_id).await?.calendar;
     let internal = |e: PeriodError| ApiError::Internal(e.into());
     let now = now_ms();
+    // The period of `t` that counts: the one covering the day asked about, or for a custom
+    // range, its own range if it is exactly the one asked.
+    let counted = |t: &Target| -> Result<Option<Period>, ApiError> {
+        match &asked {
+            Asked::Day(day) => period_covering(t, *day, &tz).map_err(internal),
+            Asked::Range(range) => {
+                let own = first_period(t, &tz).map_err(internal)?;
+                Ok((own.start_ms == range.start_ms && own.end_ms == range.end_ms).then_some(own))
+            }
+        }
+    };
 
-    // The team's own target, if one covers the day.
+    // The team's own target, if one covers the day (or is the range).
     let mut own: Option<(Target, Period)> = None;
     for t in state.store.targets_of(p.tenant_id, Assignee::Team(team), &q.metric, kind).await? {
-        if let Some(period) = period_covering(&t, day, &tz).map_err(internal)? {
+        if let Some(period) = counted(&t)? {
             own = Some((t, period));
         }
     }
-    let period = match &own {
-        Some((_, period)) => *period,
-        None => Period::containing_with(kind, day, calendar.week_start, &tz).map_err(internal)?,
+    let period = match (&own, &asked) {
+        (Some((_, period)), _) => *period,
+        (None, Asked::Day(day)) => Period::containing_with(kind, *day, calendar.week_start, &tz).map_err(internal)?,
+        (None, Asked::Range(range)) => *range,
     };
     let all_facts = metric.dated(&state, p.tenant_id, period.start_ms, period.end_ms).await?;
     let facts: Vec<DatedValue> =
@@ -780,16 +929,13 @@ pub(super) async fn team_progress(
         let value: i128 = all_facts.iter().filter(|f| f.user_id == member).map(|f| f.value).sum();
         let mut found: Option<(Target, Period)> = None;
         for t in state.store.targets_of(p.tenant_id, Assignee::User(member), &q.metric, kind).await? {
-            if let Some(their) = period_covering(&t, day, &tz).map_err(internal)? {
+            if let Some(their) = counted(&t)? {
                 found = Some((t, their));
             }
         }
         let (target_id, goal, original) = match &found {
             Some((t, their)) => {
-                let effective = match joined.get(&member) {
-                    Some(on) => calendar.prorate(i128::from(t.goal), their, *on),
-                    None => i128::from(t.goal),
-                };
+                let effective = effective_goal(t.goal, t.assignee, their, &calendar, &joined);
                 any_member_target = true;
                 members_goal += effective;
                 (Some(t.id.as_uuid()), render.figure(effective), render.figure(i128::from(t.goal)))

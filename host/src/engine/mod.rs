@@ -12,7 +12,8 @@
 //! * [`progress`]: a target's progress over one period: value, ratio, pace, status and the
 //!   moment it was achieved.
 //! * [`ranking`]: contest standings with standard competition ranks and the documented
-//!   tie-break.
+//!   tie-break, by value, by the instant a race's goal was reached, or by percent of each
+//!   participant's own goal (and which of their targets a contest uses).
 //!
 //! # Units
 //! Instants are `i64` milliseconds since the Unix epoch (the store's unit). Values are
@@ -28,7 +29,10 @@ pub mod ranking;
 pub use self::calendar::{PaceClock, WorkCalendar};
 pub use self::period::{Period, PeriodError, PeriodKind};
 pub use self::progress::{PACE_TOLERANCE_PERCENT, Pace, Progress, Status};
-pub use self::ranking::{Contender, RaceStanding, Standing, first_reaching, rank, rank_race};
+pub use self::ranking::{
+    Contender, PercentStanding, RaceStanding, Standing, closest_period, first_reaching, percent_hundredths, rank,
+    rank_by_percent, rank_race,
+};
 
 /// One dated fact as the engine sees it: when it happened and what it adds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

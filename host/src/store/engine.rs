@@ -55,7 +55,8 @@ pub struct NewContest<'a> {
     pub name: &'a str,
     /// The metric slug it ranks by.
     pub metric: &'a str,
-    /// The format (`leaderboard`, `race`, `head_to_head`, `team_vs_team`).
+    /// The format (`leaderboard`, `race`, `head_to_head`, `team_vs_team`,
+    /// `percent_of_target`).
     pub format: &'a str,
     /// A race's goal, above zero, in the metric's unit; `None` for other formats.
     pub goal: Option<i64>,
@@ -634,6 +635,8 @@ pub struct ContestSummary {
     pub created_at_ms: i64,
     /// When it was frozen, if it was.
     pub frozen_at_ms: Option<i64>,
+    /// A race's goal in the metric's unit; `None` for other formats.
+    pub goal: Option<i64>,
 }
 
 /// Where a page of a list starts: after the item created at `created_at_ms` with `id`
@@ -674,7 +677,7 @@ fn concerning(user_col: &str, team_col: &str) -> String {
     )
 }
 
-type SummaryRow = (Uuid, String, String, String, i64, i64, String, i64, i64, Option<i64>);
+type SummaryRow = (Uuid, String, String, String, i64, i64, String, i64, i64, Option<i64>, Option<i64>);
 
 impl Store {
     /// Whether the team exists in the tenant.
@@ -714,7 +717,7 @@ impl Store {
         let sql = format!(
             "SELECT c.id, c.name, c.metric, c.format, c.starts_at, c.ends_at, c.participants, \
              (SELECT COUNT(*) FROM contest_participants q WHERE q.tenant_id = c.tenant_id AND q.contest_id = c.id), \
-             c.created_at, c.frozen_at FROM contests c \
+             c.created_at, c.frozen_at, c.goal FROM contests c \
              WHERE c.tenant_id = $1 AND ($3 IS NULL OR $3 IS NOT NULL){member} \
              AND (c.created_at < $4 OR (c.created_at = $4 AND c.id < $5)) \
              ORDER BY c.created_at DESC, c.id DESC LIMIT $2"
@@ -731,7 +734,7 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(id, name, metric, format, starts, ends, kind, count, created, frozen)| ContestSummary {
+            .map(|(id, name, metric, format, starts, ends, kind, count, created, frozen, goal)| ContestSummary {
                 id: ContestId::from_uuid(id),
                 name,
                 metric,
@@ -742,6 +745,7 @@ impl Store {
                 participant_count: count,
                 created_at_ms: created,
                 frozen_at_ms: frozen,
+                goal,
             })
             .collect())
     }
@@ -860,6 +864,19 @@ impl Store {
             .bind(period.as_str())
             .fetch_all(pool)
             .await?
+        });
+        rows.into_iter().map(target_from_row).collect()
+    }
+
+    /// Every target of one metric in the tenant (users' and teams'), oldest first: what a
+    /// contest ranked by percent of own target reads its goals from, in one query.
+    pub async fn targets_of_metric(&self, tenant: TenantId, metric: &str) -> Result<Vec<Target>, StoreError> {
+        let rows: Vec<TargetRow> = on_pool!(self, pool => {
+            sqlx::query_as(&format!("{SELECT_TARGET} WHERE tenant_id = $1 AND metric = $2 ORDER BY first_start, id"))
+                .bind(tenant.as_uuid())
+                .bind(metric)
+                .fetch_all(pool)
+                .await?
         });
         rows.into_iter().map(target_from_row).collect()
     }
