@@ -15,6 +15,7 @@
 //! openapi` rewrites it after an intended change.
 
 use serde::Serialize;
+use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{RefOr, Response, ResponseBuilder};
 use utoipa::{OpenApi, ToSchema};
@@ -99,6 +100,8 @@ pub enum FigureSchema {
     Count(i64),
     /// Money, such as `"2500.00"`.
     Money(String),
+    /// Points of a composite metric (up to six decimals), or a count expected by now (two).
+    Points(f64),
 }
 
 /// An amount given by a client: a number, or a decimal string such as `"2500.00"` (exact).
@@ -357,6 +360,24 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
                     .responses
                     .entry("401".to_owned())
                     .or_insert_with(|| error_response("No token, or a token that is not valid (`unauthorized`)."));
+            }
+            // Every query and body is parsed by the same extractors, whose refusal is a 400.
+            let has_query = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query));
+            if has_query || op.request_body.is_some() {
+                op.responses
+                    .responses
+                    .entry("400".to_owned())
+                    .or_insert_with(|| error_response("A malformed query (`invalid_query`) or body (`invalid_body`)."));
+            }
+            if op.request_body.is_some() {
+                op.responses
+                    .responses
+                    .entry("413".to_owned())
+                    .or_insert_with(|| error_response("The body is larger than the API reads (`body_too_large`)."));
             }
             op.responses.responses.entry("500".to_owned()).or_insert_with(|| {
                 error_response("An internal error (`internal`); the details are in the server log only.")
