@@ -22,7 +22,11 @@ const CURRENCY: &str = "GBP";
 const RATES: [(&str, i64); 3] = [("USD", 2), ("EUR", 3), ("SEK", 4)];
 const DAY: i64 = 86_400;
 
-on_both_stores!(standings_follow_every_change_of_the_facts, a_contest_is_frozen_at_its_end_without_a_read);
+on_both_stores!(
+    standings_follow_every_change_of_the_facts,
+    a_contest_is_frozen_at_its_end_without_a_read,
+    a_cached_leaderboard_follows_every_input
+);
 
 /// What one participant is made of: the CRM users whose facts are theirs.
 type Members = Vec<u64>;
@@ -345,4 +349,210 @@ async fn a_contest_is_frozen_at_its_end_without_a_read(backend: Backend) {
     // Reads keep serving the same final standing.
     let again = api.get(&format!("/v1/contests/{id}/leaderboard"), &t.manager).await.expect(200).clone();
     assert_eq!(again, board);
+}
+
+// ----- the node's cache of rendered leaderboards ----------------------------------------------
+
+/// `GET …/leaderboard` as the manager sees it.
+async fn board(api: &app::Api, t: &app::Tenant, contest: &str) -> Json {
+    api.get(&format!("/v1/contests/{contest}/leaderboard"), &t.manager).await.expect(200).clone()
+}
+
+/// Participant id → value.
+fn values(board: &Json, key: &str) -> BTreeMap<String, Json> {
+    board["entries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("entries: {board}"))
+        .iter()
+        .map(|e| (str_of(&e[key]), e["value"].clone()))
+        .collect()
+}
+
+/// Each node caches the rendered answer by the versions of its inputs (migration 0009): a
+/// read right after each kind of change must show it, never the answer cached before. Every
+/// step reads twice first, so that the answer before the change is the cached one.
+async fn a_cached_leaderboard_follows_every_input(backend: Backend) {
+    let Some(db) = TestDatabase::new(backend).await else { return };
+    let fake = fake_pipedrive(909, 4, 120, 20, TOKEN).await;
+    let service = Service::start(&db.url, &ServiceOptions::default()).await;
+    let api = service.api();
+    let t = app::Tenant::create(&api, "Cached", "cached.example", "UTC", CURRENCY).await;
+    let crm_users: Vec<(u64, String, String)> =
+        fake.with(|crm| crm.users().iter().map(|u| (u.id, u.name.clone(), u.email.clone())).collect());
+    let mut people: BTreeMap<String, Members> = BTreeMap::new();
+    let mut user_of: BTreeMap<u64, String> = BTreeMap::new();
+    for (id, name, email) in &crm_users {
+        let user = t.add_user(name, email, "member").await.0;
+        people.insert(user.clone(), vec![*id]);
+        user_of.insert(*id, user);
+    }
+    people.insert(t.member_id.clone(), vec![]);
+    t.enable_pipedrive(&fake.base_url(), TOKEN).await.expect(200);
+    t.sync_pipedrive().await;
+
+    let crm: Vec<u64> = user_of.keys().copied().collect();
+    let now = Timestamp::now_utc();
+    let window = (now.plus_secs(-400 * DAY), now.plus_secs(30 * DAY));
+    let users: Vec<&String> = people.keys().collect();
+    let body = json!({"name": "Cached", "metric": "deals_won", "starts_at": window.0.to_string(),
+        "ends_at": window.1.to_string(), "participants": {"users": users}});
+    let won = str_of(&api.post("/v1/contests", &t.manager, &body).await.expect(201)["id"]);
+    let team_a = t.team("Alpha", &[&user_of[&crm[0]], &user_of[&crm[1]]]).await;
+    let team_b = t.team("Beta", &[&user_of[&crm[2]]]).await;
+    let body = json!({"name": "Teams", "metric": "deals_won", "starts_at": window.0.to_string(),
+        "ends_at": window.1.to_string(), "participants": {"teams": [team_a, team_b]}});
+    let teams = str_of(&api.post("/v1/contests", &t.manager, &body).await.expect(201)["id"]);
+    let users_expect = |people: &BTreeMap<String, Members>| Expect {
+        id: won.clone(),
+        metric: "deals_won",
+        key: "user_id",
+        participants: people.clone(),
+        window,
+    };
+    let teams_expect = |people: &BTreeMap<String, Members>, a: &[&String], b: &[&String]| Expect {
+        id: teams.clone(),
+        metric: "deals_won",
+        key: "team_id",
+        participants: BTreeMap::from([
+            (team_a.clone(), a.iter().flat_map(|u| people[*u].clone()).collect()),
+            (team_b.clone(), b.iter().flat_map(|u| people[*u].clone()).collect()),
+        ]),
+        window,
+    };
+    // Reads twice (the second from the cache: the same answer), then checks it.
+    let warm = async |contest: &str| {
+        let first = board(&api, &t, contest).await;
+        assert_eq!(board(&api, &t, contest).await, first, "an unchanged standing reads the same");
+        first
+    };
+
+    let before = warm(&won).await;
+    check(&t, &fake, &users_expect(&people), false, "the first read").await;
+
+    // 1. A sync commit: a new won deal of the first CRM user.
+    let first = crm[0];
+    fake.with(|crm| {
+        crm.set_clock(Timestamp::now_utc());
+        crm.add_deal(NewDeal::won(first, 50.0, CURRENCY, Timestamp::now_utc().plus_secs(-DAY))).expect("a deal");
+    });
+    t.sync_pipedrive().await;
+    let after = board(&api, &t, &won).await;
+    assert_ne!(values(&after, "user_id"), values(&before, "user_id"), "a commit shows at once");
+    check(&t, &fake, &users_expect(&people), false, "after a sync").await;
+
+    // 2. An owner mapped to another user: the member now holds the first CRM user's deals.
+    warm(&won).await;
+    let map = json!({"crm_user_id": crm[0].to_string(), "user_id": t.member_id});
+    let mapped = api.put("/v1/integrations/pipedrive/owners", &t.admin, &map).await;
+    assert_eq!(mapped.status, 204, "{}", mapped.text);
+    people.insert(t.member_id.clone(), vec![crm[0]]);
+    people.insert(user_of[&crm[0]].clone(), vec![]);
+    check(&t, &fake, &users_expect(&people), false, "after an owner was remapped").await;
+
+    // 3. Team membership: a member leaves Alpha and joins Beta.
+    let (u0, u1, u2) = (&user_of[&crm[0]], &user_of[&crm[1]], &user_of[&crm[2]]);
+    warm(&teams).await;
+    check(&t, &fake, &teams_expect(&people, &[u0, u1], &[u2]), false, "teams before").await;
+    api.delete(&format!("/v1/teams/{team_a}/members/{u1}"), &t.admin).await.expect(204);
+    t.api.send("PUT", &format!("/v1/teams/{team_b}/members/{u1}"), Some(&t.admin), None).await.expect(204);
+    check(&t, &fake, &teams_expect(&people, &[u0], &[u2, u1]), false, "after a team change").await;
+
+    // 4. The contest itself: a new name, then a narrower window.
+    warm(&won).await;
+    api.patch(&format!("/v1/contests/{won}"), &t.manager, &json!({"name": "Renamed"})).await.expect(200);
+    assert_eq!(board(&api, &t, &won).await["contest"]["name"], "Renamed");
+    warm(&won).await;
+    let narrow = (now.plus_secs(-30 * DAY), window.1);
+    api.patch(&format!("/v1/contests/{won}"), &t.manager, &json!({"starts_at": narrow.0.to_string()}))
+        .await
+        .expect(200);
+    let moved = board(&api, &t, &won).await;
+    assert_eq!(moved["contest"]["starts_at"].as_str().and_then(Timestamp::parse_rfc3339), Some(narrow.0), "{moved}");
+    check(&t, &fake, &Expect { window: narrow, ..users_expect(&people) }, false, "after the window moved").await;
+
+    // 5. A participant erased: no longer listed.
+    warm(&won).await;
+    let erased = user_of[&crm[3]].clone();
+    api.delete(&format!("/v1/users/{erased}"), &t.admin).await.expect(204);
+    people.remove(&erased);
+    let listed = values(&board(&api, &t, &won).await, "user_id");
+    assert!(!listed.contains_key(&erased), "the erased user is gone: {listed:?}");
+    check(&t, &fake, &Expect { window: narrow, ..users_expect(&people) }, false, "after an erasure").await;
+
+    // 6. The clock: a contest starting in a moment reads `scheduled`, then `running` once it
+    // started, then `final` at the first read after its end (which freezes it), from then on.
+    let starts = Timestamp::now_utc().plus_secs(5);
+    let body = json!({"name": "Soon", "metric": "deals_won", "starts_at": starts.to_string(),
+        "ends_at": starts.plus_secs(3).to_string(), "participants": {"users": [t.member_id]}});
+    let soon = str_of(&api.post("/v1/contests", &t.manager, &body).await.expect(201)["id"]);
+    assert_eq!(warm(&soon).await["status"], "scheduled");
+    let until = |at: Timestamp| {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
+        let wait = (i128::from(at.unix()) * 1000 - now_ms as i128).max(0) as u64;
+        tokio::time::sleep(Duration::from_millis(wait + 100))
+    };
+    until(starts).await;
+    assert_eq!(warm(&soon).await["status"], "running", "running once started");
+    until(starts.plus_secs(3)).await;
+    let ended = board(&api, &t, &soon).await;
+    assert_eq!(ended["status"], "final", "final at the first read after the end: {ended}");
+    assert_eq!(board(&api, &t, &soon).await, ended, "and from then on");
+}
+
+/// Two service processes on one Postgres, each with its own cache: a change made through
+/// one node shows at once in the other's next read (the versions are in the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_leaderboards_follow_changes_made_on_another_node() {
+    let Some(db) = TestDatabase::postgres().await else { return };
+    let fake = fake_pipedrive(910, 3, 60, 10, TOKEN).await;
+    let options = |node: &str| ServiceOptions { node_name: Some(node.to_owned()), ..ServiceOptions::default() };
+    let a = Service::start(&db.url, &options("cache-node-a")).await;
+    let b = Service::start(&db.url, &options("cache-node-b")).await;
+    let (api_a, api_b) = (a.api(), b.api());
+    let t = app::Tenant::create(&api_a, "Two Caches", "caches.example", "UTC", CURRENCY).await;
+    let crm_users: Vec<(u64, String, String)> =
+        fake.with(|crm| crm.users().iter().map(|u| (u.id, u.name.clone(), u.email.clone())).collect());
+    let mut users = Vec::new();
+    for (_, name, email) in &crm_users {
+        users.push(t.add_user(name, email, "member").await.0);
+    }
+    users.push(t.member_id.clone());
+    t.enable_pipedrive(&fake.base_url(), TOKEN).await.expect(200);
+    t.sync_pipedrive().await;
+    let now = Timestamp::now_utc();
+    let body = json!({"name": "Shared", "metric": "deals_won", "participants": {"users": users},
+        "starts_at": now.plus_secs(-400 * DAY).to_string(), "ends_at": now.plus_secs(DAY).to_string()});
+    let contest = str_of(&api_a.post("/v1/contests", &t.manager, &body).await.expect(201)["id"]);
+    // Both nodes cache the same answer.
+    let both = async || {
+        let (on_a, on_b) = (board(&api_a, &t, &contest).await, board(&api_b, &t, &contest).await);
+        assert_eq!(on_a, on_b, "both nodes answer the same");
+        assert_eq!(board(&api_b, &t, &contest).await, on_b);
+        on_a
+    };
+    let first = both().await;
+
+    // Renamed through A: B's next read has the new name.
+    api_a.patch(&format!("/v1/contests/{contest}"), &t.manager, &json!({"name": "Renamed on A"})).await.expect(200);
+    assert_eq!(board(&api_b, &t, &contest).await["contest"]["name"], "Renamed on A");
+    both().await;
+
+    // An owner remapped through B: A's next read moves the figures.
+    let map = json!({"crm_user_id": crm_users[0].0.to_string(), "user_id": t.member_id});
+    assert_eq!(api_b.put("/v1/integrations/pipedrive/owners", &t.admin, &map).await.status, 204);
+    let remapped = board(&api_a, &t, &contest).await;
+    assert_eq!(values(&remapped, "user_id")[&t.member_id], values(&first, "user_id")[&users[0]], "{remapped}");
+    assert_eq!(values(&remapped, "user_id")[&users[0]], json!(0), "{remapped}");
+    both().await;
+
+    // A sync (run by whichever node claims it): both nodes' next reads show the new deal.
+    let before = both().await;
+    fake.with(|crm| {
+        crm.set_clock(Timestamp::now_utc());
+        crm.add_deal(NewDeal::won(crm_users[1].0, 10.0, CURRENCY, Timestamp::now_utc().plus_secs(-60))).expect("deal");
+    });
+    t.sync_pipedrive().await;
+    let after = both().await;
+    let (was, is) = (&values(&before, "user_id")[&users[1]], &values(&after, "user_id")[&users[1]]);
+    assert_eq!(is.as_u64(), was.as_u64().map(|v| v + 1), "{after}");
 }

@@ -788,6 +788,12 @@ pub(crate) async fn standing(state: &AppState, tenant: TenantId, contest: Contes
     leaderboard_body(state, tenant, &contest).await
 }
 
+/// [`standing`] of a contest already read: what the node's leaderboard cache computes on a
+/// miss ([`super::leaderboard_cache`]).
+pub(super) async fn standing_of(state: &AppState, tenant: TenantId, contest: &Contest) -> Result<Value, ApiError> {
+    leaderboard_body(state, tenant, contest).await
+}
+
 /// The leaderboard answer of a stored contest (see [`standing`]).
 ///
 /// While the contest runs, the standing is ranked from the stored totals at every read. At
@@ -896,9 +902,8 @@ pub(super) async fn leaderboard(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = user.0;
     let id: ContestId = parse_id("contest", &id)?;
-    let contest = state.store.contest(p.tenant_id, id).await?;
-    may_see(&state, &p, &contest).await?;
-    Ok(axum::Json(leaderboard_body(&state, p.tenant_id, &contest).await?))
+    // The node's cached answer while none of its inputs changed (see `leaderboard_cache`).
+    Ok(super::leaderboard_cache::rendered(&state, p.tenant_id, id, Some(&p)).await?.response())
 }
 
 fn parse_frozen(frozen: &str) -> Result<Value, ApiError> {

@@ -65,6 +65,7 @@ use tokio::sync::{broadcast, watch};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, User};
+use super::leaderboard_cache::LeaderboardCache;
 use super::openapi::ErrorBody;
 use super::tenants::parse_id;
 use crate::scheduler::{FactsCommitted, Scheduler};
@@ -90,6 +91,8 @@ pub struct Live {
     /// `true` once the node shuts down: every stream ends (clients reconnect elsewhere),
     /// so that draining HTTP connections does not wait for them.
     stopping: watch::Receiver<bool>,
+    /// The node's rendered leaderboard answers, shared by the route and the streams.
+    pub(super) leaderboards: LeaderboardCache,
 }
 
 impl Live {
@@ -99,7 +102,7 @@ impl Live {
     pub fn start(scheduler: &Scheduler) -> Self {
         let feeds = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(dispatch(scheduler.changes().subscribe(), Arc::downgrade(&feeds)));
-        Live { feeds, poll: POLL, stopping: scheduler.stopping() }
+        Live { feeds, poll: POLL, stopping: scheduler.stopping(), leaderboards: LeaderboardCache::default() }
     }
 
     /// The shared feed of a contest, created for its first viewer.
@@ -219,15 +222,12 @@ struct Standing {
     ends_at_ms: Option<i64>,
 }
 
-/// The current standing of a contest of `tenant`: the leaderboard route's own computation,
-/// freezing included ([`super::contests::standing`]).
+/// The current standing of a contest of `tenant`: the leaderboard route's own answer,
+/// freezing included, from the node's cache while nothing it depends on changed
+/// ([`super::leaderboard_cache`]).
 async fn compute(state: &AppState, tenant: TenantId, contest: ContestId) -> Result<Standing, ApiError> {
-    let value = super::contests::standing(state, tenant, contest).await?;
-    let ends_at_ms = value["contest"]["ends_at"]
-        .as_str()
-        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        .map(|t| t.as_millisecond());
-    Ok(Standing { is_final: value["status"] == "final", ends_at_ms, body: value.to_string().into() })
+    let rendered = super::leaderboard_cache::rendered(state, tenant, contest, None).await?;
+    Ok(Standing { is_final: rendered.is_final, ends_at_ms: Some(rendered.ends_at_ms), body: rendered.text.clone() })
 }
 
 /// How to stream.

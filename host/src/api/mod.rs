@@ -12,6 +12,7 @@ mod extract;
 mod incentives;
 mod integrations;
 mod kpis;
+mod leaderboard_cache;
 mod live;
 mod metrics;
 pub mod openapi;

@@ -29,6 +29,8 @@ const POSTGRES: &[Embedded] = &[
     (6, "privacy", include_str!("../../migrations/postgres/0006_privacy.sql")),
     (7, "standings", include_str!("../../migrations/postgres/0007_standings.sql")),
     (8, "calendar targets", include_str!("../../migrations/postgres/0008_calendar_targets.sql")),
+    (9, "leaderboard cache", include_str!("../../migrations/postgres/0009_leaderboard_cache.sql")),
+    (10, "facts by owner", include_str!("../../migrations/postgres/0010_facts_by_owner.sql")),
 ];
 
 /// The SQLite migrations, in order.
@@ -41,6 +43,8 @@ const SQLITE: &[Embedded] = &[
     (6, "privacy", include_str!("../../migrations/sqlite/0006_privacy.sql")),
     (7, "standings", include_str!("../../migrations/sqlite/0007_standings.sql")),
     (8, "calendar targets", include_str!("../../migrations/sqlite/0008_calendar_targets.sql")),
+    (9, "leaderboard cache", include_str!("../../migrations/sqlite/0009_leaderboard_cache.sql")),
+    (10, "facts by owner", include_str!("../../migrations/sqlite/0010_facts_by_owner.sql")),
 ];
 
 /// A list of embedded migrations, as a source for sqlx's migrator.

@@ -13,15 +13,21 @@
 //!   exchange rate counts 0). The old rows of the batch's keys are read only when the tenant
 //!   has a contest counting one of the batch's metrics, so a tenant without contests pays
 //!   one indexed read of its (empty) contest list per commit;
-//! * writes that change what a contest counts rebuild its totals from the facts with one
-//!   aggregate query ([`StandingsTx::rebuild_standings`]): contest creation, a moved window,
-//!   the conversion of amounts that waited for a rate, a person's erasure. Purging an
-//!   integration's facts drops that integration's rows (the totals are keyed by integration).
+//! * writes that change what a contest counts rebuild its totals from the facts
+//!   ([`StandingsTx::rebuild_standings`]): contest creation, a moved window, the conversion
+//!   of amounts that waited for a rate, a person's erasure. On Postgres one pass per term
+//!   hashing by owner (no grouping by instant: an owner whose contributions all have one
+//!   sign reached their value at their latest non-zero fact), then sums per instant only
+//!   for the owners with contributions of both signs; on SQLite one aggregate query.
+//!   Purging an integration's facts drops that integration's rows (the totals are keyed by
+//!   integration).
 //!
 //! Totals are keyed by CRM owner, not by user, so mapping an owner to a user, or changing a
 //! team's members, rewrites nothing: the reader joins `owner_mappings` (and the teams) and
 //! sums. Every change of a contest's totals bumps `contests.standing_version`, which
-//! readers use to cache what they derive from them.
+//! readers use to cache what they derive from them; with the versions of the other inputs
+//! kept by triggers (migration 0009, [`LeaderboardVersions`]) it keys each node's cache of
+//! rendered leaderboards.
 //!
 //! # The reaching instant
 //! [`crate::engine::ranking`] breaks ties by when a participant reached their value: the
@@ -31,7 +37,8 @@
 //! If `t* > r` (or nothing was reached), `S(t*)` was 0 and is now the delta: the new instant
 //! is `t*`. If `t* < r`, `S(r)` is untouched: it stays `r`. Only when `t* = r` may `S(r)`
 //! have become 0; then that one owner's latest non-zero instant at or before `r` is looked
-//! up in the facts ([`last_change`], newest first). A user's (or team's) instant is the
+//! up in the facts ([`last_change`], newest first, by the `facts_by_owner` index of migration
+//! 0010). A user's (or team's) instant is the
 //! latest of their owners' — exact unless facts of two of their owners cancel out at the
 //! very same millisecond, where the sum of several owners' histories would see no change.
 
@@ -119,6 +126,16 @@ fn join(millions: i64, rest: i64) -> i128 {
     i128::from(millions) * 1_000_000 + i128::from(rest)
 }
 
+/// One owner's total as a Postgres rebuild accumulates it over the contest's terms.
+#[derive(Debug, Default)]
+struct Rebuilt {
+    value: i128,
+    reached: Option<i64>,
+    /// Some weighted contribution is positive / negative.
+    positive: bool,
+    negative: bool,
+}
+
 /// A stored row: contest, owner hash, value parts, reaching instant.
 type StoredRow = (Uuid, Vec<u8>, i64, i64, Option<i64>);
 
@@ -157,23 +174,45 @@ const SELECT_COUNTED: &str = "SELECT c.id, COALESCE(t.metric, c.metric), COALESC
      c.ends_at FROM contests c LEFT JOIN composite_metric_terms t ON t.tenant_id = c.tenant_id AND t.slug = c.metric \
      WHERE c.tenant_id = $1";
 
-/// Rebuilds the totals of one contest (`$2`) or of every contest of the tenant (`$2` NULL)
-/// from the facts in one aggregate statement; Postgres sums in NUMERIC.
-const REBUILD_PG: &str = "INSERT INTO contest_totals (tenant_id, contest_id, connector_id, owner_hash, \
-     value_millions, value_rest, reached_at) \
-     SELECT g.tenant_id, g.contest_id, g.connector_id, g.owner_hash, div(SUM(g.s), 1000000)::bigint, \
-     mod(SUM(g.s), 1000000)::bigint, MAX(g.occurred_at) FILTER (WHERE g.s <> 0) FROM ( \
-     SELECT c.tenant_id, c.id AS contest_id, f.connector_id, f.owner_hash, f.occurred_at, \
-     SUM(COALESCE(t.weight_micros, 1)::numeric * (CASE WHEN f.kind = 'count' THEN f.count ELSE f.amount_tenant_micros END)) AS s \
-     FROM contests c LEFT JOIN composite_metric_terms t ON t.tenant_id = c.tenant_id AND t.slug = c.metric \
-     JOIN facts f ON f.tenant_id = c.tenant_id AND f.metric = COALESCE(t.metric, c.metric) \
-     AND f.occurred_at >= c.starts_at AND f.occurred_at < c.ends_at \
-     WHERE c.tenant_id = $1 AND ($2::uuid IS NULL OR c.id = $2) \
-     AND (CASE WHEN f.kind = 'count' THEN f.count ELSE f.amount_tenant_micros END) IS NOT NULL \
-     GROUP BY 1, 2, 3, 4, 5) g GROUP BY g.tenant_id, g.contest_id, g.connector_id, g.owner_hash";
+/// The fast path of a Postgres rebuild, once per term of the contest: per CRM owner, the
+/// sum of the term's facts in the window (binds: tenant, metric, start, end), the latest
+/// instant with a non-zero value, and whether some values are positive, some negative. One
+/// pass of hashing by owner, no grouping by instant: when an owner's weighted
+/// contributions all have one sign (counts, money without refunds), the sum at an instant is
+/// non-zero exactly when one of its facts is, so that latest instant is the reaching
+/// instant. The other owners' are taken by [`REBUILD_PG_EXACT`]. Filtering on the columns
+/// of `facts_by_metric_time`, so the planner estimates it well (a join with the contest's
+/// terms made it sort 10 million rows).
+fn term_totals_pg() -> String {
+    format!(
+        "SELECT f.connector_id, f.owner_hash, div(SUM({FACT_VALUE}), 1000000)::bigint, \
+         mod(SUM({FACT_VALUE}), 1000000)::bigint, MAX(f.occurred_at) FILTER (WHERE {FACT_VALUE} <> 0), \
+         COALESCE(bool_or({FACT_VALUE} > 0), false), COALESCE(bool_or({FACT_VALUE} < 0), false) FROM facts f \
+         WHERE f.tenant_id = $1 AND f.metric = $2 AND f.occurred_at >= $3 AND f.occurred_at < $4 \
+         AND {FACT_VALUE} IS NOT NULL GROUP BY f.connector_id, f.owner_hash"
+    )
+}
 
-/// [`REBUILD_PG`] on SQLite (integer sums: one owner's facts at one instant never reach
-/// 2^63 micros).
+/// The reaching instants of the owners [`term_totals_pg`] could not settle (contributions
+/// of both signs), by sums per instant: binds tenant, then the owners as arrays of contest,
+/// connector and owner hash.
+const REBUILD_PG_EXACT: &str = "SELECT g.contest_id, g.connector_id, g.owner_hash, \
+     MAX(g.occurred_at) FILTER (WHERE g.s <> 0) FROM ( \
+     SELECT c.id AS contest_id, f.connector_id, f.owner_hash, f.occurred_at, \
+     SUM(COALESCE(t.weight_micros, 1)::numeric * (CASE WHEN f.kind = 'count' THEN f.count ELSE f.amount_tenant_micros END)) AS s \
+     FROM UNNEST($2::uuid[], $3::text[], $4::bytea[]) AS o(contest_id, connector_id, owner_hash) \
+     JOIN contests c ON c.tenant_id = $1 AND c.id = o.contest_id \
+     LEFT JOIN composite_metric_terms t ON t.tenant_id = c.tenant_id AND t.slug = c.metric \
+     JOIN facts f ON f.tenant_id = c.tenant_id AND f.metric = COALESCE(t.metric, c.metric) \
+     AND f.connector_id = o.connector_id AND f.owner_hash = o.owner_hash \
+     AND f.occurred_at >= c.starts_at AND f.occurred_at < c.ends_at \
+     WHERE (CASE WHEN f.kind = 'count' THEN f.count ELSE f.amount_tenant_micros END) IS NOT NULL \
+     GROUP BY 1, 2, 3, 4) g GROUP BY 1, 2, 3";
+
+/// Rebuilds the totals of one contest (`$2`) or of every contest of the tenant (`$2` NULL)
+/// from the facts in one aggregate statement, on SQLite (integer sums: one owner's facts at
+/// one instant never reach 2^63 micros). Postgres takes [`term_totals_pg`] (one pass per term, no
+/// grouping by instant) and [`REBUILD_PG_EXACT`] for the few owners it cannot settle.
 const REBUILD_SQLITE: &str = "INSERT INTO contest_totals (tenant_id, contest_id, connector_id, owner_hash, \
      value_millions, value_rest, reached_at) \
      SELECT g.tenant_id, g.contest_id, g.connector_id, g.owner_hash, SUM(g.s) / 1000000, SUM(g.s) % 1000000, \
@@ -330,7 +369,75 @@ impl StandingsTx for sqlx::Transaction<'static, sqlx::Postgres> {
             .bind(contest)
             .execute(&mut **self)
             .await?;
-        sqlx::query(REBUILD_PG).bind(tenant).bind(contest).execute(&mut **self).await?;
+        let counted = self.counted(tenant).await?;
+        let mut owners: HashMap<(Uuid, String, Vec<u8>), Rebuilt> = HashMap::new();
+        for term in counted.terms.iter().filter(|t| contest.is_none_or(|c| c == t.contest)) {
+            type TermRow = (String, Vec<u8>, i64, i64, Option<i64>, bool, bool);
+            let rows: Vec<TermRow> = sqlx::query_as(&term_totals_pg())
+                .bind(tenant)
+                .bind(term.metric.as_str())
+                .bind(term.start)
+                .bind(term.end)
+                .fetch_all(&mut **self)
+                .await?;
+            for (connector, owner, millions, rest, at, positive, negative) in rows {
+                let o = owners.entry((term.contest, connector, owner)).or_default();
+                o.value += term.weight * join(millions, rest);
+                o.reached = o.reached.max(at);
+                let (positive, negative) = if term.weight > 0 { (positive, negative) } else { (negative, positive) };
+                o.positive |= positive;
+                o.negative |= negative;
+            }
+        }
+        let unsettled: Vec<(Uuid, String, Vec<u8>)> =
+            owners.iter().filter(|(_, o)| o.positive && o.negative).map(|(k, _)| k.clone()).collect();
+        if !unsettled.is_empty() {
+            let contests: Vec<Uuid> = unsettled.iter().map(|k| k.0).collect();
+            let connectors: Vec<String> = unsettled.iter().map(|k| k.1.clone()).collect();
+            let hashes: Vec<Vec<u8>> = unsettled.iter().map(|k| k.2.clone()).collect();
+            let exact: Vec<(Uuid, String, Vec<u8>, Option<i64>)> = sqlx::query_as(REBUILD_PG_EXACT)
+                .bind(tenant)
+                .bind(&contests)
+                .bind(&connectors)
+                .bind(&hashes)
+                .fetch_all(&mut **self)
+                .await?;
+            for key in &unsettled {
+                if let Some(entry) = owners.get_mut(key) {
+                    entry.reached = None;
+                }
+            }
+            for (c, k, o, at) in exact {
+                if let Some(entry) = owners.get_mut(&(c, k, o)) {
+                    entry.reached = at;
+                }
+            }
+        }
+        let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for ((c, k, o), rebuilt) in owners {
+            let (millions, rest) = split(rebuilt.value)?;
+            columns.0.push(c);
+            columns.1.push(k);
+            columns.2.push(o);
+            columns.3.push(millions);
+            columns.4.push(rest);
+            columns.5.push(rebuilt.reached);
+        }
+        sqlx::query(
+            "INSERT INTO contest_totals (tenant_id, contest_id, connector_id, owner_hash, value_millions, \
+             value_rest, reached_at) SELECT $1, u.c, u.k, u.o, u.m, u.r, u.a \
+             FROM UNNEST($2::uuid[], $3::text[], $4::bytea[], $5::bigint[], $6::bigint[], $7::bigint[]) \
+             AS u(c, k, o, m, r, a)",
+        )
+        .bind(tenant)
+        .bind(&columns.0)
+        .bind(&columns.1)
+        .bind(&columns.2)
+        .bind(&columns.3)
+        .bind(&columns.4)
+        .bind(&columns.5)
+        .execute(&mut **self)
+        .await?;
         sqlx::query(
             "UPDATE contests SET standing_version = standing_version + 1 \
              WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id = $2)",
@@ -523,6 +630,38 @@ pub struct StoredStanding {
     pub members: Vec<(TeamId, UserId)>,
 }
 
+/// Everything a contest's leaderboard answer depends on, as versions read in one statement
+/// (migration 0009): a node caches the rendered answer by them
+/// (`api::leaderboard_cache`), so a read between two changes costs this one indexed row.
+///
+/// * `standing`: the contest's totals (bumped by every commit or rebuild that changes them);
+/// * `definition`: the contest row itself (name, window, goal, frozen result), bumped by a
+///   trigger on every update that leaves `standing_version` alone;
+/// * `inputs`: the tenant's other leaderboard inputs, bumped (at most once per transaction)
+///   by triggers on `tenants` (zone, currency), `owner_mappings` (roster mapping, erasure),
+///   `team_members`, `contest_participants`, `composite_metrics`, `composite_metric_terms`
+///   and `incentives`.
+///
+/// With the window and the frozen state, from which the reader derives the time-based
+/// status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderboardVersions {
+    /// `contests.standing_version`.
+    pub standing: i64,
+    /// `contests.definition_version`.
+    pub definition: i64,
+    /// `leaderboard_inputs.version` of the tenant (`None` without its row: nothing to cache by).
+    pub inputs: Option<i64>,
+    /// The contest's first instant counted.
+    pub starts_at_ms: i64,
+    /// The contest's end (exclusive).
+    pub ends_at_ms: i64,
+    /// Whether its result is frozen.
+    pub frozen: bool,
+    /// Its format.
+    pub format: String,
+}
+
 impl Store {
     /// A contest's stored totals per mapped CRM owner, with its teams' members and its
     /// standing version, read in one transaction (see the module docs). No fact is read.
@@ -572,6 +711,39 @@ impl Store {
             .collect::<Result<_, StoreError>>()?;
         let members = members.into_iter().map(|(t, u)| (TeamId::from_uuid(t), UserId::from_uuid(u))).collect();
         Ok(StoredStanding { version, owners, members })
+    }
+
+    /// The versions of what a contest's leaderboard depends on ([`LeaderboardVersions`]), in
+    /// one statement by primary keys. [`StoreError::NotFound`] if there is no such contest.
+    pub async fn leaderboard_versions(
+        &self,
+        tenant: TenantId,
+        contest: ContestId,
+    ) -> Result<LeaderboardVersions, StoreError> {
+        type Row = (i64, i64, Option<i64>, i64, i64, Option<i64>, String);
+        let row: Option<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT c.standing_version, c.definition_version, v.version, c.starts_at, c.ends_at, c.frozen_at, \
+                 c.format \
+                 FROM contests c LEFT JOIN leaderboard_inputs v ON v.tenant_id = c.tenant_id \
+                 WHERE c.tenant_id = $1 AND c.id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(contest.as_uuid())
+            .fetch_optional(pool)
+            .await?
+        });
+        let (standing, definition, inputs, starts_at_ms, ends_at_ms, frozen_at, format) =
+            row.ok_or(StoreError::NotFound { what: "contest" })?;
+        Ok(LeaderboardVersions {
+            standing,
+            definition,
+            inputs,
+            starts_at_ms,
+            ends_at_ms,
+            frozen: frozen_at.is_some(),
+            format,
+        })
     }
 
     /// Contests of any tenant whose end has passed (`ends_at <= now_ms`) and whose result
