@@ -57,7 +57,7 @@ use uuid::Uuid;
 use super::audit::AuditRecord;
 use super::error::StoreError;
 use super::standings::StandingsTx;
-use super::tenants::{User, parse_currency};
+use super::tenants::{User, admins_sql, is_only_admin, parse_currency};
 use super::types::{Actor, TeamId, TenantId, TokenId, UserId, now_ms, random_bytes, to_u64};
 use super::{BeginWrite, Pool, Store};
 use crate::ingest::Value;
@@ -234,13 +234,9 @@ impl Store {
             if !matches!(found, Some((false,))) {
                 return Err(StoreError::NotFound { what: "user" });
             }
-            let admins: Vec<(Uuid,)> = sqlx::query_as(&format!(
-                "SELECT id FROM users WHERE tenant_id = $1 AND role = 'admin' AND NOT former ORDER BY id{lock}"
-            ))
-            .bind(tenant.as_uuid())
-            .fetch_all(&mut *tx)
-            .await?;
-            if admins.iter().map(|(id,)| *id).eq([user.as_uuid()]) {
+            let admins: Vec<(Uuid,)> =
+                sqlx::query_as(&admins_sql(lock)).bind(tenant.as_uuid()).fetch_all(&mut *tx).await?;
+            if is_only_admin(&admins, user) {
                 return Err(StoreError::LastAdmin);
             }
             let mappings: Vec<(String, Vec<u8>)> = sqlx::query_as(

@@ -141,6 +141,17 @@ pub fn normalize_email(email: &str) -> String {
 }
 
 /// A fresh bearer token and its SHA-256.
+/// The tenant's admins (`$1`), locked on Postgres with `lock` ([`Store::for_update`]) so
+/// that two transactions removing admins at once cannot both see another one left.
+pub(super) fn admins_sql(lock: &str) -> String {
+    format!("SELECT id FROM users WHERE tenant_id = $1 AND role = 'admin' AND NOT former ORDER BY id{lock}")
+}
+
+/// Whether `user` is the one admin in `admins` (rows of [`admins_sql`]).
+pub(super) fn is_only_admin(admins: &[(Uuid,)], user: UserId) -> bool {
+    admins.iter().map(|(id,)| *id).eq([user.as_uuid()])
+}
+
 fn new_token() -> (String, [u8; 32]) {
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(random_bytes::<32>()));
     let hash = hash_token(&token);
@@ -347,13 +358,9 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             if update.role.is_some_and(|r| r != Role::Admin) {
                 // The admins are locked, so two demotions at once cannot both pass.
-                let admins: Vec<(Uuid,)> = sqlx::query_as(&format!(
-                    "SELECT id FROM users WHERE tenant_id = $1 AND role = 'admin' AND NOT former ORDER BY id{lock}"
-                ))
-                .bind(tenant.as_uuid())
-                .fetch_all(&mut *tx)
-                .await?;
-                if admins.iter().map(|(id,)| *id).eq([user.as_uuid()]) {
+                let admins: Vec<(Uuid,)> =
+                    sqlx::query_as(&admins_sql(lock)).bind(tenant.as_uuid()).fetch_all(&mut *tx).await?;
+                if is_only_admin(&admins, user) {
                     return Err(StoreError::LastAdmin);
                 }
             }
