@@ -1763,4 +1763,25 @@ async fn percent_of_target_contests_over_synced_data(backend: Backend) {
     assert_eq!(refused("another tenant's team", body_of("deals_won", window, theirs), 404).await, "not_found");
     let theirs = json!({"users": [id0, b.member_id]});
     assert_eq!(refused("another tenant's user", body_of("deals_won", window, theirs), 404).await, "not_found");
+
+    // While a contest runs, its answer is cached between changes; a goal edited, a join
+    // date moved or a calendar changed shows at the very next read all the same.
+    let running = (t0, Timestamp::now_utc().plus_secs(7 * DAY));
+    let live = contest_of(&t, "percent_of_target", "deals_won", None, running, users.clone()).await;
+    let goal_of = |body: &Json, id: &str| {
+        let entries = body["entries"].as_array().expect("entries");
+        entries.iter().find(|e| e["user_id"] == id).map(|e| e["goal"].clone()).expect("an entry")
+    };
+    let first = t.leaderboard(&live, &t.manager).await.expect(200).clone();
+    assert_eq!(first["status"], "running", "{first}");
+    assert_eq!(t.leaderboard(&live, &t.manager).await.expect(200), &first, "nothing changed");
+    assert_eq!((goal_of(&first, &id1), goal_of(&first, &id2)), (json!(1), json!(share2)), "{first}");
+    api.patch(&format!("/v1/targets/{t1_target}"), &t.manager, &json!({"goal": 3})).await.expect(200);
+    let edited = t.leaderboard(&live, &t.manager).await.expect(200).clone();
+    assert_eq!(goal_of(&edited, &id1), json!(3), "{edited}");
+    api.put(&format!("/v1/users/{id2}/joined-on"), &t.manager, &json!({"joined_on": month.to_string()}))
+        .await
+        .expect(200);
+    let rejoined = t.leaderboard(&live, &t.manager).await.expect(200).clone();
+    assert_eq!(goal_of(&rejoined, &id2), json!(4), "joined on the first day: the whole goal: {rejoined}");
 }
