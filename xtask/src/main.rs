@@ -188,6 +188,14 @@ fn postgres_answers(url: &str) -> bool {
 }
 
 fn test(no_postgres: bool, cargo_args: &[String]) -> Result<()> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let inherited_skip = std::env::var_os("ONEUP_TEST_NO_POSTGRES").is_some();
+    if in_ci && (no_postgres || inherited_skip) {
+        bail!(
+            "CI=true: the Postgres half of the suite may not be skipped (--no-postgres or ONEUP_TEST_NO_POSTGRES is set); \
+             CI must prove both stores"
+        );
+    }
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_owned());
     if !no_postgres && !postgres_answers(&database_url) {
@@ -204,7 +212,12 @@ fn test(no_postgres: bool, cargo_args: &[String]) -> Result<()> {
     if no_postgres {
         cmd.env("ONEUP_TEST_NO_POSTGRES", "1");
     } else {
-        cmd.env("DATABASE_URL", &database_url);
+        if inherited_skip {
+            eprintln!(
+                "xtask: ignoring the inherited ONEUP_TEST_NO_POSTGRES (use --no-postgres to skip the Postgres half)"
+            );
+        }
+        cmd.env_remove("ONEUP_TEST_NO_POSTGRES").env("DATABASE_URL", &database_url);
     }
     if !cargo_args.is_empty() {
         cmd.arg("--").args(cargo_args);

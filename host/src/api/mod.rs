@@ -1,7 +1,8 @@
 //! The HTTP API: axum routes, auth extractors, DTOs. The only module that knows HTTP and
 //! JSON shapes; handlers are thin and call the store, the runtime and the scheduler.
 //!
-//! Routes are those of `shared/contract.md`. Every request body is checked strictly
+//! Every route is in the OpenAPI document (`host/openapi.json`, served at `/openapi.json` and
+//! browsable at `/docs`). Every request body is checked strictly
 //! (unknown fields are refused), every error is `{"error":{"code","message"}}`, and ids of
 //! another tenant answer 404 exactly like unknown ones.
 

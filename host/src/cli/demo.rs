@@ -25,6 +25,7 @@ use oneup_fake_crm::pipedrive::{Crm, Dataset, DatasetSpec, DealStatus, FakePiped
 use oneup_fake_crm::salesforce::{self, FakeSalesforce};
 use serde_json::{Value, json};
 
+use super::sweep::{Control, Place, sweep};
 use crate::api::{App, AppState, Metrics};
 use crate::runtime::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
@@ -258,6 +259,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "POST /v1/users              -> {} salespeople and recruiters (by work e-mail) and a manager",
         user_ids.len()
     );
+    // The sweep's positive control: an invented string planted where the sweep looks (a
+    // team name, so in a table and the database file, and a log line). The sweep must find
+    // it in each place before its "0 found" means anything.
+    api.call(Method::POST, "/v1/teams", &admin, Some(json!({"name": SWEEP_CONTROL}))).await?;
+    tracing::info!(control = SWEEP_CONTROL, "privacy sweep control planted");
     api.call(
         Method::PUT,
         "/v1/integrations/pipedrive",
@@ -491,34 +497,31 @@ POST /v1/targets + GET /v1/targets/{{id}}/progress (revenue this month, goal GBP
         raw.extend_from_slice(&wal);
     }
     let raw = String::from_utf8_lossy(&raw);
-    let mut found = 0usize;
-    let mut report = |what: &str, canary: &str| {
-        found += 1;
-        println!("  FOUND personal data in {what}: {canary}");
-    };
-    for canary in contact.iter().chain(&people) {
-        if logged.contains(canary.as_str()) {
-            report("the log", canary);
-        }
-        for t in &tables {
-            // The tenant's own users are account data the admin typed in, not CRM data.
-            if t.table == "users" && people.contains(canary) {
-                continue;
-            }
-            if t.rows.iter().any(|r| r.contains(canary.as_str())) {
-                report(&format!("table {}", t.table), canary);
-            }
-        }
+    const LOG: &str = "the log";
+    const FILE: &str = "the database file";
+    let mut places = vec![Place::new(LOG, &logged), Place::new(FILE, &raw)];
+    places.extend(tables.iter().map(|t| Place::new(format!("table {}", t.table), &t.rows.join("\n"))));
+    let control =
+        Control { planted: SWEEP_CONTROL.to_owned(), places: vec![LOG.into(), FILE.into(), "table teams".into()] };
+    if contact.is_empty() || people.is_empty() {
+        bail!("the fake CRMs served no personal data to look for: the sweep would prove nothing");
     }
-    for canary in &contact {
-        if raw.contains(canary.as_str()) {
-            report("the database file", canary);
-        }
+    let needles: Vec<String> = contact.iter().chain(&people).cloned().collect();
+    let findings = sweep(&places, &needles, &control, |place, needle| {
+        // The tenant's own users are account data the admin typed in, not CRM data; the
+        // raw file holds those rows too, so it is searched for customer data only.
+        (place == "table users" || place == FILE) && people.contains(&needle.to_owned())
+    })
+    .context("the privacy sweep cannot be trusted")?;
+    for f in &findings {
+        println!("  FOUND personal data in {}: {}", f.place, f.needle);
     }
+    let found = findings.len();
     let rows: usize = tables.iter().map(|t| t.rows.len()).sum();
     println!(
         "\nprivacy sweep: {} personal-data strings the fake CRMs served ({} about customers, candidates and contacts, {} about the CRMs' users),\n\
-         searched in {} rows of {} tables, the raw database file and the log ({} bytes): {found} found",
+         searched ignoring case in {} rows of {} tables, the raw database file and the log ({} bytes): {found} found\n\
+         (control: the planted string \"{SWEEP_CONTROL}\" was found in the log, the teams table and the database file)",
         contact.len() + people.len(),
         contact.len(),
         people.len(),
@@ -529,6 +532,9 @@ POST /v1/targets + GET /v1/targets/{{id}}/progress (revenue this month, goal GBP
     println!("(the salespeople's names and e-mails are in the users table as account data the admin entered)");
     Ok(if found == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
+
+/// The sweep's planted positive control: invented, in no fake CRM.
+const SWEEP_CONTROL: &str = "Zebediah Quillfeather-Control";
 
 /// The connectors the demo enables, in the order it syncs them.
 const CONNECTORS: [&str; 3] = ["pipedrive", "salesforce", "bullhorn"];

@@ -7,6 +7,7 @@ mod facts;
 mod fake;
 pub mod output;
 mod serve;
+mod sweep;
 mod toolkit;
 
 use std::path::PathBuf;
