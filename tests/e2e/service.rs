@@ -1039,6 +1039,8 @@ async fn two_processes_on_one_postgres_run_every_sync_exactly_once() {
     }
     let per_node: Vec<usize> = (0..2).map(|n| finished.values().filter(|by| by[0] == n).count()).collect();
     eprintln!("runs per node: {per_node:?}");
+    // Both nodes took work: the runs were shared through the database, not all taken by one.
+    assert!(per_node.iter().all(|&n| n > 0), "both nodes ran syncs: {per_node:?}");
 }
 
 // ----- 7. the privacy sweep --------------------------------------------------------------

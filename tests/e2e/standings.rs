@@ -309,6 +309,11 @@ async fn a_contest_is_frozen_at_its_end_without_a_read(backend: Backend) {
     })
     .await;
     let frozen_at = Timestamp::parse_rfc3339(&str_of(&view["frozen_at"])).expect("frozen_at");
+    // Never before the end; after it, within the tick's second plus scheduling delay. The
+    // tick runs every second on every node; the 30 s bound is not the promise (that is "within
+    // seconds") but what a 2-core CI machine running the suite's tests in parallel was seen to
+    // need: a tick that waits for a busy runtime must not fail the test. What the test proves
+    // is that nobody read the leaderboard, yet the contest is final.
     assert!(frozen_at >= window.1 && frozen_at < window.1.plus_secs(30), "frozen at the end: {view}");
 
     // A won deal inside the window is lost after the end, and synced.
