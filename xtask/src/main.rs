@@ -222,7 +222,52 @@ fn test(no_postgres: bool, cargo_args: &[String]) -> Result<()> {
     if !cargo_args.is_empty() {
         cmd.arg("--").args(cargo_args);
     }
-    run(&mut cmd)
+    let counts = run_counting_backends(&mut cmd)?;
+    eprintln!(
+        "xtask: tests passed per store: {} on SQLite, {} on Postgres{}",
+        counts.sqlite,
+        counts.postgres,
+        if no_postgres { " (the Postgres half was skipped: --no-postgres)" } else { "" }
+    );
+    if !no_postgres && cargo_args.is_empty() && counts.postgres == 0 {
+        bail!("no test ran on Postgres: the Postgres half of the suite did not run");
+    }
+    Ok(())
+}
+
+/// Tests that passed on each store, counted from `cargo test`'s lines (the suites that run
+/// on both stores put each test under a `sqlite` and a `postgres` module).
+#[derive(Debug, Default)]
+struct BackendCounts {
+    sqlite: usize,
+    postgres: usize,
+}
+
+/// Runs `cmd` with its standard output echoed line by line and counted.
+fn run_counting_backends(cmd: &mut Command) -> Result<BackendCounts> {
+    use std::io::{BufRead, BufReader, Write};
+    eprintln!("xtask: running {cmd:?}");
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("failed to start {cmd:?}"))?;
+    let mut counts = BackendCounts::default();
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.context("failed to read the test output")?;
+        writeln!(out, "{line}").ok();
+        if let Some(name) = line.strip_prefix("test ").and_then(|l| l.strip_suffix(" ... ok")) {
+            if name.contains("::sqlite::") {
+                counts.sqlite += 1;
+            } else if name.contains("::postgres::") {
+                counts.postgres += 1;
+            }
+        }
+    }
+    let status = child.wait().context("failed to wait for the tests")?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(counts)
 }
 
 fn dist() -> Result<()> {
