@@ -192,6 +192,16 @@ async fn calendar_defaults_settings_and_week_start(backend: Backend) {
     let actions: Vec<String> =
         audit["entries"].as_array().expect("entries").iter().map(|e| str_of(&e["action"])).collect();
     assert!(actions.contains(&"calendar.updated".to_owned()), "{audit}");
+    // A body that is not a JSON object (serde would read the struct from an array) is
+    // refused and changes nothing; so is an `after` the document's int64 cannot hold.
+    for body in [json!([null, null]), json!(["friday", ["friday"]]), json!(null), json!("monday")] {
+        assert_eq!(api.put("/v1/calendar", &t.admin, &body).await.expect_error(400), "invalid_body", "{body}");
+    }
+    assert_eq!(api.get("/v1/calendar", &t.member).await.expect(200), &set);
+    let too_far = api.get("/v1/audit?after=9223372036854775808", &t.admin).await;
+    assert_eq!(too_far.expect_error(400), "invalid_query");
+    let last = api.get("/v1/audit?after=9223372036854775807", &t.admin).await;
+    assert_eq!(last.expect(200)["entries"], json!([]));
 
     // A weekly target created now runs Sunday to Saturday; the earlier one keeps its
     // Monday weeks (its stored first period stays).

@@ -18,7 +18,20 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        // Every body of this API is a JSON object; serde would also read a struct from a JSON
+        // array (`[null, null]`), so the first byte is checked once the body has parsed.
+        let (parts, body) = req.into_parts();
+        let bytes = match axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::PayloadTooLarge { limit: super::MAX_BODY_BYTES });
+            }
+            Err(other) => return Err(ApiError::bad_request("bad_body", other.body_text())),
+        };
+        let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
+            Ok(_) if !is_object => Err(ApiError::bad_request("invalid_body", "the body must be a JSON object")),
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(JsonRejection::MissingJsonContentType(_)) => {
                 Err(ApiError::bad_request("unsupported_content_type", "expected `Content-Type: application/json`"))

@@ -163,7 +163,7 @@ fn default_limit() -> u32 {
 #[utoipa::path(get, path = "/v1/audit", tag = "system", operation_id = "audit_log", params(AuditQuery),
     responses(
         (status = 200, description = "A page of entries.", body = AuditLog),
-        (status = 400, description = "`limit` out of range or an unknown parameter.", body = ErrorBody),
+        (status = 400, description = "`limit` or `after` out of range, or an unknown parameter.", body = ErrorBody),
         (status = 403, description = "Not an admin.", body = ErrorBody),
     ))]
 pub(super) async fn audit(
@@ -174,6 +174,9 @@ pub(super) async fn audit(
     let p = user.require_admin()?;
     if !(1..=1000).contains(&q.limit) {
         return Err(ApiError::bad_request("invalid_query", "`limit` must be between 1 and 1000"));
+    }
+    if i64::try_from(q.after).is_err() {
+        return Err(ApiError::bad_request("invalid_query", "`after` must be a sequence number (at most 2^63 - 1)"));
     }
     let entries = state.store.audit_log(p.tenant_id, q.after, q.limit).await?;
     Ok(axum::Json(AuditLog {
