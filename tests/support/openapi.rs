@@ -105,16 +105,19 @@ fn check(schema: &Json, value: &Json, at: &str, problems: &mut Vec<String>) {
             check(part, value, at, problems);
         }
     }
-    // `oneOf` is taken as `anyOf`: utoipa's options may overlap (a figure that is a number
-    // or a decimal string), and drift shows as a value that fits none.
+    // `anyOf`: at least one option fits; `oneOf`: exactly one does (a value that fits two
+    // options means the document is ambiguous, as a client generator would find).
     for key in ["oneOf", "anyOf"] {
         if let Some(options) = schema.get(key).and_then(Json::as_array) {
-            let fits = options.iter().any(|o| {
-                let mut mine = Vec::new();
-                check(o, value, at, &mut mine);
-                mine.is_empty()
-            });
-            if !fits {
+            let fits = options
+                .iter()
+                .filter(|o| {
+                    let mut mine = Vec::new();
+                    check(o, value, at, &mut mine);
+                    mine.is_empty()
+                })
+                .count();
+            if fits == 0 {
                 let mut first = Vec::new();
                 if let Some(o) = options.first() {
                     check(o, value, at, &mut first);
@@ -124,6 +127,9 @@ fn check(schema: &Json, value: &Json, at: &str, problems: &mut Vec<String>) {
                     options.len(),
                     first.join("; ")
                 ));
+            } else if fits > 1 && key == "oneOf" {
+                problems
+                    .push(format!("{at}: {value} fits {fits} of the `oneOf` options (they must exclude each other)"));
             }
         }
     }

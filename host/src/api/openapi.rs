@@ -90,18 +90,18 @@ pub enum PeriodSchema {
     Custom,
 }
 
-/// A figure: an integer for a count, a decimal string in the tenant currency (rounded to
-/// its minor units) for money.
+/// A figure: a JSON number for a count (always an integer) or points, a decimal string in the
+/// tenant currency (rounded to its minor units) for money. Exactly one alternative matches any
+/// value (an integer is a number in JSON Schema, so counts are not a separate alternative).
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 #[schema(as = Figure)]
 pub enum FigureSchema {
-    /// A count.
-    Count(i64),
+    /// A count (an integer), points of a composite metric (up to six decimals), or a count
+    /// expected by now (two decimals).
+    Number(f64),
     /// Money, such as `"2500.00"`.
     Money(String),
-    /// Points of a composite metric (up to six decimals), or a count expected by now (two).
-    Points(f64),
 }
 
 /// An amount given by a client: a number, or a decimal string such as `"2500.00"` (exact).
