@@ -28,6 +28,7 @@ mod bullhorn;
 mod check_cli;
 mod commits;
 mod engine;
+mod identity;
 mod live;
 mod pipedrive;
 mod privacy;
