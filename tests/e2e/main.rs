@@ -29,6 +29,7 @@ mod check_cli;
 mod commits;
 mod engine;
 mod identity;
+mod keys;
 mod live;
 mod pipedrive;
 mod privacy;
