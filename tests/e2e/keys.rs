@@ -41,10 +41,7 @@ fn oneup(dir: &Path, database_url: &str, args: &[&str], keys: &[(&str, &str)]) -
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!(
-                "oneup {args:?} did not exit; stdout:\n{}",
-                std::fs::read_to_string(&stdout).unwrap_or_default()
-            );
+            panic!("oneup {args:?} did not exit; stdout:\n{}", std::fs::read_to_string(&stdout).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(50));
     };

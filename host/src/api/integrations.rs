@@ -13,14 +13,12 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, User};
 use super::tenants::{audit, parse_id};
+use crate::ingest::KeyedHash;
 use crate::ingest::pseudonym::{Domain, keyed_hash};
 use crate::ingest::validate::is_identifier;
 use crate::runtime::manifest::Manifest;
 use crate::runtime::{IntegrationSetup, LoadedConnector, SyncError};
-use crate::ingest::KeyedHash;
-use crate::store::{
-    Actor, EnableIntegration, Integration, MappingSource, Run, RunId, RunStatus, StoreError, UserId,
-};
+use crate::store::{Actor, EnableIntegration, Integration, MappingSource, Run, RunId, RunStatus, StoreError, UserId};
 
 fn connector<'a>(state: &'a AppState, id: &str) -> Result<&'a LoadedConnector, ApiError> {
     state.registry.get(id).ok_or(ApiError::NotFound("connector"))
@@ -426,7 +424,10 @@ pub(super) async fn map_owner(
     state.store.user(p.tenant_id, target).await?;
     let key = state.store.tenant_key(p.tenant_id).await?;
     let owner = keyed_hash(&key, Domain::Owner, &id, crm_id);
-    state.store.set_owner_mapping(p.tenant_id, &id, owner, target, MappingSource::Manual, Actor::User(p.user_id)).await?;
+    state
+        .store
+        .set_owner_mapping(p.tenant_id, &id, owner, target, MappingSource::Manual, Actor::User(p.user_id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

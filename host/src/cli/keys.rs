@@ -51,8 +51,9 @@ pub async fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
     };
     let new = match (env_key("ONEUP_NEW_MASTER_KEY")?, &args.new_master_key_file) {
         (Some(key), _) => key,
-        (None, Some(path)) => MasterKey::load_or_create(path)
-            .with_context(|| format!("failed to read or create {}", path.display()))?,
+        (None, Some(path)) => {
+            MasterKey::load_or_create(path).with_context(|| format!("failed to read or create {}", path.display()))?
+        }
         (None, None) => anyhow::bail!("no new key: set ONEUP_NEW_MASTER_KEY or give --new-master-key-file"),
     };
     if old.fingerprint() == new.fingerprint() {

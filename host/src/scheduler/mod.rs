@@ -338,8 +338,7 @@ async fn sync_once(inner: &Inner, lease: &Lease) -> Result<(SyncOutcome, Rejecte
     match inner.runtime.roster(connector, setup()).await {
         Ok(roster) => {
             let roster: Vec<_> = roster.into_iter().map(|r| (r.owner, r.email)).collect();
-            let mapped =
-                store.map_roster(tenant, &lease.connector_id, &roster).await.map_err(|e| fail(e.code()))?;
+            let mapped = store.map_roster(tenant, &lease.connector_id, &roster).await.map_err(|e| fail(e.code()))?;
             tracing::info!(mapped = mapped.mapped, pending = mapped.pending, "roster compared");
         }
         Err(e) => tracing::warn!(code = %e.code(), "roster failed; owners keep their current mapping"),

@@ -785,7 +785,11 @@ impl Store {
     }
 
     /// The pending conflicts of one integration (mappings waiting for an admin), by hash.
-    pub async fn owner_conflicts(&self, tenant: TenantId, connector_id: &str) -> Result<Vec<OwnerConflict>, StoreError> {
+    pub async fn owner_conflicts(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+    ) -> Result<Vec<OwnerConflict>, StoreError> {
         let rows: Vec<(Vec<u8>, Uuid, String, i64)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT owner_hash, user_id, reason, detected_at FROM owner_conflicts \

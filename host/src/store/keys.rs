@@ -24,6 +24,11 @@ pub enum Rotation {
     AlreadyRotated,
 }
 
+/// A tenant id and its sealed pseudonymisation key.
+type SealedTenantKey = (Uuid, Vec<u8>);
+/// A tenant id, a connector id and the integration's sealed secrets.
+type SealedSecrets = (Uuid, String, Vec<u8>);
+
 /// The first hex digits of a fingerprint, for messages.
 fn short(fingerprint: &[u8]) -> String {
     hex::encode(&fingerprint[..fingerprint.len().min(6)])
@@ -45,9 +50,11 @@ impl Store {
                 sqlx::query_scalar("SELECT to_regclass('master_key') IS NOT NULL").fetch_one(pool).await?
             }
             Pool::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'master_key'")
-                    .fetch_one(pool)
-                    .await?
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'master_key'",
+                )
+                .fetch_one(pool)
+                .await?
             }
         };
         if !exists {
@@ -61,27 +68,26 @@ impl Store {
     /// Whether the sealed values opened for a check (one tenant key and one integration's
     /// secrets, if there are any) open under this store's key.
     async fn sample_opens(&self) -> Result<bool, StoreError> {
-        let tables: i64 = match &self.pool {
-            Pool::Postgres(pool) => {
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() \
+        let tables: i64 =
+            match &self.pool {
+                Pool::Postgres(pool) => {
+                    sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() \
                      AND table_name IN ('tenants', 'integrations')",
-                )
-                .fetch_one(pool)
-                .await?
-            }
-            Pool::Sqlite(pool) => {
-                sqlx::query_scalar(
+                    )
+                    .fetch_one(pool)
+                    .await?
+                }
+                Pool::Sqlite(pool) => sqlx::query_scalar(
                     "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('tenants', 'integrations')",
                 )
                 .fetch_one(pool)
-                .await?
-            }
-        };
+                .await?,
+            };
         if tables < 2 {
             return Ok(true);
         }
-        let (tenant, secrets): (Option<(Uuid, Vec<u8>)>, Option<(Uuid, String, Vec<u8>)>) = on_pool!(self, pool => {
+        let (tenant, secrets): (Option<SealedTenantKey>, Option<SealedSecrets>) = on_pool!(self, pool => {
             let tenant = sqlx::query_as("SELECT tenant_id, pseudonym_key FROM tenants LIMIT 1")
                 .fetch_optional(pool)
                 .await?;
@@ -150,7 +156,7 @@ impl Store {
                 Some(r) if r != old.fingerprint() => return Err(mismatch(Some(r), old)),
                 _ => {}
             }
-            let tenants: Vec<(Uuid, Vec<u8>)> =
+            let tenants: Vec<SealedTenantKey> =
                 sqlx::query_as(&format!("SELECT tenant_id, pseudonym_key FROM tenants ORDER BY tenant_id{lock}"))
                     .fetch_all(&mut *tx)
                     .await?;
@@ -165,7 +171,7 @@ impl Store {
                     .await?;
                 per_tenant.insert(*tenant, 0);
             }
-            let secrets: Vec<(Uuid, String, Vec<u8>)> = sqlx::query_as(&format!(
+            let secrets: Vec<SealedSecrets> = sqlx::query_as(&format!(
                 "SELECT tenant_id, connector_id, secrets FROM integrations WHERE secrets IS NOT NULL \
                  ORDER BY tenant_id, connector_id{lock}"
             ))
