@@ -28,6 +28,8 @@ mod bullhorn;
 mod check_cli;
 mod commits;
 mod engine;
+mod identity;
+mod keys;
 mod live;
 mod pipedrive;
 mod privacy;

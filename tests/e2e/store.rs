@@ -413,7 +413,7 @@ async fn email_unique_per_tenant_case_insensitively(db: &TestDb) {
         .update_user(
             a.tenant.id,
             bob.id,
-            &UserUpdate { email: Some("Robert@Example.com"), name: Some("Robert"), role: None },
+            &UserUpdate { email: Some("Robert@Example.com"), name: Some("Robert"), role: None, self_service: false },
         )
         .await
         .unwrap();

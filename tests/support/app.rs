@@ -260,11 +260,13 @@ pub struct ServiceOptions {
     pub log: Option<String>,
     /// `--log-format json`.
     pub json_logs: bool,
+    /// `ONEUP_MASTER_KEY` (default: [`MASTER_KEY_HEX`]).
+    pub master_key: Option<String>,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        Self { lease_secs: 30, poll_secs: 1, node_name: None, log: None, json_logs: true }
+        Self { lease_secs: 30, poll_secs: 1, node_name: None, log: None, json_logs: true, master_key: None }
     }
 }
 
@@ -325,7 +327,7 @@ impl Service {
         cmd.env("DATABASE_URL", database_url)
             .env("ONEUP_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("ONEUP_ALLOW_LOOPBACK_HTTP", "1")
-            .env("ONEUP_MASTER_KEY", MASTER_KEY_HEX)
+            .env("ONEUP_MASTER_KEY", options.master_key.as_deref().unwrap_or(MASTER_KEY_HEX))
             .env("ONEUP_CACHE_DIR", workspace_root().join("target").join("test-compile-cache").join("service"));
         if let Some(log) = &options.log {
             cmd.env("ONEUP_LOG", log);

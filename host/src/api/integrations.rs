@@ -13,11 +13,12 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, User};
 use super::tenants::{audit, parse_id};
+use crate::ingest::KeyedHash;
 use crate::ingest::pseudonym::{Domain, keyed_hash};
 use crate::ingest::validate::is_identifier;
 use crate::runtime::manifest::Manifest;
 use crate::runtime::{IntegrationSetup, LoadedConnector, SyncError};
-use crate::store::{Actor, EnableIntegration, Integration, Run, RunId, RunStatus, StoreError, UserId};
+use crate::store::{Actor, EnableIntegration, Integration, MappingSource, Run, RunId, RunStatus, StoreError, UserId};
 
 fn connector<'a>(state: &'a AppState, id: &str) -> Result<&'a LoadedConnector, ApiError> {
     state.registry.get(id).ok_or(ApiError::NotFound("connector"))
@@ -349,11 +350,12 @@ pub(super) async fn get_run(
 }
 
 /// `GET /v1/integrations/{connector}/owners` (admin): how many CRM owners and facts wait
-/// for a mapping, by keyed hash, and the mappings in place.
+/// for a mapping, by keyed hash, the mappings in place (with how each was made) and the
+/// mappings waiting for an admin's confirmation.
 #[utoipa::path(get, path = "/v1/integrations/{connector}/owners", tag = "integrations", operation_id = "list_owners",
     params(("connector" = String, Path, description = "The connector's id.")),
     responses(
-        (status = 200, description = "Unmapped CRM owners (keyed hashes) and the mappings.", body = super::openapi::integration_schemas::OwnersView),
+        (status = 200, description = "Unmapped CRM owners (keyed hashes), the mappings and the pending ones.", body = super::openapi::integration_schemas::OwnersView),
         (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
         (status = 404, description = "Not enabled in this tenant.", body = super::openapi::ErrorBody),
     ))]
@@ -365,12 +367,21 @@ pub(super) async fn owners(
     let p = user.require_admin()?;
     state.store.integration(p.tenant_id, &id).await?;
     let unmapped = state.store.unmapped_owners(p.tenant_id, &id).await?;
-    let mapped = state.store.owner_mappings(p.tenant_id, &id).await?;
+    let mapped = state.store.owner_mapping_sources(p.tenant_id, &id).await?;
+    let pending = state.store.owner_conflicts(p.tenant_id, &id).await?;
     Ok(axum::Json(json!({
         "unmapped_owners": unmapped.len(),
         "unmapped_facts": unmapped.iter().map(|u| u.facts).sum::<u64>(),
         "unmapped": unmapped.iter().map(|u| json!({"owner": u.owner.to_string(), "facts": u.facts})).collect::<Vec<_>>(),
-        "mapped": mapped.iter().map(|(h, u)| json!({"owner": h.to_string(), "user_id": u})).collect::<Vec<_>>(),
+        "mapped": mapped
+            .iter()
+            .map(|m| json!({"owner": m.owner.to_string(), "user_id": m.user_id, "source": m.source.as_str()}))
+            .collect::<Vec<_>>(),
+        "pending": pending
+            .iter()
+            .map(|c| json!({"owner": c.owner.to_string(), "user_id": c.user_id, "reason": c.reason.as_str(),
+                "detected_at_ms": c.detected_at_ms}))
+            .collect::<Vec<_>>(),
     })))
 }
 
@@ -382,7 +393,9 @@ pub(super) struct MapOwnerBody {
 }
 
 /// `PUT /v1/integrations/{connector}/owners` (admin): maps a CRM owner, entered by its CRM
-/// user id (hashed at once, never kept), to a user; its waiting facts count for them.
+/// user id (hashed at once, never kept), to a user; its facts count for them, past ones
+/// included. It replaces any earlier mapping of the owner and settles its pending one;
+/// audited (`owner.mapped`, with the user it was mapped to before).
 #[utoipa::path(put, path = "/v1/integrations/{connector}/owners", tag = "integrations", operation_id = "map_owner",
     params(("connector" = String, Path, description = "The connector's id.")),
     request_body = super::openapi::integration_schemas::MapOwnerBody,
@@ -411,7 +424,72 @@ pub(super) async fn map_owner(
     state.store.user(p.tenant_id, target).await?;
     let key = state.store.tenant_key(p.tenant_id).await?;
     let owner = keyed_hash(&key, Domain::Owner, &id, crm_id);
-    state.store.map_owners(p.tenant_id, &id, &[(owner, target)]).await?;
-    audit(&state, p.tenant_id, Actor::User(p.user_id), "owner.mapped", &format!("{id} {owner} {target}")).await?;
+    state
+        .store
+        .set_owner_mapping(p.tenant_id, &id, owner, target, MappingSource::Manual, Actor::User(p.user_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `{owner}` of a path: a keyed hash as listed by `GET …/owners`.
+fn parse_owner(raw: &str) -> Result<KeyedHash, ApiError> {
+    KeyedHash::from_hex(raw).ok_or(ApiError::NotFound("owner"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ConfirmOwnerBody {
+    user_id: String,
+}
+
+/// `POST /v1/integrations/{connector}/owners/{owner}/confirm` (admin): makes a pending
+/// mapping (listed under `pending` by `GET …/owners`) for the user it names; its facts count
+/// for them from then on, past ones included. Audited (`owner.confirmed`).
+#[utoipa::path(post, path = "/v1/integrations/{connector}/owners/{owner}/confirm", tag = "integrations", operation_id = "confirm_owner",
+    params(("connector" = String, Path, description = "The connector's id."), ("owner" = String, Path, description = "The owner's keyed hash, as listed.")),
+    request_body = super::openapi::integration_schemas::ConfirmOwnerBody,
+    responses(
+        (status = 204, description = "Mapped; the owner's facts count for the user."),
+        (status = 400, description = "Bad body.", body = super::openapi::ErrorBody),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled, or no pending mapping of this owner to this user (`not_found`).", body = super::openapi::ErrorBody),
+        (status = 413, description = "Body too large.", body = super::openapi::ErrorBody),
+    ))]
+pub(super) async fn confirm_owner(
+    State(state): State<AppState>,
+    user: User,
+    Path((id, owner)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ConfirmOwnerBody>,
+) -> Result<StatusCode, ApiError> {
+    let p = user.require_admin()?;
+    state.store.integration(p.tenant_id, &id).await?;
+    let owner = parse_owner(&owner)?;
+    let target: UserId = body.user_id.parse().map_err(|_| ApiError::NotFound("pending mapping"))?;
+    state
+        .store
+        .set_owner_mapping(p.tenant_id, &id, owner, target, MappingSource::Confirmed, Actor::User(p.user_id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/integrations/{connector}/owners/{owner}` (admin): removes a mapping; the
+/// owner's facts wait under its hash again. Audited (`owner.unmapped`). The roster maps it
+/// again only through an address an admin set, and only while it is not mapped.
+#[utoipa::path(delete, path = "/v1/integrations/{connector}/owners/{owner}", tag = "integrations", operation_id = "unmap_owner",
+    params(("connector" = String, Path, description = "The connector's id."), ("owner" = String, Path, description = "The owner's keyed hash, as listed.")),
+    responses(
+        (status = 204, description = "Unmapped."),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled, or the owner is not mapped.", body = super::openapi::ErrorBody),
+    ))]
+pub(super) async fn unmap_owner(
+    State(state): State<AppState>,
+    user: User,
+    Path((id, owner)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let p = user.require_admin()?;
+    state.store.integration(p.tenant_id, &id).await?;
+    let owner = parse_owner(&owner)?;
+    state.store.remove_owner_mapping(p.tenant_id, &id, owner, Actor::User(p.user_id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -123,6 +123,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(integrations::list_runs))
         .routes(routes!(integrations::get_run))
         .routes(routes!(integrations::owners, integrations::map_owner))
+        .routes(routes!(integrations::confirm_owner))
+        .routes(routes!(integrations::unmap_owner))
         .routes(routes!(kpis::kpis))
         .routes(routes!(kpis::my_kpis))
         .routes(routes!(metrics::create_metric, metrics::list_metrics))

@@ -266,8 +266,24 @@ pub mod integration_schemas {
         pub unmapped_facts: u64,
         /// Each as `{"owner": keyed hash, "facts"}`.
         pub unmapped: Vec<Value>,
-        /// The mappings: `{"owner": keyed hash, "user_id"}`.
+        /// The mappings: `{"owner": keyed hash, "user_id", "source"}`, `source` how it was
+        /// made: `auto` (the roster, through an address an admin set), `manual` (an admin
+        /// entered the CRM id) or `confirmed` (an admin confirmed a pending mapping).
         pub mapped: Vec<Value>,
+        /// Mappings the roster proposes but does not make alone, waiting for an admin:
+        /// `{"owner": keyed hash, "user_id", "reason", "detected_at_ms"}`. `reason`:
+        /// `self_service_email` (the user set the matching address themselves) or
+        /// `mapped_to_other` (the owner is already mapped to another user, who keeps it).
+        /// Confirm one with `POST …/owners/{owner}/confirm`, or map the owner by its CRM id.
+        pub pending: Vec<Value>,
+    }
+
+    /// `POST …/owners/{owner}/confirm`'s body.
+    #[derive(Serialize, ToSchema)]
+    pub struct ConfirmOwnerBody {
+        /// The user the pending mapping names (as listed), so that what is confirmed is
+        /// what the admin saw.
+        pub user_id: uuid::Uuid,
     }
 
     /// `PUT …/owners`' body.

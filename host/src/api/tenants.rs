@@ -411,7 +411,7 @@ pub(super) async fn update_user(
     if name.is_none() && email.is_none() && body.role.is_none() {
         return Err(ApiError::bad_request("invalid_body", "nothing to change: give `name`, `email` and/or `role`"));
     }
-    let update = UserUpdate { name: name.as_deref(), email: email.as_deref(), role: body.role };
+    let update = UserUpdate { name: name.as_deref(), email: email.as_deref(), role: body.role, self_service: false };
     let updated = state.store.update_user(p.tenant_id, target, &update).await.map_err(email_conflict)?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "user.updated", &target.to_string()).await?;
     Ok(axum::Json(user_json(&updated)))
@@ -645,7 +645,9 @@ pub(super) struct UpdateMeBody {
     email: Option<String>,
 }
 
-/// Rectifies the caller's own name or e-mail (any user).
+/// Rectifies the caller's own name or e-mail (any user). A new e-mail address changes no
+/// CRM owner mapping: a CRM user with that address is mapped to the caller only once an
+/// admin confirms it (listed as pending on `GET /v1/integrations/{connector}/owners`).
 #[utoipa::path(patch, path = "/v1/me", tag = "tenants", operation_id = "update_me",
     request_body = UpdateMeBody,
     responses(
@@ -666,7 +668,18 @@ pub(super) async fn update_me(
     }
     let updated = state
         .store
-        .update_user(p.tenant_id, p.user_id, &UserUpdate { name: name.as_deref(), email: email.as_deref(), role: None })
+        .update_user(
+            p.tenant_id,
+            p.user_id,
+            // A new address set by its owner maps no CRM identity until an admin confirms it
+            // (an admin's own change is an admin's).
+            &UserUpdate {
+                name: name.as_deref(),
+                email: email.as_deref(),
+                role: None,
+                self_service: p.role != Role::Admin,
+            },
+        )
         .await
         .map_err(email_conflict)?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "user.rectified", &p.user_id.to_string()).await?;

@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod facts;
 mod fake;
+mod keys;
 pub mod output;
 mod serve;
 mod sweep;
@@ -56,6 +57,19 @@ pub enum Command {
     /// Serve a built-in fake CRM on loopback (for `connector check` and development).
     #[command(subcommand)]
     FakeCrm(FakeCrmCommand),
+    /// Manage the master key that seals secrets at rest.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// Master key commands.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal every integration secret and tenant key under a new master key, in one
+    /// transaction (stop every node first). The current key from `ONEUP_MASTER_KEY` or
+    /// `--master-key-file`; the new one from `ONEUP_NEW_MASTER_KEY` or
+    /// `--new-master-key-file` (created if missing). Safe to run again.
+    Rotate(keys::RotateArgs),
 }
 
 /// Fake CRM servers.
@@ -145,6 +159,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => serve::migrate(args).await,
+        Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
         Command::FakeCrm(FakeCrmCommand::Pipedrive(args)) => fake::run(args).await,
         Command::FakeCrm(FakeCrmCommand::Salesforce(args)) => fake::run_salesforce(args).await,
         Command::FakeCrm(FakeCrmCommand::Bullhorn(args)) => fake::run_bullhorn(args).await,

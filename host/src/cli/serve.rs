@@ -14,7 +14,7 @@ use crate::api::{App, AppState, Metrics};
 use crate::runtime::Runtime;
 use crate::runtime::registry::Registry;
 use crate::scheduler::{Scheduler, SchedulerConfig, default_node_name};
-use crate::store::{MasterKey, Store};
+use crate::store::{MasterKey, Store, StoreError};
 
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
@@ -33,15 +33,55 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    /// Opens the store and applies pending migrations.
+    /// Opens the store, checks that the master key is the database's (before anything is
+    /// written, the key file included), applies pending migrations and records the key's
+    /// fingerprint on first start.
     pub async fn connect(&self) -> anyhow::Result<Store> {
-        let key = match &self.master_key {
-            Some(hex) => MasterKey::from_hex(hex).context("ONEUP_MASTER_KEY must be 64 hex digits")?,
-            None => MasterKey::load_or_create(&self.master_key_file)
-                .with_context(|| format!("failed to read or create {}", self.master_key_file.display()))?,
+        let (key, new_file) = match &self.master_key {
+            Some(hex) => (MasterKey::from_hex(hex).context("ONEUP_MASTER_KEY must be 64 hex digits")?, false),
+            None => match MasterKey::load(&self.master_key_file)
+                .with_context(|| format!("failed to read {}", self.master_key_file.display()))?
+            {
+                Some(key) => (key, false),
+                None => (MasterKey::random(), true),
+            },
         };
         let shown = redact_url(&self.database_url);
-        Store::connect(&self.database_url, key).await.with_context(|| format!("failed to open the database {shown}"))
+        let store = Store::open(&self.database_url, key.clone())
+            .await
+            .with_context(|| format!("failed to open the database {shown}"))?;
+        store.check_master_key().await.map_err(|e| key_refused(e, new_file))?;
+        if new_file {
+            key.write_new(&self.master_key_file)
+                .with_context(|| format!("failed to create {}", self.master_key_file.display()))?;
+            tracing::warn!(
+                file = %self.master_key_file.display(),
+                "created a new master key file: back it up (every secret is sealed under it) and give every node the same key"
+            );
+        }
+        store.migrate().await.with_context(|| format!("failed to migrate the database {shown}"))?;
+        store.record_master_key().await.map_err(|e| key_refused(e, false))?;
+        Ok(store)
+    }
+}
+
+/// The error of a node whose master key is not the database's, naming the fix.
+fn key_refused(e: StoreError, new_file: bool) -> anyhow::Error {
+    match e {
+        StoreError::MasterKeyMismatch { .. } => {
+            let why = if new_file {
+                "no ONEUP_MASTER_KEY was given and there is no key file here, so this node would have made a new key"
+            } else {
+                "this node was given another key"
+            };
+            anyhow::anyhow!(
+                "refusing to start: {e}; {why}. The secrets in this database are sealed under another master key, \
+                 and this node would seal new ones that the other nodes cannot read. Fix: give this node the same key \
+                 as the others (ONEUP_MASTER_KEY, or --master-key-file / ONEUP_MASTER_KEY_FILE pointing at a copy of \
+                 their key file); after `oneup keys rotate`, the new key. Nothing was written."
+            )
+        }
+        other => anyhow::Error::new(other).context("failed to check the master key against the database"),
     }
 }
 

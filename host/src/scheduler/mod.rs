@@ -333,17 +333,13 @@ async fn sync_once(inner: &Inner, lease: &Lease) -> Result<(SyncOutcome, Rejecte
         vault: Some(vault.clone()),
     };
 
-    // Owner mapping: the roster's e-mails are compared with the tenant's users, then dropped.
+    // Owner mapping: the roster's e-mails are compared with the tenant's users, then
+    // dropped; the store never overrides a mapping nor maps through a self-set address.
     match inner.runtime.roster(connector, setup()).await {
         Ok(roster) => {
-            let users = store.users(tenant).await.map_err(|e| fail(e.code()))?;
-            let by_email: BTreeMap<String, _> =
-                users.iter().map(|u| (crate::store::tenants::normalize_email(&u.email), u.id)).collect();
-            let mappings: Vec<_> =
-                roster.iter().filter_map(|r| by_email.get(&r.email).map(|user| (r.owner, *user))).collect();
-            if !mappings.is_empty() {
-                store.map_owners(tenant, &lease.connector_id, &mappings).await.map_err(|e| fail(e.code()))?;
-            }
+            let roster: Vec<_> = roster.into_iter().map(|r| (r.owner, r.email)).collect();
+            let mapped = store.map_roster(tenant, &lease.connector_id, &roster).await.map_err(|e| fail(e.code()))?;
+            tracing::info!(mapped = mapped.mapped, pending = mapped.pending, "roster compared");
         }
         Err(e) => tracing::warn!(code = %e.code(), "roster failed; owners keep their current mapping"),
     }

@@ -56,28 +56,53 @@ impl MasterKey {
     /// Reads the key file at `path`, or creates it with a fresh key, readable and writable
     /// by its owner only, if it does not exist. Refuses a file that others can read.
     pub fn load_or_create(path: &Path) -> Result<Self, StoreError> {
+        match Self::load(path)? {
+            Some(key) => Ok(key),
+            None => {
+                let key = Self::random();
+                key.write_new(path)?;
+                Ok(key)
+            }
+        }
+    }
+
+    /// Reads the key file at `path`; `None` if there is none. Refuses a file that others
+    /// can read.
+    pub fn load(path: &Path) -> Result<Option<Self>, StoreError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 check_private(path)?;
-                Self::from_hex(&text)
+                Self::from_hex(&text).map(Some)
             }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                let key = Self::random();
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                let mut file = options.open(path).map_err(StoreError::KeyFile)?;
-                file.write_all(hex::encode(key.0).as_bytes()).map_err(StoreError::KeyFile)?;
-                file.write_all(b"\n").map_err(StoreError::KeyFile)?;
-                file.sync_all().map_err(StoreError::KeyFile)?;
-                Ok(key)
-            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(StoreError::KeyFile(err)),
         }
+    }
+
+    /// Writes this key to a new file at `path` (never over an existing one), readable and
+    /// writable by its owner only.
+    pub fn write_new(&self, path: &Path) -> Result<(), StoreError> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(StoreError::KeyFile)?;
+        file.write_all(hex::encode(self.0).as_bytes()).map_err(StoreError::KeyFile)?;
+        file.write_all(b"\n").map_err(StoreError::KeyFile)?;
+        file.sync_all().map_err(StoreError::KeyFile)?;
+        Ok(())
+    }
+
+    /// The key's fingerprint: HMAC-SHA-256 of a fixed label under the key. It identifies
+    /// the key (the database records it) and reveals nothing about it.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"oneup/master-key-fingerprint/v1");
+        mac.finalize().into_bytes().into()
     }
 
     /// Encrypts `plaintext`, bound to `aad`.

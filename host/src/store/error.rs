@@ -44,6 +44,17 @@ pub enum StoreError {
     /// A sealed value could not be opened: the wrong master key, or tampered ciphertext.
     #[error("a sealed value could not be decrypted (wrong master key?)")]
     Decrypt,
+    /// The master key is not the one the database's sealed values are sealed under (its
+    /// fingerprint differs from the one recorded at first start, or a sealed value does not
+    /// open): a node with another key would seal secrets the others cannot read.
+    #[error("the master key does not match the database's (fingerprint recorded {recorded}, this key {given})")]
+    MasterKeyMismatch {
+        /// The first hex digits of the recorded fingerprint (`none` when only a sealed
+        /// value refused to open).
+        recorded: String,
+        /// The first hex digits of this key's fingerprint.
+        given: String,
+    },
     /// A stored value does not parse (a bad role, bad JSON): the database was edited by hand
     /// or by an incompatible version.
     #[error("a stored {what} is malformed")]
@@ -73,6 +84,7 @@ impl StoreError {
             Self::LeaseLost => "lease_lost",
             Self::IntegrationDisabled => "integration_disabled",
             Self::Decrypt => "decrypt_failed",
+            Self::MasterKeyMismatch { .. } => "master_key_mismatch",
             Self::Corrupt { .. } => "corrupt",
             Self::KeyFile(_) => "master_key_file",
             Self::Migrate(_) => "migration_failed",

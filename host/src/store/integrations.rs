@@ -294,6 +294,11 @@ impl Store {
                     .bind(connector_id)
                     .execute(&mut *tx)
                     .await?;
+                sqlx::query("DELETE FROM owner_conflicts WHERE tenant_id = $1 AND connector_id = $2")
+                    .bind(tenant.as_uuid())
+                    .bind(connector_id)
+                    .execute(&mut *tx)
+                    .await?;
                 // Contest totals are kept per integration: its rows go with its facts.
                 tx.drop_standings_of(tenant.as_uuid(), connector_id).await?;
             }
@@ -442,6 +447,369 @@ impl Store {
             .await?
         });
         rows.into_iter().map(|(hash, user)| Ok((keyed_hash(&hash)?, UserId::from_uuid(user)))).collect()
+    }
+}
+
+/// How a CRM owner came to be mapped to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingSource {
+    /// By the roster: the owner's e-mail is an admin-set address of the user.
+    Auto,
+    /// By an admin entering the owner's CRM id.
+    Manual,
+    /// By an admin confirming a mapping the roster proposed (a pending conflict).
+    Confirmed,
+}
+
+impl MappingSource {
+    /// The stored (and shown) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Manual => "manual",
+            Self::Confirmed => "confirmed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "manual" => Ok(Self::Manual),
+            "confirmed" => Ok(Self::Confirmed),
+            _ => Err(StoreError::Corrupt { what: "owner mapping source" }),
+        }
+    }
+}
+
+/// A CRM owner mapped to a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerMapping {
+    /// The owner (a keyed hash of their CRM id).
+    pub owner: KeyedHash,
+    /// The user their facts count for.
+    pub user_id: UserId,
+    /// How the mapping was made.
+    pub source: MappingSource,
+}
+
+/// Why the roster did not make a mapping by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictReason {
+    /// The user's matching address was set by the user (`PATCH /v1/me`), not by an admin.
+    SelfServiceEmail,
+    /// The owner is already mapped to another user (automatically or by an admin).
+    MappedToOther,
+}
+
+impl ConflictReason {
+    /// The stored (and shown) name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SelfServiceEmail => "self_service_email",
+            Self::MappedToOther => "mapped_to_other",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "self_service_email" => Ok(Self::SelfServiceEmail),
+            "mapped_to_other" => Ok(Self::MappedToOther),
+            _ => Err(StoreError::Corrupt { what: "owner conflict reason" }),
+        }
+    }
+}
+
+/// A mapping the roster proposes and waits for an admin to confirm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerConflict {
+    /// The owner.
+    pub owner: KeyedHash,
+    /// The user whose e-mail matches the owner's.
+    pub user_id: UserId,
+    /// Why it waits.
+    pub reason: ConflictReason,
+    /// When the last roster run found it, in milliseconds since the Unix epoch.
+    pub detected_at_ms: i64,
+}
+
+/// What one roster run did to the owner mappings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RosterMapping {
+    /// New automatic mappings.
+    pub mapped: u64,
+    /// Proposed mappings waiting for an admin (pending conflicts now).
+    pub pending: u64,
+}
+
+/// The audit subject of an owner mapping: connector, keyed hash, user ids; no CRM id, no
+/// e-mail.
+fn mapping_subject(connector_id: &str, owner: KeyedHash, user: Option<UserId>, previous: Option<UserId>) -> String {
+    let show = |u: Option<UserId>| u.map_or_else(|| "-".to_owned(), |u| u.to_string());
+    format!("{connector_id} {owner} {} was={}", show(user), show(previous))
+}
+
+impl Store {
+    /// Maps the owners of a roster run (keyed hash, normalised e-mail: compared here, never
+    /// kept) to the tenant's users with that address, in one transaction, audited. A
+    /// mapping is made automatically only when the owner is not mapped yet and the user's
+    /// address was set by an admin; an owner already mapped to someone else (by the roster
+    /// or by an admin) keeps that mapping, and a match through an address the user set
+    /// themselves is never made alone: both are recorded as pending conflicts (the
+    /// integration's list is replaced by this run's) until an admin confirms or maps.
+    pub async fn map_roster(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        roster: &[(KeyedHash, String)],
+    ) -> Result<RosterMapping, StoreError> {
+        let now = now_ms();
+        let t = tenant.as_uuid();
+        let report = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let users: Vec<(Uuid, String, bool)> = sqlx::query_as(
+                "SELECT id, email_norm, email_self_set FROM users WHERE tenant_id = $1 AND NOT former",
+            )
+            .bind(t)
+            .fetch_all(&mut *tx)
+            .await?;
+            let by_email: BTreeMap<String, (Uuid, bool)> =
+                users.into_iter().map(|(id, email, self_set)| (email, (id, self_set))).collect();
+            let mapped: Vec<(Vec<u8>, Uuid)> = sqlx::query_as(
+                "SELECT owner_hash, user_id FROM owner_mappings WHERE tenant_id = $1 AND connector_id = $2",
+            )
+            .bind(t)
+            .bind(connector_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mapped: BTreeMap<Vec<u8>, Uuid> = mapped.into_iter().collect();
+            let before: Vec<(Vec<u8>, Uuid, String)> = sqlx::query_as(
+                "SELECT owner_hash, user_id, reason FROM owner_conflicts WHERE tenant_id = $1 AND connector_id = $2",
+            )
+            .bind(t)
+            .bind(connector_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let before: std::collections::BTreeSet<(Vec<u8>, Uuid, String)> = before.into_iter().collect();
+            sqlx::query("DELETE FROM owner_conflicts WHERE tenant_id = $1 AND connector_id = $2")
+                .bind(t)
+                .bind(connector_id)
+                .execute(&mut *tx)
+                .await?;
+            let mut report = RosterMapping::default();
+            let mut seen = std::collections::BTreeSet::new();
+            for (owner, email) in roster {
+                let Some(&(user, self_set)) = by_email.get(email) else { continue };
+                let hash = owner.as_bytes().to_vec();
+                if !seen.insert(hash.clone()) {
+                    continue;
+                }
+                let reason = match mapped.get(&hash) {
+                    Some(current) if *current == user => continue,
+                    Some(_) => ConflictReason::MappedToOther,
+                    None if self_set => ConflictReason::SelfServiceEmail,
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO owner_mappings (tenant_id, connector_id, owner_hash, user_id, source) \
+                             VALUES ($1, $2, $3, $4, 'auto')",
+                        )
+                        .bind(t)
+                        .bind(connector_id)
+                        .bind(&hash)
+                        .bind(user)
+                        .execute(&mut *tx)
+                        .await?;
+                        let subject = mapping_subject(connector_id, *owner, Some(UserId::from_uuid(user)), None);
+                        audit_in_tx!(tx, t, super::types::Actor::System, "owner.mapped_auto", &subject);
+                        report.mapped += 1;
+                        continue;
+                    }
+                };
+                sqlx::query(
+                    "INSERT INTO owner_conflicts (tenant_id, connector_id, owner_hash, user_id, reason, detected_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(t)
+                .bind(connector_id)
+                .bind(&hash)
+                .bind(user)
+                .bind(reason.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                report.pending += 1;
+                let current = mapped.get(&hash).copied().map(UserId::from_uuid);
+                if !before.contains(&(hash, user, reason.as_str().to_owned())) {
+                    // A new pending conflict (not one already listed): audited once.
+                    let subject = mapping_subject(connector_id, *owner, Some(UserId::from_uuid(user)), current);
+                    let subject = format!("{subject} reason={}", reason.as_str());
+                    audit_in_tx!(tx, t, super::types::Actor::System, "owner.mapping_pending", &subject);
+                }
+            }
+            tx.commit().await?;
+            report
+        });
+        Ok(report)
+    }
+
+    /// An admin's mapping of a CRM owner to a user (`Manual`, or `Confirmed` for a pending
+    /// conflict): it replaces any earlier mapping of the owner and clears its pending
+    /// conflict, audited (`owner.mapped` or `owner.confirmed`) in the same transaction. With
+    /// `Confirmed`, the owner must have a pending conflict naming this user
+    /// ([`StoreError::NotFound`] `pending mapping` otherwise). Returns the user the owner
+    /// was mapped to before, if any. [`StoreError::NotFound`] `user` if the user is not in
+    /// the tenant.
+    pub async fn set_owner_mapping(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        owner: KeyedHash,
+        user: UserId,
+        source: MappingSource,
+        actor: super::types::Actor,
+    ) -> Result<Option<UserId>, StoreError> {
+        let t = tenant.as_uuid();
+        let hash = owner.as_bytes().to_vec();
+        let previous = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let pending = sqlx::query(
+                "DELETE FROM owner_conflicts WHERE tenant_id = $1 AND connector_id = $2 AND owner_hash = $3 \
+                 AND user_id = $4",
+            )
+            .bind(t)
+            .bind(connector_id)
+            .bind(&hash)
+            .bind(user.as_uuid())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if source == MappingSource::Confirmed && pending == 0 {
+                return Err(StoreError::NotFound { what: "pending mapping" });
+            }
+            sqlx::query("DELETE FROM owner_conflicts WHERE tenant_id = $1 AND connector_id = $2 AND owner_hash = $3")
+                .bind(t)
+                .bind(connector_id)
+                .bind(&hash)
+                .execute(&mut *tx)
+                .await?;
+            let previous: Option<Uuid> = sqlx::query_scalar(
+                "SELECT user_id FROM owner_mappings WHERE tenant_id = $1 AND connector_id = $2 AND owner_hash = $3",
+            )
+            .bind(t)
+            .bind(connector_id)
+            .bind(&hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO owner_mappings (tenant_id, connector_id, owner_hash, user_id, source) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant_id, connector_id, owner_hash) DO UPDATE SET user_id = excluded.user_id, \
+                 source = excluded.source",
+            )
+            .bind(t)
+            .bind(connector_id)
+            .bind(&hash)
+            .bind(user.as_uuid())
+            .bind(source.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(not_found_on_foreign_key("user"))?;
+            let previous = previous.map(UserId::from_uuid);
+            let action = if source == MappingSource::Confirmed { "owner.confirmed" } else { "owner.mapped" };
+            let subject = mapping_subject(connector_id, owner, Some(user), previous);
+            audit_in_tx!(tx, t, actor, action, &subject);
+            tx.commit().await?;
+            previous
+        });
+        Ok(previous)
+    }
+
+    /// An admin removes the mapping of a CRM owner, audited (`owner.unmapped`): its facts
+    /// wait under the hash again. Returns the user it was mapped to;
+    /// [`StoreError::NotFound`] `owner mapping` if it was not mapped.
+    pub async fn remove_owner_mapping(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        owner: KeyedHash,
+        actor: super::types::Actor,
+    ) -> Result<UserId, StoreError> {
+        let t = tenant.as_uuid();
+        let hash = owner.as_bytes().to_vec();
+        let previous = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let previous: Option<Uuid> = sqlx::query_scalar(
+                "DELETE FROM owner_mappings WHERE tenant_id = $1 AND connector_id = $2 AND owner_hash = $3 \
+                 RETURNING user_id",
+            )
+            .bind(t)
+            .bind(connector_id)
+            .bind(&hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let previous = UserId::from_uuid(previous.ok_or(StoreError::NotFound { what: "owner mapping" })?);
+            let subject = mapping_subject(connector_id, owner, None, Some(previous));
+            audit_in_tx!(tx, t, actor, "owner.unmapped", &subject);
+            tx.commit().await?;
+            previous
+        });
+        Ok(previous)
+    }
+
+    /// The owner mappings of one integration with how each was made, by hash.
+    pub async fn owner_mapping_sources(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+    ) -> Result<Vec<OwnerMapping>, StoreError> {
+        let rows: Vec<(Vec<u8>, Uuid, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT owner_hash, user_id, source FROM owner_mappings WHERE tenant_id = $1 AND connector_id = $2 \
+                 ORDER BY owner_hash",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(hash, user, source)| {
+                Ok(OwnerMapping {
+                    owner: keyed_hash(&hash)?,
+                    user_id: UserId::from_uuid(user),
+                    source: MappingSource::parse(&source)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The pending conflicts of one integration (mappings waiting for an admin), by hash.
+    pub async fn owner_conflicts(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+    ) -> Result<Vec<OwnerConflict>, StoreError> {
+        let rows: Vec<(Vec<u8>, Uuid, String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT owner_hash, user_id, reason, detected_at FROM owner_conflicts \
+                 WHERE tenant_id = $1 AND connector_id = $2 ORDER BY owner_hash",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(hash, user, reason, at)| {
+                Ok(OwnerConflict {
+                    owner: keyed_hash(&hash)?,
+                    user_id: UserId::from_uuid(user),
+                    reason: ConflictReason::parse(&reason)?,
+                    detected_at_ms: at,
+                })
+            })
+            .collect()
     }
 }
 

@@ -66,6 +66,30 @@ macro_rules! on_pool {
     };
 }
 
+/// Appends an audit entry inside the open transaction `$tx` (the same numbering as
+/// [`Store::append_audit`]), so that a change and its audit entry commit together.
+macro_rules! audit_in_tx {
+    ($tx:expr, $tenant:expr, $actor:expr, $action:expr, $subject:expr) => {{
+        let seq: Option<i64> =
+            sqlx::query_scalar("UPDATE tenants SET audit_seq = audit_seq + 1 WHERE tenant_id = $1 RETURNING audit_seq")
+                .bind($tenant)
+                .fetch_optional(&mut *$tx)
+                .await?;
+        let seq = seq.ok_or($crate::store::StoreError::NotFound { what: "tenant" })?;
+        sqlx::query(
+            "INSERT INTO audit_log (tenant_id, seq, at, actor, action, subject) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($tenant)
+        .bind(seq)
+        .bind($crate::store::types::now_ms())
+        .bind($actor.to_stored())
+        .bind($action)
+        .bind($subject)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+
 pub mod admin;
 pub mod audit;
 pub mod calendar;
@@ -76,6 +100,7 @@ pub mod error;
 pub mod facts;
 pub mod fx;
 pub mod integrations;
+pub mod keys;
 mod migrations;
 pub mod runs;
 pub mod standings;
@@ -88,7 +113,9 @@ pub use self::engine::{Assignee, Contest, DatedFact, NewContest, NewTarget, Part
 pub use self::error::StoreError;
 pub use self::facts::{CommitCounts, KpiTotal, Owner, StoredFact, UnmappedOwner};
 pub use self::fx::FxRate;
-pub use self::integrations::{EnableIntegration, Integration, Secrets};
+pub use self::integrations::{
+    ConflictReason, EnableIntegration, Integration, MappingSource, OwnerConflict, OwnerMapping, RosterMapping, Secrets,
+};
 pub use self::runs::{Lease, Run, RunStatus};
 pub use self::tenants::{CreatedTenant, IssuedToken, NewTenant, NewUser, Principal, Team, Tenant, User, UserUpdate};
 pub use self::types::{Actor, ContestId, Role, RunId, TargetId, TeamId, TenantId, TokenId, UserId};

@@ -109,6 +109,9 @@ pub struct UserUpdate<'a> {
     pub email: Option<&'a str>,
     /// A new role.
     pub role: Option<Role>,
+    /// Whether the user changes their own address (self-service, not an admin): a CRM
+    /// owner is then mapped through the new address only once an admin confirms it.
+    pub self_service: bool,
 }
 
 /// Who a valid API token belongs to.
@@ -366,6 +369,7 @@ impl Store {
             }
             let done = sqlx::query(
                 "UPDATE users SET name = COALESCE($3, name), email = COALESCE($4, email), \
+                 email_self_set = CASE WHEN $5 IS NULL OR $5 = email_norm THEN email_self_set ELSE $7 END, \
                  email_norm = COALESCE($5, email_norm), role = COALESCE($6, role) \
                  WHERE tenant_id = $1 AND id = $2 AND NOT former",
             )
@@ -375,6 +379,7 @@ impl Store {
             .bind(update.email)
             .bind(email_norm.as_deref())
             .bind(update.role.map(|r| r.as_str()))
+            .bind(update.self_service)
             .execute(&mut *tx)
             .await
             .map_err(conflict_on_unique("email"))?
