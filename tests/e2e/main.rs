@@ -31,6 +31,7 @@ mod engine;
 mod live;
 mod pipedrive;
 mod privacy;
+mod runs;
 mod salesforce;
 mod sandbox;
 mod service;
