@@ -24,16 +24,31 @@ on_both_stores!(
 
 const LONG: Duration = Duration::from_secs(180);
 
-/// A service, a fake Pipedrive of 3 salespeople, and a tenant whose users are those
-/// salespeople by e-mail, with Pipedrive enabled and the exchange rates set.
-async fn setup(db: &TestDatabase, options: &ServiceOptions, seed: u64) -> (Service, FakePipedrive, Tenant) {
+/// A service, a fake Pipedrive of 3 salespeople (with `faults` pending), and a tenant whose
+/// users are those salespeople by e-mail, with the exchange rates set and Pipedrive
+/// enabled; enabling makes a sync due at once, whose finished run is returned.
+async fn setup(
+    db: &TestDatabase,
+    options: &ServiceOptions,
+    seed: u64,
+    faults: &[(usize, Fault)],
+) -> (Service, FakePipedrive, Tenant, Json) {
     let fake = fake_pipedrive(seed, 3, 60, 60, TOKEN).await;
+    for (n, fault) in faults {
+        fake.with(|crm| crm.fail_next(*n, fault.clone()));
+    }
     let service = Service::start(&db.url, options).await;
     let mut t = Tenant::create(&service.api(), "Runs Co", "runs.example").await;
     t.add_crm_users(&fake, &[]).await;
-    t.enable(&fake).await.expect(200);
     t.set_rates().await;
-    (service, fake, t)
+    t.enable(&fake).await.expect(200);
+    let first = eventually("the first run", LONG, || async {
+        let runs = t.runs().await;
+        let run = runs.first()?;
+        matches!(run["status"].as_str(), Some("succeeded" | "partial" | "failed")).then(|| run.clone())
+    })
+    .await;
+    (service, fake, t, first)
 }
 
 /// `POST …/sync?wait=true`: the finished run, whatever its status.
@@ -56,9 +71,8 @@ async fn owners(t: &Tenant) -> Json {
 /// wait budget: the run succeeds for real, every owner mapped, every total exact.
 async fn a_burst_of_429_on_the_roster_is_waited_out_and_every_owner_is_mapped(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
-    let (_service, fake, t) = setup(&db, &ServiceOptions::default(), 1201).await;
-    fake.with(|crm| crm.fail_next(6, Fault::RateLimited { retry_after_secs: 1 }));
-    let run = sync_wait(&t).await;
+    let faults = [(6, Fault::RateLimited { retry_after_secs: 1 })];
+    let (_service, fake, t, run) = setup(&db, &ServiceOptions::default(), 1201, &faults).await;
     assert_eq!(fake.with(|crm| crm.pending_faults()), 0, "every 429 was met");
     let limited = fake.with(|crm| crm.request_log().iter().filter(|r| r.status == 429).count());
     assert_eq!(limited, 6);
@@ -74,9 +88,8 @@ async fn a_burst_of_429_on_the_roster_is_waited_out_and_every_owner_is_mapped(ba
 /// due within a minute, not one interval (an hour) later. The retry maps everyone.
 async fn a_failed_roster_makes_the_run_partial_and_the_retry_comes_promptly(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
-    let (_service, fake, t) = setup(&db, &ServiceOptions::default(), 1202).await;
-    fake.with(|crm| crm.fail_next(5, Fault::ServerError(503)));
-    let run = sync_wait(&t).await;
+    let faults = [(5, Fault::ServerError(503))];
+    let (_service, fake, t, run) = setup(&db, &ServiceOptions::default(), 1202, &faults).await;
     assert_eq!(run["status"], "partial", "{run}");
     assert_eq!(run["error"], Json::Null, "{run}");
     let unmapped = owners(&t).await["unmapped_owners"].as_u64().expect("a count");
@@ -98,17 +111,18 @@ async fn a_failed_roster_makes_the_run_partial_and_the_retry_comes_promptly(back
 }
 
 /// A CRM that asks for 30 s while the run may wait 1 s in all: the run's requests stop
-/// (the run fails with its code, nothing hammered), the CRM's instant is kept in the
-/// database for any node, and the next sync is due right after it, not an interval later.
+/// (nothing hammered: the roster fails, the connector ends its sync as budget exhausted),
+/// the run is `partial` and says so, the CRM's instant is kept in the database for any
+/// node, and the next sync is due right after it, not an interval later.
 async fn the_wait_budget_ends_a_held_off_run_and_the_crms_instant_is_kept(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
     let options = ServiceOptions { args: vec!["--rate-wait-budget-secs".into(), "1".into()], ..Default::default() };
-    let (_service, fake, t) = setup(&db, &options, 1203).await;
-    fake.with(|crm| crm.fail_next(1, Fault::RateLimited { retry_after_secs: 30 }));
     let before = now_ms();
-    let run = sync_wait(&t).await;
-    assert_eq!(run["status"], "failed", "{run}");
-    assert_eq!(run["error"], "http_rate_limited", "{run}");
+    let faults = [(1, Fault::RateLimited { retry_after_secs: 30 })];
+    let (_service, fake, t, run) = setup(&db, &options, 1203, &faults).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(run["reasons"], serde_json::json!(["roster_failed:http_rate_limited", "budget_exhausted"]), "{run}");
+    assert_eq!(run["error"], Json::Null, "{run}");
     // One request reached the CRM: the 429. Nothing else was sent while it held off.
     assert_eq!(fake.with(|crm| crm.request_log().len()), 1);
     let kept = db.scalar_i64("SELECT crm_not_before FROM integrations").await;
@@ -137,10 +151,10 @@ fn full_deal_reads(fake: &FakePipedrive) -> usize {
 /// 404, a member 403, a disabled integration 409, and nothing was queued by them.
 async fn resync_reads_everything_again_and_totals_stay_exact(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
-    let (service, fake, t) = setup(&db, &ServiceOptions::default(), 1204).await;
+    let (service, fake, t, first) = setup(&db, &ServiceOptions::default(), 1204, &[]).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
     let api = service.api();
-    t.sync().await;
-    t.sync().await;
+    t.sync_pipedrive().await;
     let totals = expected(&fake);
     t.assert_totals(&totals, &all_rates()).await;
     let full_before = full_deal_reads(&fake);
@@ -178,9 +192,9 @@ async fn resync_reads_everything_again_and_totals_stay_exact(backend: Backend) {
 /// then a run that reads everything is due at once, and the totals stay exact.
 async fn a_resync_while_a_run_is_in_flight_applies_when_it_ends(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
-    let (service, fake, t) = setup(&db, &ServiceOptions::default(), 1205).await;
+    let (service, fake, t, first) = setup(&db, &ServiceOptions::default(), 1205, &[]).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
     let api = service.api();
-    t.sync().await;
     assert_eq!(full_deal_reads(&fake), 1);
     // The next run is slow: its first requests take a while each.
     fake.with(|crm| crm.fail_next(4, Fault::Delay(Duration::from_millis(700))));
@@ -207,7 +221,8 @@ async fn a_resync_while_a_run_is_in_flight_applies_when_it_ends(backend: Backend
 /// Five sync requests in a row while a run waits or runs: one run, the same id each time.
 async fn repeated_sync_requests_coalesce_into_one_run(backend: Backend) {
     let Some(db) = TestDatabase::new(backend).await else { return };
-    let (service, fake, t) = setup(&db, &ServiceOptions::default(), 1206).await;
+    let (service, fake, t, first) = setup(&db, &ServiceOptions::default(), 1206, &[]).await;
+    assert_eq!(first["status"], "succeeded", "{first}");
     let api = service.api();
     fake.with(|crm| crm.fail_next(3, Fault::Delay(Duration::from_millis(700))));
     let mut ids = Vec::new();
@@ -222,7 +237,7 @@ async fn repeated_sync_requests_coalesce_into_one_run(backend: Backend) {
     })
     .await;
     assert_eq!(run["status"], "succeeded");
-    assert_eq!(t.runs().await.len(), 1, "one run for five requests");
+    assert_eq!(t.runs().await.len(), 2, "the first run, then one run for five requests");
 }
 
 /// `serve` ignores `ONEUP_ALLOW_LOOPBACK_HTTP`: enabling an integration against a loopback

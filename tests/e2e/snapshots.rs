@@ -222,6 +222,7 @@ impl Harness {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(100),
             max_concurrent: 2,
+            max_per_tenant: 1,
             grace: Duration::from_secs(5),
         };
         let scheduler = Scheduler::start(store.clone(), runtime, Arc::new(registry), config);

@@ -975,7 +975,7 @@ async fn partial_runs_keep_their_reasons(db: &TestDb) {
     enable(store, &t, CONNECTOR).await;
     let l = lease(store, t.tenant.id, CONNECTOR).await;
     let reasons = [RunReason::RosterFailed("http_unavailable".into()), RunReason::OwnersUnmapped(3)];
-    let retry = oneup::store::types::now_ms() + 60_000;
+    let retry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 60_000;
     store.finish_run_partial(&l, &reasons, &none(), retry).await.unwrap();
     let run = store.run(t.tenant.id, l.run_id).await.unwrap();
     assert_eq!(run.status, RunStatus::Partial);

@@ -648,6 +648,65 @@ mod tests {
     }
 
     #[test]
+    fn salesforce_usage_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert("sforce-limit-info", HeaderValue::from_static("api-usage=95/100"));
+        assert_eq!(sforce_usage(&headers), Some((95, 100)));
+        headers.insert("sforce-limit-info", HeaderValue::from_static("per-app-api-usage=1/2, api-usage=3/4"));
+        assert_eq!(sforce_usage(&headers), Some((3, 4)));
+        headers.insert("sforce-limit-info", HeaderValue::from_static("api-usage=x/4"));
+        assert_eq!(sforce_usage(&headers), None);
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_budget_or_the_deadline_is_refused_and_remembered() {
+        let gate = RateGate::new(Duration::from_secs(1), None);
+        gate.turn().await.unwrap();
+        gate.pause(Duration::from_secs(5)).await;
+        assert_eq!(gate.turn().await, Err(HttpFailure::RateLimited));
+        assert!(gate.gave_up());
+        assert_eq!(gate.waited(), Duration::ZERO, "nothing was waited for a refused turn");
+
+        let deadline = std::time::Instant::now() + Duration::from_millis(100);
+        let gate = RateGate::new(Duration::from_secs(600), Some(deadline));
+        gate.pause(Duration::from_secs(1)).await;
+        assert_eq!(gate.turn().await, Err(HttpFailure::RateLimited), "never past the deadline");
+    }
+
+    #[tokio::test]
+    async fn a_spent_burst_window_paces_the_next_request() {
+        let gate = RateGate::new(Duration::from_secs(10), None);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("3"));
+        headers.insert("x-ratelimit-reset", HeaderValue::from_static("1"));
+        gate.observe(&headers).await;
+        let started = std::time::Instant::now();
+        gate.turn().await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(200), "requests left: no wait");
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        gate.observe(&headers).await;
+        gate.turn().await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(900), "waited for the window to reset");
+        assert!(gate.waited() >= Duration::from_millis(900));
+        assert!(!gate.gave_up());
+    }
+
+    #[test]
+    fn a_nearly_spent_salesforce_allocation_spaces_requests() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let gate = RateGate::new(Duration::from_secs(600), None);
+            let mut headers = HeaderMap::new();
+            headers.insert("sforce-limit-info", HeaderValue::from_static("api-usage=10/86400"));
+            gate.observe(&headers).await;
+            assert_eq!(gate.lock().spacing, None);
+            headers.insert("sforce-limit-info", HeaderValue::from_static("api-usage=80000/86400"));
+            gate.observe(&headers).await;
+            assert_eq!(gate.lock().spacing, Some(Duration::from_secs(1)), "the rate the allocation comes back at");
+        });
+    }
+
+    #[test]
     fn retry_after_and_daily_budget_are_read() {
         let mut headers = HeaderMap::new();
         headers.insert("retry-after", HeaderValue::from_static("2"));
