@@ -367,7 +367,10 @@ mod service {
         async fn sync_run(&self) -> Json {
             let answer = self.api().post_empty("/v1/integrations/salesforce/sync?wait=true", &self.tenant.admin).await;
             let run = answer.expect(200).clone();
-            assert!(matches!(run["status"].as_str(), Some("succeeded" | "partial" | "failed")), "a finished run: {run}");
+            assert!(
+                matches!(run["status"].as_str(), Some("succeeded" | "partial" | "failed")),
+                "a finished run: {run}"
+            );
             run
         }
 
@@ -742,7 +745,9 @@ mod service {
         assert!(upserts > 0 && cut["checkpoints"].as_i64().unwrap() >= 1, "a checkpointed page: {cut}");
         assert_eq!(sales.fact_rows().await, upserts, "what was committed is kept");
         assert_eq!(sales.runs().await.len(), 1, "one run");
-        assert_eq!(count_status(&sales.fake, 403), 1, "no request after the refusal");
+        // Paced from `Sforce-Limit-Info`: with the allocation nearly spent, the host stopped
+        // before the org had to refuse (a 403 `REQUEST_LIMIT_EXCEEDED`).
+        assert_eq!(count_status(&sales.fake, 403), 0, "no request past the allocation");
         let deals = sales.kpis("deals_won", ALL_TIME).await;
         let total: i128 = deals.values().sum();
         assert!(total > 0 && total < won as i128, "part of the org was read: {total} of {won}");

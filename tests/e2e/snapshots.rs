@@ -238,7 +238,10 @@ impl Harness {
         self.scheduler.wake();
         eventually(&format!("the `{mode}` run finishes"), Duration::from_secs(60), || async {
             let runs = self.store.runs(id, "hostile", 100).await.unwrap();
-            let finished = matches!(runs.first().map(|r| r.status), Some(RunStatus::Succeeded | RunStatus::Partial | RunStatus::Failed));
+            let finished = matches!(
+                runs.first().map(|r| r.status),
+                Some(RunStatus::Succeeded | RunStatus::Partial | RunStatus::Failed)
+            );
             (runs.len() > done && finished).then(|| runs[0].clone())
         })
         .await

@@ -538,7 +538,12 @@ async fn sync(api: &Api, admin: &str, connector: &str, label: &str) -> anyhow::R
     let run = api.call(reqwest::Method::POST, &path, admin, None).await?;
     // `partial` (with its reasons) and `failed` are both a run that did not do everything.
     if run["status"] != "succeeded" {
-        bail!("{connector} {label} ended {} (reasons {}, error {}): {run}", run["status"], run["reasons"], run["error"]);
+        bail!(
+            "{connector} {label} ended {} (reasons {}, error {}): {run}",
+            run["status"],
+            run["reasons"],
+            run["error"]
+        );
     }
     println!(
         "POST /v1/integrations/{connector}/sync?wait=true ({label}) -> {}: {} upserts, {} retractions, {} rejected, {} waiting for an owner mapping, {} ms",

@@ -335,7 +335,9 @@ async fn execute(inner: &Inner, lease: Lease) {
             reasons.push(RunReason::BudgetExhausted);
             if reasons.len() > 1 {
                 // Another part failed too: retry it promptly, never before the budget is back.
-                next = next.min(prompt_retry(inner, &lease, now, not_before).await).max(now.saturating_add(millis(MIN_BUDGET_BACKOFF)));
+                next = next
+                    .min(prompt_retry(inner, &lease, now, not_before).await)
+                    .max(now.saturating_add(millis(MIN_BUDGET_BACKOFF)));
             }
             tracing::info!(next_sync_at_ms = next, "the CRM's request budget ran out; the next sync resumes then");
             (None, inner.store.finish_run_partial(&lease, &reasons, &rejected, next).await)
@@ -435,7 +437,11 @@ async fn sync_once(inner: &Inner, lease: &Lease) -> Ended {
     let gate = {
         let limits = &inner.runtime.config();
         let deadline = std::time::Instant::now() + limits.limits.wall_time;
-        let ledger = StoreLedger { store: inner.store.clone(), tenant: lease.tenant_id, connector_id: lease.connector_id.clone() };
+        let ledger = StoreLedger {
+            store: inner.store.clone(),
+            tenant: lease.tenant_id,
+            connector_id: lease.connector_id.clone(),
+        };
         let not_before = inner.store.crm_not_before(lease.tenant_id, &lease.connector_id).await.unwrap_or(None);
         Arc::new(
             RateGate::new(limits.http.rate_wait_budget, Some(deadline))
@@ -449,7 +455,9 @@ async fn sync_once(inner: &Inner, lease: &Lease) -> Ended {
         Ok((outcome, rejected)) => (Ok(outcome), rejected),
         Err((code, rejected)) => (Err(code), rejected),
     };
-    if result.is_ok() && gate.gave_up() && reasons.is_empty() {
+    // A connector that ended budget-exhausted already says why (the gate's refusal is how it
+    // learnt it): one reason is enough.
+    if matches!(result, Ok(SyncOutcome::Complete)) && gate.gave_up() && reasons.is_empty() {
         reasons.push(RunReason::RateLimitWait);
     }
     Ended { rate_limited: result.is_err() && gate.gave_up(), result, rejected, reasons, not_before }
@@ -509,8 +517,10 @@ async fn sync_with(
 
     let (sink, committed) = StoreSink::new(store.clone(), lease.clone());
     let sink = Announcing { sink, changes: inner.changes.clone(), tenant, connector_id: lease.connector_id.clone() };
-    let report =
-        inner.runtime.sync_paced(connector, setup(), integration.cursor.as_ref(), Box::new(sink), Some(gate.clone())).await;
+    let report = inner
+        .runtime
+        .sync_paced(connector, setup(), integration.cursor.as_ref(), Box::new(sink), Some(gate.clone()))
+        .await;
     let uncommitted = committed.uncommitted(&report.stats);
     if report.snapshot_skipped {
         reasons.push(RunReason::SnapshotSkipped);

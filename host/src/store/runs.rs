@@ -162,23 +162,8 @@ impl fmt::Debug for Lease {
 const SELECT_RUN: &str = "SELECT id, connector_id, status, created_at, started_at, finished_at, attempts, \
      checkpoints, upserts, retractions, unmapped, waiting_rate, rejected, error_code, reasons FROM sync_runs";
 
-type RunRow = (
-    Uuid,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    String,
-    Option<String>,
-    String,
-);
+type RunRow =
+    (Uuid, String, String, i64, Option<i64>, Option<i64>, i64, i64, i64, i64, i64, i64, String, Option<String>, String);
 
 fn run_from_row(row: RunRow) -> Result<Run, StoreError> {
     let (
