@@ -11,8 +11,8 @@
 //!   free loopback port against a fresh Postgres database of `DATABASE_URL`, with the
 //!   Pipedrive component in its connectors folder, loopback HTTP allowed
 //!   (`ONEUP_DEV_ALLOW_LOOPBACK=1`) and the bench's compile cache. Its log goes to a
-//!   scratch folder; the last lines are printed if the section fails. It is stopped (SIGTERM, then SIGKILL) and the database dropped at the
-//!   end, also on failure.
+//!   scratch folder; the last lines are printed if the section fails. It is stopped
+//!   (SIGTERM, then SIGKILL) and the database dropped at the end, also on failure.
 //! * **The tenant, through the API.** `POST /v1/tenants`, 10 000 members by
 //!   `POST /v1/users` (the API has no bulk route; eight requests in flight), exchange rates,
 //!   and `PUT /v1/integrations/pipedrive` against a fake Pipedrive in this process whose
