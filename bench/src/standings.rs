@@ -9,10 +9,10 @@
 //! * **The service.** The real `oneup serve` binary (`--oneup-bin`, default: the `oneup`
 //!   next to this executable, which `cargo xtask bench` builds in release), started on a
 //!   free loopback port against a fresh Postgres database of `DATABASE_URL`, with the
-//!   Pipedrive component in its connectors folder, loopback HTTP allowed and the bench's
-//!   compile cache. Its log goes to a scratch folder; the last lines are printed if the
-//!   section fails. It is stopped (SIGTERM, then SIGKILL) and the database dropped at the
-//!   end, also on failure.
+//!   Pipedrive component in its connectors folder, loopback HTTP allowed
+//!   (`ONEUP_DEV_ALLOW_LOOPBACK=1`) and the bench's compile cache. Its log goes to a
+//!   scratch folder; the last lines are printed if the section fails. It is stopped
+//!   (SIGTERM, then SIGKILL) and the database dropped at the end, also on failure.
 //! * **The tenant, through the API.** `POST /v1/tenants`, 10 000 members by
 //!   `POST /v1/users` (the API has no bulk route; eight requests in flight), exchange rates,
 //!   and `PUT /v1/integrations/pipedrive` against a fake Pipedrive in this process whose
@@ -967,7 +967,7 @@ impl Service {
         cmd.env("DATABASE_URL", database_url)
             .env("ONEUP_OPERATOR_TOKEN", operator_token)
             .env("ONEUP_MASTER_KEY", master_key)
-            .env("ONEUP_ALLOW_LOOPBACK_HTTP", "1")
+            .env("ONEUP_DEV_ALLOW_LOOPBACK", "1")
             .env("ONEUP_CACHE_DIR", cache_dir)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout)?)

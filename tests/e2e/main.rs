@@ -33,6 +33,7 @@ mod keys;
 mod live;
 mod pipedrive;
 mod privacy;
+mod runs;
 mod salesforce;
 mod sandbox;
 mod service;

@@ -17,7 +17,7 @@ use oneup_tests::app;
 use oneup_tests::*;
 use serde_json::{Value as Json, json};
 
-const TOKEN: &str = "pd-service-token-5b2e91";
+pub(crate) const TOKEN: &str = "pd-service-token-5b2e91";
 
 /// The tenants' zone: a fixed +05:30 all year, so the test can compute local midnights.
 const TIMEZONE: &str = "Asia/Kolkata";
@@ -49,7 +49,7 @@ on_both_stores!(
 
 /// A tenant as its admin set it up: the admin, a manager, a member and (once added) a user
 /// per CRM user, with their tokens.
-struct Tenant {
+pub(crate) struct Tenant {
     base: app::Tenant,
     /// CRM user id → tenant user id.
     crm: BTreeMap<u64, String>,
@@ -71,7 +71,7 @@ impl std::ops::DerefMut for Tenant {
 
 impl Tenant {
     /// The operator creates the tenant; its admin adds a manager and a member.
-    async fn create(api: &Api, name: &str, domain: &str) -> Self {
+    pub(crate) async fn create(api: &Api, name: &str, domain: &str) -> Self {
         let base = app::Tenant::create(api, name, domain, TIMEZONE, TENANT_CURRENCY).await;
         let me = api.get("/v1/me", &base.member).await;
         assert_eq!(me.expect(200)["tenant"]["id"], base.id.as_str(), "{}", me.text);
@@ -80,7 +80,7 @@ impl Tenant {
 
     /// The admin registers the CRM's salespeople under their CRM names and e-mails (every
     /// other one in upper case: matching is case-insensitive), except those in `skip`.
-    async fn add_crm_users(&mut self, fake: &FakePipedrive, skip: &[u64]) {
+    pub(crate) async fn add_crm_users(&mut self, fake: &FakePipedrive, skip: &[u64]) {
         let users: Vec<(u64, String, String)> =
             fake.with(|crm| crm.users().iter().map(|u| (u.id, u.name.clone(), u.email.clone())).collect());
         for (i, (crm_id, name, email)) in users.into_iter().enumerate() {
@@ -100,12 +100,12 @@ impl Tenant {
     }
 
     /// The admin enables Pipedrive against `fake`.
-    async fn enable(&self, fake: &FakePipedrive) -> Answer {
+    pub(crate) async fn enable(&self, fake: &FakePipedrive) -> Answer {
         self.enable_pipedrive(&fake.base_url(), TOKEN).await
     }
 
     /// The admin sets the exchange rates of [`RATES`].
-    async fn set_rates(&self) -> Json {
+    pub(crate) async fn set_rates(&self) -> Json {
         let rates: serde_json::Map<String, Json> = RATES.iter().map(|(c, r)| (c.to_string(), json!(r))).collect();
         self.api.put("/v1/fx-rates", &self.admin, &json!({"rates": rates})).await.expect(200).clone()
     }
@@ -116,14 +116,14 @@ impl Tenant {
     }
 
     /// The runs of the Pipedrive integration, oldest first.
-    async fn runs(&self) -> Vec<Json> {
+    pub(crate) async fn runs(&self) -> Vec<Json> {
         let answer = self.api.get("/v1/integrations/pipedrive/runs", &self.admin).await;
         let mut runs = answer.expect(200)["runs"].as_array().expect("runs").clone();
         runs.reverse();
         runs
     }
 
-    async fn run(&self, id: &str) -> Json {
+    pub(crate) async fn run(&self, id: &str) -> Json {
         self.api.get(&format!("/v1/integrations/pipedrive/runs/{id}"), &self.admin).await.expect(200).clone()
     }
 
@@ -131,7 +131,7 @@ impl Tenant {
     async fn wait_finished(&self, id: &str) -> Json {
         eventually(&format!("run {id} to finish"), LONG, || async move {
             let run = self.run(id).await;
-            matches!(run["status"].as_str(), Some("succeeded" | "failed")).then_some(run)
+            matches!(run["status"].as_str(), Some("succeeded" | "partial" | "failed")).then_some(run)
         })
         .await
     }
@@ -165,7 +165,7 @@ impl Tenant {
     }
 
     /// Asserts that the KPIs of every metric over all time are what `totals` credit.
-    async fn assert_totals(&self, totals: &BTreeMap<u64, OwnerTotals>, rates: &Rates) {
+    pub(crate) async fn assert_totals(&self, totals: &BTreeMap<u64, OwnerTotals>, rates: &Rates) {
         for metric in METRICS {
             let kpis = self.kpis(metric, ALL_TIME).await;
             assert_eq!(kpis.rows, self.expected(totals, metric, rates).await, "{metric} per user");
@@ -177,13 +177,13 @@ impl Tenant {
 }
 
 /// Exchange rates known to the test: currency → (mantissa, scale).
-type Rates = BTreeMap<String, (i128, u32)>;
+pub(crate) type Rates = BTreeMap<String, (i128, u32)>;
 
 fn no_rates() -> Rates {
     BTreeMap::new()
 }
 
-fn all_rates() -> Rates {
+pub(crate) fn all_rates() -> Rates {
     RATES
         .iter()
         .map(|(c, r)| {
@@ -289,7 +289,7 @@ fn fact_count(totals: &BTreeMap<u64, OwnerTotals>) -> i64 {
     totals.values().map(|t| (2 * t.deals_won + t.calls + t.meetings) as i64).sum()
 }
 
-fn expected(fake: &FakePipedrive) -> BTreeMap<u64, OwnerTotals> {
+pub(crate) fn expected(fake: &FakePipedrive) -> BTreeMap<u64, OwnerTotals> {
     fake.with(|crm| crm.expected_totals())
 }
 

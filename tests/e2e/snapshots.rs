@@ -24,7 +24,7 @@ on_both_stores!(
     a_snapshot_deletes_only_the_unseen_facts_of_its_integration_metrics_and_window,
     a_snapshot_in_a_refused_commit_deletes_nothing,
     the_scheduler_places_dates_in_the_tenant_zone_and_resolves_snapshots,
-    a_budget_exhausted_run_succeeds_and_the_next_sync_waits_for_the_resume_time,
+    a_budget_exhausted_run_is_partial_and_the_next_sync_waits_for_the_resume_time,
 );
 
 /// 2025-06-01T00:00:00Z and 2025-07-01T00:00:00Z: the window of the store scenarios (and of
@@ -222,6 +222,7 @@ impl Harness {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(100),
             max_concurrent: 2,
+            max_per_tenant: 1,
             grace: Duration::from_secs(5),
         };
         let scheduler = Scheduler::start(store.clone(), runtime, Arc::new(registry), config);
@@ -237,7 +238,10 @@ impl Harness {
         self.scheduler.wake();
         eventually(&format!("the `{mode}` run finishes"), Duration::from_secs(60), || async {
             let runs = self.store.runs(id, "hostile", 100).await.unwrap();
-            let finished = matches!(runs.first().map(|r| r.status), Some(RunStatus::Succeeded | RunStatus::Failed));
+            let finished = matches!(
+                runs.first().map(|r| r.status),
+                Some(RunStatus::Succeeded | RunStatus::Partial | RunStatus::Failed)
+            );
             (runs.len() > done && finished).then(|| runs[0].clone())
         })
         .await
@@ -325,7 +329,7 @@ async fn the_scheduler_places_dates_in_the_tenant_zone_and_resolves_snapshots(ba
     h.scheduler.shutdown().await;
 }
 
-async fn a_budget_exhausted_run_succeeds_and_the_next_sync_waits_for_the_resume_time(backend: Backend) {
+async fn a_budget_exhausted_run_is_partial_and_the_next_sync_waits_for_the_resume_time(backend: Backend) {
     let Some(h) = Harness::start(backend).await else { return };
     let t = tenant(&h.store, "acme", "UTC").await;
     const MIN: i64 = 60_000;
@@ -339,8 +343,9 @@ async fn a_budget_exhausted_run_succeeds_and_the_next_sync_waits_for_the_resume_
     ];
     for (mode, ahead) in cases {
         let run = h.sync(&t, mode).await;
-        assert_eq!(run.status, RunStatus::Succeeded, "{mode}");
-        assert_eq!(run.error_code.as_deref(), Some(BUDGET_EXHAUSTED), "{mode}");
+        assert_eq!(run.status, RunStatus::Partial, "{mode}");
+        assert_eq!(run.error_code, None, "{mode}");
+        assert_eq!(run.reasons, [BUDGET_EXHAUSTED], "{mode}");
         assert_eq!(run.upserts, 1, "{mode}: what it read is committed");
         let next = h.store.integration(t.tenant.id, "hostile").await.unwrap().next_sync_at_ms.expect("scheduled");
         let (started, finished) = (run.started_at_ms.unwrap(), run.finished_at_ms.unwrap());

@@ -81,6 +81,8 @@ conformance!(
     due_integrations_are_queued,
     owner_mapping_attributes_past_facts,
     teams_and_members,
+    claims_go_round_robin_across_tenants_and_skip_full_ones,
+    partial_runs_keep_their_reasons,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -936,4 +938,52 @@ async fn teams_and_members(db: &TestDb) {
     assert_eq!(store.team_members(id, sales.id).await.unwrap(), vec![t.admin.id]);
     assert!(matches!(store.add_team_member(id, ops.id, UserId::new()).await, Err(StoreError::NotFound { .. })));
     assert!(matches!(store.create_team(TenantId::new(), "X").await, Err(StoreError::NotFound { .. })));
+}
+
+/// A tenant with many due runs does not starve another: once it has a run going, the other
+/// tenant's run is claimed before its older ones; a node passes the tenants it runs its
+/// share of, and they are skipped.
+async fn claims_go_round_robin_across_tenants_and_skip_full_ones(db: &TestDb) {
+    let store = &db.store;
+    let a = tenant(store, "busy", "GBP").await;
+    let b = tenant(store, "quiet", "GBP").await;
+    let mut busy = Vec::new();
+    for connector in ["crm-1", "crm-2", "crm-3"] {
+        enable(store, &a, connector).await;
+        busy.push(store.queue_run(a.tenant.id, connector).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    enable(store, &b, "crm-1").await;
+    let quiet = store.queue_run(b.tenant.id, "crm-1").await.unwrap();
+
+    let first = store.claim_run_fair("node-a", LEASE, &[]).await.unwrap().unwrap();
+    assert_eq!((first.tenant_id, first.run_id), (a.tenant.id, busy[0]), "the oldest run first");
+    // The busy tenant has a sync going: the quiet tenant's newer run goes before its others.
+    let second = store.claim_run_fair("node-b", LEASE, &[]).await.unwrap().unwrap();
+    assert_eq!((second.tenant_id, second.run_id), (b.tenant.id, quiet), "round-robin across tenants");
+    // A node at its share for the busy tenant claims none of its runs.
+    assert!(store.claim_run_fair("node-a", LEASE, &[a.tenant.id, b.tenant.id]).await.unwrap().is_none());
+    let third = store.claim_run_fair("node-a", LEASE, &[b.tenant.id]).await.unwrap().unwrap();
+    assert_eq!(third.run_id, busy[1]);
+}
+
+/// A partial run keeps its reasons and its retry time; `succeeded` and `failed` keep none.
+async fn partial_runs_keep_their_reasons(db: &TestDb) {
+    use oneup::store::RunReason;
+    let store = &db.store;
+    let t = tenant(store, "acme", "GBP").await;
+    enable(store, &t, CONNECTOR).await;
+    let l = lease(store, t.tenant.id, CONNECTOR).await;
+    let reasons = [RunReason::RosterFailed("http_unavailable".into()), RunReason::OwnersUnmapped(3)];
+    let retry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 60_000;
+    store.finish_run_partial(&l, &reasons, &none(), retry).await.unwrap();
+    let run = store.run(t.tenant.id, l.run_id).await.unwrap();
+    assert_eq!(run.status, RunStatus::Partial);
+    assert_eq!(run.reasons, ["roster_failed:http_unavailable", "owners_unmapped:3"]);
+    assert_eq!(run.error_code, None);
+    assert_eq!(store.integration(t.tenant.id, CONNECTOR).await.unwrap().next_sync_at_ms, Some(retry));
+    let l = lease(store, t.tenant.id, CONNECTOR).await;
+    store.finish_run(&l, None, &none()).await.unwrap();
+    let run = store.run(t.tenant.id, l.run_id).await.unwrap();
+    assert_eq!((run.status, run.reasons.len()), (RunStatus::Succeeded, 0));
 }

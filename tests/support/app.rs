@@ -262,11 +262,25 @@ pub struct ServiceOptions {
     pub json_logs: bool,
     /// `ONEUP_MASTER_KEY` (default: [`MASTER_KEY_HEX`]).
     pub master_key: Option<String>,
+    /// `ONEUP_DEV_ALLOW_LOOPBACK=1` (the fakes are on loopback). `ONEUP_ALLOW_LOOPBACK_HTTP=1`
+    /// is always set, to show that `serve` ignores it.
+    pub dev_allow_loopback: bool,
+    /// More arguments for `oneup serve`.
+    pub args: Vec<String>,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        Self { lease_secs: 30, poll_secs: 1, node_name: None, log: None, json_logs: true, master_key: None }
+        Self {
+            lease_secs: 30,
+            poll_secs: 1,
+            node_name: None,
+            log: None,
+            json_logs: true,
+            master_key: None,
+            dev_allow_loopback: true,
+            args: Vec::new(),
+        }
     }
 }
 
@@ -311,6 +325,7 @@ impl Service {
         if options.json_logs {
             cmd.args(["--log-format", "json"]);
         }
+        cmd.args(&options.args);
         for var in [
             "ONEUP_BIND",
             "ONEUP_CONNECTORS_DIR",
@@ -321,12 +336,15 @@ impl Service {
             "ONEUP_MASTER_KEY_FILE",
             "ONEUP_LOG",
             "ONEUP_LOG_FORMAT",
+            "ONEUP_MAX_SYNCS_PER_TENANT",
+            "ONEUP_RATE_WAIT_BUDGET_SECS",
         ] {
             cmd.env_remove(var);
         }
         cmd.env("DATABASE_URL", database_url)
             .env("ONEUP_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("ONEUP_ALLOW_LOOPBACK_HTTP", "1")
+            .env("ONEUP_DEV_ALLOW_LOOPBACK", if options.dev_allow_loopback { "1" } else { "0" })
             .env("ONEUP_MASTER_KEY", options.master_key.as_deref().unwrap_or(MASTER_KEY_HEX))
             .env("ONEUP_CACHE_DIR", workspace_root().join("target").join("test-compile-cache").join("service"));
         if let Some(log) = &options.log {

@@ -18,7 +18,9 @@ use crate::ingest::pseudonym::{Domain, keyed_hash};
 use crate::ingest::validate::is_identifier;
 use crate::runtime::manifest::Manifest;
 use crate::runtime::{IntegrationSetup, LoadedConnector, SyncError};
-use crate::store::{Actor, EnableIntegration, Integration, MappingSource, Run, RunId, RunStatus, StoreError, UserId};
+use crate::store::{
+    Actor, EnableIntegration, Integration, MappingSource, Resync, Run, RunId, RunStatus, StoreError, UserId,
+};
 
 fn connector<'a>(state: &'a AppState, id: &str) -> Result<&'a LoadedConnector, ApiError> {
     state.registry.get(id).ok_or(ApiError::NotFound("connector"))
@@ -246,6 +248,7 @@ fn run_json(run: &Run) -> Value {
         "id": run.id,
         "connector": run.connector_id,
         "status": run.status,
+        "reasons": run.reasons,
         "events_accepted": run.accepted(),
         "events_rejected": run.rejected_total(),
         "error": run.error_code,
@@ -264,7 +267,7 @@ fn run_json(run: &Run) -> Value {
 }
 
 fn finished(run: &Run) -> bool {
-    matches!(run.status, RunStatus::Succeeded | RunStatus::Failed)
+    matches!(run.status, RunStatus::Succeeded | RunStatus::Partial | RunStatus::Failed)
 }
 
 /// `POST /v1/integrations/{connector}/sync` (admin): queues a run now (or returns the one
@@ -306,6 +309,37 @@ pub(super) async fn sync_now(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// `POST /v1/integrations/{connector}/resync` (admin): resets the cursor so that the next
+/// run reads everything (after a connector fix, say). Facts are keyed by their CRM record,
+/// so what is read again replaces what was there; nothing is counted twice. With a run in
+/// flight the reset waits for its end, then a full run is due at once.
+#[utoipa::path(post, path = "/v1/integrations/{connector}/resync", tag = "integrations", operation_id = "resync_integration",
+    params(("connector" = String, Path, description = "The connector's id.")),
+    responses(
+        (status = 202, description = "The cursor is reset now, or when the run in flight ends (`cursor_reset`).", body = super::openapi::integration_schemas::ResyncAnswer),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled in this tenant.", body = super::openapi::ErrorBody),
+        (status = 409, description = "The integration is disabled (`integration_disabled`).", body = super::openapi::ErrorBody),
+    ))]
+pub(super) async fn resync(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let p = user.require_admin()?;
+    let done = state.store.resync(p.tenant_id, &id).await.map_err(|e| match e {
+        StoreError::IntegrationDisabled => ApiError::conflict("integration_disabled", "the integration is disabled"),
+        other => other.into(),
+    })?;
+    let (when, run_id) = match done {
+        Resync::Now(run) => ("now", run),
+        Resync::AfterRunning(run) => ("after_running_run", run),
+    };
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "integration.resync", &format!("{id} {when}")).await?;
+    state.scheduler.wake();
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({"cursor_reset": when, "run_id": run_id}))).into_response())
 }
 
 /// `GET /v1/integrations/{connector}/runs` (admin): the latest runs.

@@ -211,6 +211,62 @@ pub mod integration_schemas {
         pub run_id: uuid::Uuid,
     }
 
+    /// Where a sync run is. `queued`: waiting for a node; `running`: held by a node;
+    /// `succeeded`: it did everything it set out to do (owners mapped from the CRM's roster,
+    /// every change since the last cursor read and committed, its snapshots resolved);
+    /// `partial`: it ended without an error but did not do all of that, its `reasons` say
+    /// what, and a prompt retry is scheduled; `failed`: an error ended it (`error`), what it
+    /// committed before stays.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum RunStatusView {
+        /// Waiting for a node.
+        Queued,
+        /// Held by a node.
+        Running,
+        /// Did everything it set out to do.
+        Succeeded,
+        /// Did not do everything; see `reasons`.
+        Partial,
+        /// An error ended it; see `error`.
+        Failed,
+    }
+
+    /// Why a run is `partial`: `roster_failed:<code>` (the CRM's user list could not be
+    /// read: new owners wait for a mapping), `owners_unmapped:<n>` (with a failed roster:
+    /// the integration's CRM owners still waiting for a mapping), `budget_exhausted` (the
+    /// CRM's request budget ran out; the rest is read when it is back),
+    /// `rate_limit_wait_exhausted` (the CRM's rate limits outlasted the run's wait budget),
+    /// `snapshot_skipped` (a complete read was cut short: deletions it would have found are
+    /// found by a later run).
+    #[derive(Serialize, ToSchema)]
+    #[schema(
+        value_type = String,
+        pattern = "^(roster_failed:[a-z0-9_]+|owners_unmapped:[0-9]+|budget_exhausted|rate_limit_wait_exhausted|snapshot_skipped)$"
+    )]
+    pub struct RunReasonCode(pub String);
+
+    /// `POST …/resync`'s answer.
+    #[derive(Serialize, ToSchema)]
+    pub struct ResyncAnswer {
+        /// `now`: the cursor is reset and `run_id` (queued) reads everything;
+        /// `after_running_run`: `run_id` is in flight, the cursor is reset when it ends and a
+        /// run that reads everything is due at once then.
+        pub cursor_reset: ResyncWhen,
+        /// The run concerned.
+        pub run_id: uuid::Uuid,
+    }
+
+    /// When a resync's cursor reset applies.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum ResyncWhen {
+        /// At once.
+        Now,
+        /// When the run in flight ends.
+        AfterRunningRun,
+    }
+
     /// A sync run.
     #[derive(Serialize, ToSchema)]
     pub struct RunView {
@@ -218,8 +274,10 @@ pub mod integration_schemas {
         pub id: uuid::Uuid,
         /// The connector.
         pub connector: String,
-        /// `queued`, `running`, `succeeded` or `failed`.
-        pub status: String,
+        /// Where it is.
+        pub status: RunStatusView,
+        /// Why it is `partial` (empty otherwise).
+        pub reasons: Vec<RunReasonCode>,
         /// Changes committed.
         pub events_accepted: u64,
         /// Changes refused, all reasons.

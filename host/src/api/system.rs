@@ -16,6 +16,9 @@ use super::openapi::ErrorBody;
 pub(super) struct Health {
     /// `ok`.
     status: &'static str,
+    /// Whether integrations may point at plain-http loopback addresses
+    /// (`--dev-allow-loopback`): development only, never in production.
+    dev_allow_loopback: bool,
 }
 
 /// Liveness: the process and its database answer.
@@ -23,7 +26,7 @@ pub(super) struct Health {
     responses((status = 200, description = "Up.", body = Health)))]
 pub(super) async fn healthz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.store.ping().await?;
-    Ok(axum::Json(Health { status: "ok" }))
+    Ok(axum::Json(Health { status: "ok", dev_allow_loopback: state.runtime.config().allow_loopback_http }))
 }
 
 /// The OpenAPI document of this API.

@@ -542,8 +542,14 @@ const CONNECTORS: [&str; 3] = ["pipedrive", "salesforce", "bullhorn"];
 async fn sync(api: &Api, admin: &str, connector: &str, label: &str) -> anyhow::Result<()> {
     let path = format!("/v1/integrations/{connector}/sync?wait=true");
     let run = api.call(reqwest::Method::POST, &path, admin, None).await?;
+    // `partial` (with its reasons) and `failed` are both a run that did not do everything.
     if run["status"] != "succeeded" {
-        bail!("{connector} {label} did not succeed: {run}");
+        bail!(
+            "{connector} {label} ended {} (reasons {}, error {}): {run}",
+            run["status"],
+            run["reasons"],
+            run["error"]
+        );
     }
     println!(
         "POST /v1/integrations/{connector}/sync?wait=true ({label}) -> {}: {} upserts, {} retractions, {} rejected, {} waiting for an owner mapping, {} ms",

@@ -135,7 +135,7 @@ impl SandboxArgs {
 }
 
 /// `1`, `true`, `yes` and `on` are true; `0`, `false`, `no`, `off` and empty are false.
-fn parse_flag(s: &str) -> Result<bool, String> {
+pub(crate) fn parse_flag(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "" | "0" | "false" | "no" | "off" => Ok(false),

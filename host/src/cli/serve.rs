@@ -19,9 +19,9 @@ use crate::store::{MasterKey, Store, StoreError};
 /// Where the data lives.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// The database: `postgres://user@host/db`, or `sqlite://FILE?mode=rwc` (the default:
-    /// `oneup.sqlite` in the working directory).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://oneup.sqlite?mode=rwc")]
+    /// The database: `postgres://user@host/db`, or `sqlite://FILE` (created owner-only when
+    /// missing; the default: `oneup.sqlite` in the working directory).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://oneup.sqlite")]
     pub database_url: String,
     /// The master key sealing secrets at rest, as 64 hex digits. Without it, the key is read
     /// from `--master-key-file`, which is created (owner-only) on first start.
@@ -114,6 +114,20 @@ pub struct ServeArgs {
     /// Syncs this node runs at once.
     #[arg(long, env = "ONEUP_MAX_SYNCS", default_value_t = 4)]
     pub max_syncs: usize,
+    /// Syncs of one tenant this node runs at once (due runs are taken round-robin across
+    /// tenants, so one tenant's many integrations never starve another's).
+    #[arg(long, env = "ONEUP_MAX_SYNCS_PER_TENANT", default_value_t = 1)]
+    pub max_syncs_per_tenant: usize,
+    /// Seconds one run may wait in all for a CRM's rate limits (`Retry-After`, pacing from
+    /// its rate headers), never past the run's deadline; then its requests end rate-limited
+    /// and the run is retried promptly.
+    #[arg(long, env = "ONEUP_RATE_WAIT_BUDGET_SECS", default_value_t = 600)]
+    pub rate_wait_budget_secs: u64,
+    /// Development only: let integrations point at plain-http loopback addresses (the fake
+    /// CRMs). Any tenant admin could then aim the tenant's CRM secrets at services on this
+    /// machine; never set it in production. Logged at start and shown on `/healthz`.
+    #[arg(long, env = "ONEUP_DEV_ALLOW_LOOPBACK", value_parser = super::parse_flag, default_value = "0")]
+    pub dev_allow_loopback: bool,
     /// Seconds a claim on a sync lasts without renewal; a node that dies loses its runs
     /// to other nodes after this long.
     #[arg(long, env = "ONEUP_LEASE_SECS", default_value_t = 60)]
@@ -137,6 +151,22 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = args.store.connect().await?;
     let mut sandbox = args.sandbox.runtime_config(false);
+    // `ONEUP_ALLOW_LOOPBACK_HTTP` is for `connector check` and the demo; the service takes
+    // only its own, loudly named flag.
+    if args.sandbox.allow_loopback_http && !args.dev_allow_loopback {
+        tracing::warn!(
+            "ONEUP_ALLOW_LOOPBACK_HTTP is ignored by serve; loopback CRM addresses need --dev-allow-loopback \
+             (ONEUP_DEV_ALLOW_LOOPBACK=1), for development only"
+        );
+    }
+    sandbox.allow_loopback_http = args.dev_allow_loopback;
+    if args.dev_allow_loopback {
+        tracing::warn!(
+            "--dev-allow-loopback: integrations may point at plain-http loopback addresses; development only, \
+             never in production"
+        );
+    }
+    sandbox.http.rate_wait_budget = Duration::from_secs(args.rate_wait_budget_secs);
     if sandbox.cache_dir.is_none() {
         sandbox.cache_dir = Some(PathBuf::from(".oneup/cache"));
     }
@@ -162,6 +192,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             lease: Duration::from_secs(args.lease_secs.max(3)),
             poll: Duration::from_secs(args.poll_secs.max(1)),
             max_concurrent: args.max_syncs.max(1),
+            max_per_tenant: args.max_syncs_per_tenant.max(1),
             ..SchedulerConfig::default()
         },
     );

@@ -2,9 +2,18 @@
 //!
 //! The egress guard (`super::egress`) decides *where* a request may go; this module sends
 //! it. It injects credentials, refuses to follow redirects off the base origin, retries
-//! 429 and 5xx answers and broken connections with bounded backoff, caps the size and
-//! time of every answer, and turns every failure into the closed set of outcomes the
-//! connector can see (`HttpFailure`). Credentials that need a token endpoint (OAuth 2.0
+//! 5xx answers and broken connections with bounded backoff, caps the size and time of every
+//! answer, and turns every failure into the closed set of outcomes the connector can see
+//! (`HttpFailure`).
+//!
+//! Rate limits are met with patience, not with a count of attempts: a [`RateGate`] per run
+//! (roster and sync share it) honours every `Retry-After` of a 429 and paces requests from
+//! the CRM's own rate headers before a 429 comes (`x-ratelimit-remaining: 0` with
+//! `x-ratelimit-reset`, Pipedrive's burst window; `Sforce-Limit-Info` near the org's
+//! allocation, Salesforce), as long as the run's wait budget
+//! ([`HttpLimits::rate_wait_budget`]) and its deadline allow; then the request ends
+//! `RateLimited` and the gate remembers it ([`RateGate::gave_up`]). The instant the CRM
+//! asked for goes to a [`PaceLedger`] (the database, for whichever node syncs next). Credentials that need a token endpoint (OAuth 2.0
 //! refresh, Bullhorn sessions) live in `super::auth`, which sends through this client.
 
 use std::sync::Arc;
@@ -28,8 +37,12 @@ pub struct HttpLimits {
     pub max_attempts: u32,
     /// The first backoff after a 5xx or a broken connection; doubled after each retry.
     pub base_backoff: Duration,
-    /// The longest `Retry-After` the host honours; a longer one ends the request.
+    /// The longest `Retry-After` of a 5xx the host honours (a 429's is bounded by the
+    /// run's wait budget instead).
     pub max_retry_after: Duration,
+    /// How long one run may wait in all for a CRM's rate limits (`Retry-After`, pacing)
+    /// before its requests end `RateLimited`.
+    pub rate_wait_budget: Duration,
     /// Same-origin redirects followed per request.
     pub max_redirects: u32,
 }
@@ -42,6 +55,7 @@ impl Default for HttpLimits {
             max_attempts: 5,
             base_backoff: Duration::from_millis(250),
             max_retry_after: Duration::from_secs(60),
+            rate_wait_budget: Duration::from_secs(600),
             max_redirects: 3,
         }
     }
@@ -280,12 +294,171 @@ async fn read_answer(request: reqwest::RequestBuilder, max: usize) -> Result<Fet
     Ok(Fetched { status, headers, body })
 }
 
+/// Where a run's [`RateGate`] records the instant a CRM asked not to be called before
+/// (milliseconds since the Unix epoch), so that the next run, on any node, waits for it.
+pub trait PaceLedger: Send + Sync {
+    /// Records `not_before_ms`; failures are the ledger's to log.
+    fn record(&self, not_before_ms: i64) -> BoxFuture<'_, ()>;
+}
+
+/// One run's patience with its CRM's rate limits, shared by its roster and sync calls.
+pub struct RateGate {
+    budget: Duration,
+    deadline: Option<std::time::Instant>,
+    ledger: Option<Arc<dyn PaceLedger>>,
+    state: std::sync::Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    /// Time waited so far for rate limits.
+    waited: Duration,
+    /// No request before this.
+    not_before: Option<std::time::Instant>,
+    /// At least this long between requests (a CRM allocation nearly spent).
+    spacing: Option<Duration>,
+    /// When the last request was sent.
+    last_sent: Option<std::time::Instant>,
+    /// Whether a request ended `RateLimited` because waiting longer was not allowed.
+    gave_up: bool,
+}
+
+/// Salesforce's allocation is a rolling 24 hours: near its end, requests are spaced by the
+/// rate at which it comes back.
+const SFORCE_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The share of a Salesforce allocation (in percent) past which requests are paced, leaving
+/// the rest to the org's other integrations.
+const SFORCE_PACE_FROM_PERCENT: u64 = 90;
+
+impl RateGate {
+    /// A gate allowing `budget` of waiting in all, never past `deadline`.
+    pub fn new(budget: Duration, deadline: Option<std::time::Instant>) -> Self {
+        Self { budget, deadline, ledger: None, state: std::sync::Mutex::new(GateState::default()) }
+    }
+
+    /// Records every instant the CRM asks for in `ledger`.
+    pub fn with_ledger(mut self, ledger: Arc<dyn PaceLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Starts with the CRM's "not before" instant as an earlier run recorded it.
+    pub fn not_before_ms(self, at_ms: Option<i64>) -> Self {
+        if let Some(at) = at_ms {
+            let ahead = at.saturating_sub(now_ms());
+            if ahead > 0 {
+                let until = std::time::Instant::now() + Duration::from_millis(ahead as u64);
+                self.lock().not_before = Some(until);
+            }
+        }
+        self
+    }
+
+    /// Whether a request ended `RateLimited` because the wait budget or the deadline did
+    /// not allow waiting for the CRM.
+    pub fn gave_up(&self) -> bool {
+        self.lock().gave_up
+    }
+
+    /// Time waited for rate limits so far.
+    pub fn waited(&self) -> Duration {
+        self.lock().waited
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits for this request's turn, or refuses it when that wait does not fit the budget
+    /// or the deadline.
+    async fn turn(&self) -> Result<(), HttpFailure> {
+        let wait = {
+            let mut state = self.lock();
+            let now = std::time::Instant::now();
+            let spaced = state.spacing.zip(state.last_sent).map(|(gap, last)| last + gap);
+            let target = state.not_before.into_iter().chain(spaced).max();
+            let wait = target.map(|t| t.saturating_duration_since(now)).unwrap_or_default();
+            if !wait.is_zero() {
+                let over_budget = state.waited + wait > self.budget;
+                let past_deadline = self.deadline.is_some_and(|d| now + wait > d);
+                if over_budget || past_deadline {
+                    state.gave_up = true;
+                    tracing::info!(
+                        code = "rate_limit_wait_exhausted",
+                        wait_ms = wait.as_millis() as u64,
+                        waited_ms = state.waited.as_millis() as u64,
+                        "the CRM asks for a longer wait than this run may spend"
+                    );
+                    return Err(HttpFailure::RateLimited);
+                }
+                state.waited += wait;
+            }
+            state.last_sent = Some(now + wait);
+            wait
+        };
+        if !wait.is_zero() {
+            tracing::debug!(code = "rate_paced", wait_ms = wait.as_millis() as u64, "waiting for the CRM's rate limit");
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    /// Moves "not before" to `wait` from now (never earlier than it is) and records it.
+    async fn pause(&self, wait: Duration) {
+        let until = std::time::Instant::now() + wait;
+        let moved = {
+            let mut state = self.lock();
+            if state.not_before.is_none_or(|t| t < until) {
+                state.not_before = Some(until);
+                true
+            } else {
+                false
+            }
+        };
+        if moved && let Some(ledger) = &self.ledger {
+            ledger.record(now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX))).await;
+        }
+    }
+
+    /// Reads the CRM's rate headers on an answer: a spent burst window pauses until it
+    /// resets; a nearly spent Salesforce allocation spaces requests out.
+    async fn observe(&self, headers: &HeaderMap) {
+        let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+        if number("x-ratelimit-remaining") == Some(0)
+            && let Some(reset) = number("x-ratelimit-reset")
+        {
+            self.pause(Duration::from_secs(reset.min(3600))).await;
+        }
+        if let Some((used, max)) = sforce_usage(headers) {
+            let spacing = (max > 0 && used.saturating_mul(100) >= max.saturating_mul(SFORCE_PACE_FROM_PERCENT))
+                .then(|| SFORCE_WINDOW / u32::try_from(max).unwrap_or(u32::MAX));
+            self.lock().spacing = spacing;
+        }
+    }
+}
+
+/// `Sforce-Limit-Info: api-usage=<used>/<max>`.
+fn sforce_usage(headers: &HeaderMap) -> Option<(u64, u64)> {
+    let value = headers.get("sforce-limit-info")?.to_str().ok()?;
+    let usage = value.split(',').find_map(|part| part.trim().strip_prefix("api-usage="))?;
+    let (used, max) = usage.split_once('/')?;
+    Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// The outbound HTTP client shared by every sync of a host: retries, redirects and
-/// credentials over a `Transport`.
+/// credentials over a `Transport`; a copy per run carries the run's [`RateGate`].
 #[derive(Clone)]
 pub struct HttpClient {
     transport: Arc<dyn Transport>,
     limits: HttpLimits,
+    gate: Option<Arc<RateGate>>,
 }
 
 impl HttpClient {
@@ -297,7 +470,12 @@ impl HttpClient {
 
     /// A client over any transport.
     pub fn with_transport(limits: HttpLimits, transport: Arc<dyn Transport>) -> Self {
-        Self { transport, limits }
+        Self { transport, limits, gate: None }
+    }
+
+    /// This client with `gate` for every request (one run's).
+    pub fn with_gate(&self, gate: Arc<RateGate>) -> Self {
+        Self { gate: Some(gate), ..self.clone() }
     }
 
     /// The bounds in force.
@@ -341,12 +519,23 @@ impl HttpClient {
         header_map: &HeaderMap,
     ) -> Result<HttpAnswer, HttpFailure> {
         let max = self.limits.max_body_bytes;
+        // A request outside any run (none of the host's own paths) gets a gate of its own.
+        let own_gate;
+        let gate = match &self.gate {
+            Some(gate) => gate.as_ref(),
+            None => {
+                own_gate = RateGate::new(self.limits.rate_wait_budget, None);
+                &own_gate
+            }
+        };
         let mut attempt = 0u32;
         let mut redirects = 0u32;
         let mut backoff = self.limits.base_backoff;
+        let mut rate_backoff = self.limits.base_backoff;
         loop {
             attempt += 1;
             let last = attempt >= self.limits.max_attempts;
+            gate.turn().await?;
             let response = match self.transport.send(&url, header_map, max).await {
                 Ok(response) => response,
                 Err(HttpFailure::TooLarge) => return Err(HttpFailure::TooLarge),
@@ -361,6 +550,7 @@ impl HttpClient {
                 }
             };
             let status = response.status;
+            gate.observe(&response.headers).await;
 
             if (300..400).contains(&status) && status != 304 {
                 let location = response
@@ -384,19 +574,14 @@ impl HttpClient {
                 if daily_budget_exhausted(&response.headers) {
                     return Ok(answer(response));
                 }
-                let wait = retry_after(&response.headers).unwrap_or(backoff);
-                if last || wait > self.limits.max_retry_after {
-                    tracing::info!(code = "rate_limited", attempt, "giving up after 429");
-                    return Err(HttpFailure::RateLimited);
-                }
-                tracing::debug!(
-                    code = "rate_limited",
-                    attempt,
-                    wait_ms = wait.as_millis() as u64,
-                    "retrying after 429"
-                );
-                tokio::time::sleep(wait).await;
-                backoff = backoff.saturating_mul(2);
+                // A 429 is not a failed attempt: the CRM says when to come back, and the
+                // gate waits for that while the run's budget allows (never less than the
+                // backoff, so that `Retry-After: 0` cannot make a tight loop).
+                attempt -= 1;
+                let wait = retry_after(&response.headers).unwrap_or(rate_backoff).max(self.limits.base_backoff);
+                tracing::debug!(code = "rate_limited", wait_ms = wait.as_millis() as u64, "429: waiting as asked");
+                gate.pause(wait).await;
+                rate_backoff = rate_backoff.saturating_mul(2).min(Duration::from_secs(60));
                 continue;
             }
 
@@ -460,6 +645,65 @@ mod tests {
         assert_eq!(Credentials::header("x-api-token", "a\nb").unwrap_err(), CredentialError::BadSecret);
         let creds = Credentials::header("X-Api-Token", "s3cret").unwrap();
         assert!(!format!("{creds:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn salesforce_usage_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert("sforce-limit-info", HeaderValue::from_static("api-usage=95/100"));
+        assert_eq!(sforce_usage(&headers), Some((95, 100)));
+        headers.insert("sforce-limit-info", HeaderValue::from_static("per-app-api-usage=1/2, api-usage=3/4"));
+        assert_eq!(sforce_usage(&headers), Some((3, 4)));
+        headers.insert("sforce-limit-info", HeaderValue::from_static("api-usage=x/4"));
+        assert_eq!(sforce_usage(&headers), None);
+    }
+
+    #[tokio::test]
+    async fn a_wait_past_the_budget_or_the_deadline_is_refused_and_remembered() {
+        let gate = RateGate::new(Duration::from_secs(1), None);
+        gate.turn().await.unwrap();
+        gate.pause(Duration::from_secs(5)).await;
+        assert_eq!(gate.turn().await, Err(HttpFailure::RateLimited));
+        assert!(gate.gave_up());
+        assert_eq!(gate.waited(), Duration::ZERO, "nothing was waited for a refused turn");
+
+        let deadline = std::time::Instant::now() + Duration::from_millis(100);
+        let gate = RateGate::new(Duration::from_secs(600), Some(deadline));
+        gate.pause(Duration::from_secs(1)).await;
+        assert_eq!(gate.turn().await, Err(HttpFailure::RateLimited), "never past the deadline");
+    }
+
+    #[tokio::test]
+    async fn a_spent_burst_window_paces_the_next_request() {
+        let gate = RateGate::new(Duration::from_secs(10), None);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("3"));
+        headers.insert("x-ratelimit-reset", HeaderValue::from_static("1"));
+        gate.observe(&headers).await;
+        let started = std::time::Instant::now();
+        gate.turn().await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(200), "requests left: no wait");
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        gate.observe(&headers).await;
+        gate.turn().await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(900), "waited for the window to reset");
+        assert!(gate.waited() >= Duration::from_millis(900));
+        assert!(!gate.gave_up());
+    }
+
+    #[test]
+    fn a_nearly_spent_salesforce_allocation_spaces_requests() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(async {
+            let gate = RateGate::new(Duration::from_secs(600), None);
+            let mut headers = HeaderMap::new();
+            headers.insert("sforce-limit-info", HeaderValue::from_static("api-usage=10/86400"));
+            gate.observe(&headers).await;
+            assert_eq!(gate.lock().spacing, None);
+            headers.insert("sforce-limit-info", HeaderValue::from_static("api-usage=80000/86400"));
+            gate.observe(&headers).await;
+            assert_eq!(gate.lock().spacing, Some(Duration::from_secs(1)), "the rate the allocation comes back at");
+        });
     }
 
     #[test]

@@ -235,6 +235,9 @@ pub struct SyncReport {
     pub duration: Duration,
     /// The sink, handed back.
     pub sink: Box<dyn SyncSink>,
+    /// Whether a snapshot was still open at the end of a sync that did not fail: it
+    /// retracted nothing.
+    pub snapshot_skipped: bool,
 }
 
 /// A compiled, described connector, ready to instantiate.
@@ -483,6 +486,7 @@ impl Runtime {
         connector: &LoadedConnector,
         setup: IntegrationSetup,
         with_sink: Option<Box<dyn SyncSink>>,
+        gate: Option<Arc<http::RateGate>>,
     ) -> Result<Session, SyncError> {
         let manifest = connector.manifest.clone();
         let mut config = BTreeMap::new();
@@ -564,7 +568,13 @@ impl Runtime {
             config,
             egress: Some(egress),
             credentials,
-            http: self.http.clone(),
+            // One run's patience with the CRM's rate limits (a call of its own without one).
+            http: self.http.with_gate(gate.unwrap_or_else(|| {
+                Arc::new(http::RateGate::new(
+                    self.config.http.rate_wait_budget,
+                    Some(Instant::now() + self.config.limits.wall_time),
+                ))
+            })),
             validator: Some(Arc::new(validator)),
             commits: Committer::new(with_sink, self.config.limits.commit_policy()),
             pending: Pending::default(),
@@ -588,7 +598,7 @@ impl Runtime {
             timezone: setup.timezone.clone(),
             vault: None,
         };
-        self.session_for(connector, probe, None).map(drop)
+        self.session_for(connector, probe, None, None).map(drop)
     }
 
     /// Instantiates the connector in a fresh store and drops it without calling it: a health
@@ -630,9 +640,21 @@ impl Runtime {
         since: Option<&Cursor>,
         sink: Box<dyn SyncSink>,
     ) -> SyncReport {
+        self.sync_paced(connector, setup, since, sink, None).await
+    }
+
+    /// [`Runtime::sync`] with the run's [`http::RateGate`] (shared with its roster call).
+    pub async fn sync_paced(
+        &self,
+        connector: &LoadedConnector,
+        setup: IntegrationSetup,
+        since: Option<&Cursor>,
+        sink: Box<dyn SyncSink>,
+        gate: Option<Arc<http::RateGate>>,
+    ) -> SyncReport {
         let started = Instant::now();
         let mut sink = Some(sink);
-        let session = match self.session_for(connector, setup, None) {
+        let session = match self.session_for(connector, setup, None, gate) {
             Ok(s) => s,
             Err(e) => {
                 return SyncReport {
@@ -640,6 +662,7 @@ impl Runtime {
                     stats: SyncStats::default(),
                     duration: started.elapsed(),
                     sink: sink.take().expect("sink"),
+                    snapshot_skipped: false,
                 };
             }
         };
@@ -667,9 +690,11 @@ impl Runtime {
             // So does a refused grant: requests went unanswered, whatever the connector made of it.
             result = Err(SyncError::NeedsReauthorization);
         }
+        let mut snapshot_skipped = false;
         if result.is_ok() {
             // Snapshots ended by now are resolved in this commit; one still open is dropped.
             if session.snapshots.is_open() {
+                snapshot_skipped = true;
                 tracing::info!(connector = %connector.manifest.id, "a snapshot was still open at the end; it retracts nothing");
             }
             if let Err(e) = session.finish().await {
@@ -690,7 +715,7 @@ impl Runtime {
                 tracing::warn!(connector = %connector.manifest.id, code = %e.code(), accepted = stats.accepted(), rejected = stats.rejected_total(), ms = duration.as_millis() as u64, "sync failed")
             }
         }
-        SyncReport { result, stats, duration, sink }
+        SyncReport { result, stats, duration, sink, snapshot_skipped }
     }
 
     /// Asks the connector for the CRM's users, pseudonymising ids and checking e-mails.
@@ -699,8 +724,18 @@ impl Runtime {
         connector: &LoadedConnector,
         setup: IntegrationSetup,
     ) -> Result<Vec<RosterUser>, SyncError> {
+        self.roster_paced(connector, setup, None).await
+    }
+
+    /// [`Runtime::roster`] with the run's [`http::RateGate`] (shared with its sync call).
+    pub async fn roster_paced(
+        &self,
+        connector: &LoadedConnector,
+        setup: IntegrationSetup,
+        gate: Option<Arc<http::RateGate>>,
+    ) -> Result<Vec<RosterUser>, SyncError> {
         let key = setup.tenant_key.clone();
-        let session = self.session_for(connector, setup, None)?;
+        let session = self.session_for(connector, setup, None, gate)?;
         let mut store = self.store_for(Some(connector), session);
         let call = connector.pre.roster(&mut store);
         let called = tokio::time::timeout(self.config.limits.wall_time, call).await;

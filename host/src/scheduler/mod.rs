@@ -9,18 +9,28 @@
 //! that dies mid-run leaves the lease to expire, and the run resumes elsewhere from its last
 //! committed checkpoint.
 //!
-//! A sync runs with the tenant's time zone (calendar dates land on the tenant's days). One
-//! that ends because the CRM's request budget ran out succeeds with the code
-//! `budget_exhausted`, and the integration's next sync is due when the connector said the
-//! budget is back (at least [`MIN_BUDGET_BACKOFF`] and at most [`MAX_BUDGET_BACKOFF`]
-//! ahead), or after [`DEFAULT_BUDGET_BACKOFF`] when it did not say, instead of one interval
-//! on.
+//! A sync runs with the tenant's time zone (calendar dates land on the tenant's days).
+//!
+//! A run tells the truth: `succeeded` only when it did everything it set out to do (map
+//! owners from the roster, read every change since its cursor, resolve the snapshots it
+//! began); otherwise, without an error, `partial` with its reasons (`roster_failed:<code>`
+//! and `owners_unmapped:<n>`, `budget_exhausted`, `snapshot_skipped`), and a prompt retry:
+//! after a spent CRM budget when the connector said the budget is back (at least
+//! [`MIN_BUDGET_BACKOFF`] and at most [`MAX_BUDGET_BACKOFF`] ahead, or
+//! [`DEFAULT_BUDGET_BACKOFF`] when it did not say), otherwise after [`RETRY_BACKOFF`]
+//! doubled for each partial run before it, at most one interval. A run whose requests ran
+//! out of patience with the CRM's rate limits ([`RateGate`]: `Retry-After` and pacing within
+//! the run's wait budget) fails with its code and is retried the same way, never before the
+//! instant the CRM asked for (kept in the database for whichever node runs it).
+//!
+//! Fairness: a node runs at most [`SchedulerConfig::max_per_tenant`] syncs of one tenant at
+//! once, and claims round-robin across tenants (`Store::claim_run_fair`).
 
 mod sink;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, watch};
@@ -28,9 +38,10 @@ use tracing::Instrument;
 
 pub use self::sink::StoreSink;
 use crate::ingest::model::{Change, Cursor, Snapshot};
+use crate::runtime::http::{PaceLedger, RateGate};
 use crate::runtime::registry::Registry;
 use crate::runtime::{BoxFuture, IntegrationSetup, Runtime, SyncError, SyncOutcome, SyncSink, SyncStats, TimeZone};
-use crate::store::{Lease, Store, StoreError, TenantId};
+use crate::store::{Lease, RunReason, Store, StoreError, TenantId};
 
 /// How long after a budget-exhausted sync the next one is due when the connector gave no
 /// resume time.
@@ -40,6 +51,19 @@ pub const MAX_BUDGET_BACKOFF: Duration = Duration::from_secs(24 * 3600);
 /// The soonest a budget-exhausted sync is retried, whatever the resume time (a time in the
 /// past must not make the integration sync in a tight loop).
 pub const MIN_BUDGET_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The first prompt retry after a partial run (or one that ran out of patience with the
+/// CRM's rate limits); doubled for each such run in a row, at most one interval.
+pub const RETRY_BACKOFF: Duration = Duration::from_secs(60);
+
+/// When a partial run's part that failed is retried, from `now_ms`: [`RETRY_BACKOFF`]
+/// doubled `streak` times (the partial runs just before), at most `interval_secs`, never
+/// before `not_before_ms` (the CRM's own word).
+pub fn retry_at(now_ms: i64, streak: u32, interval_secs: u64, not_before_ms: Option<i64>) -> i64 {
+    let backoff = RETRY_BACKOFF.saturating_mul(1u32 << streak.min(16)).min(Duration::from_secs(interval_secs.max(1)));
+    let at = now_ms.saturating_add(i64::try_from(backoff.as_millis()).unwrap_or(i64::MAX));
+    at.max(not_before_ms.unwrap_or(i64::MIN))
+}
 
 /// When the next sync is due after a budget-exhausted one ended at `now_ms`: the
 /// connector's `resume_at_ms` clamped to between [`MIN_BUDGET_BACKOFF`] and
@@ -63,6 +87,8 @@ pub struct SchedulerConfig {
     pub poll: Duration,
     /// Syncs this node runs at once.
     pub max_concurrent: usize,
+    /// Syncs of one tenant this node runs at once.
+    pub max_per_tenant: usize,
     /// How long shutdown waits for running syncs before leaving them to be resumed.
     pub grace: Duration,
 }
@@ -74,6 +100,7 @@ impl Default for SchedulerConfig {
             lease: Duration::from_secs(60),
             poll: Duration::from_secs(2),
             max_concurrent: 4,
+            max_per_tenant: 1,
             grace: Duration::from_secs(30),
         }
     }
@@ -93,6 +120,8 @@ struct Inner {
     config: SchedulerConfig,
     wake: Notify,
     running: AtomicUsize,
+    /// Syncs running on this node, per tenant.
+    by_tenant: Mutex<BTreeMap<TenantId, usize>>,
     idle: Notify,
     stop: watch::Sender<bool>,
     /// Where each successful commit is announced (see [`FactsCommitted`]).
@@ -135,6 +164,7 @@ impl Scheduler {
             config,
             wake: Notify::new(),
             running: AtomicUsize::new(0),
+            by_tenant: Mutex::new(BTreeMap::new()),
             idle: Notify::new(),
             stop,
             changes,
@@ -196,9 +226,15 @@ async fn run_loop(inner: Arc<Inner>) {
             tracing::warn!(code = e.code(), error = %e, "could not queue due runs");
         }
         while inner.running.load(Ordering::SeqCst) < inner.config.max_concurrent && !*stop.borrow() {
-            match inner.store.claim_run(&inner.config.node, inner.config.lease).await {
+            let full: Vec<TenantId> = tenant_counts(&inner)
+                .iter()
+                .filter(|(_, n)| **n >= inner.config.max_per_tenant.max(1))
+                .map(|(t, _)| *t)
+                .collect();
+            match inner.store.claim_run_fair(&inner.config.node, inner.config.lease, &full).await {
                 Ok(Some(lease)) => {
                     inner.running.fetch_add(1, Ordering::SeqCst);
+                    *tenant_counts(&inner).entry(lease.tenant_id).or_default() += 1;
                     let inner = inner.clone();
                     let span = tracing::info_span!(
                         "sync",
@@ -208,7 +244,17 @@ async fn run_loop(inner: Arc<Inner>) {
                         attempt = lease.attempt
                     );
                     tokio::spawn(async move {
+                        let tenant = lease.tenant_id;
                         execute(&inner, lease).instrument(span).await;
+                        {
+                            let mut counts = tenant_counts(&inner);
+                            if let Some(n) = counts.get_mut(&tenant) {
+                                *n = n.saturating_sub(1);
+                                if *n == 0 {
+                                    counts.remove(&tenant);
+                                }
+                            }
+                        }
                         inner.running.fetch_sub(1, Ordering::SeqCst);
                         inner.idle.notify_waiters();
                         inner.wake.notify_one();
@@ -227,6 +273,10 @@ async fn run_loop(inner: Arc<Inner>) {
             _ = stop.changed() => {}
         }
     }
+}
+
+fn tenant_counts(inner: &Inner) -> std::sync::MutexGuard<'_, BTreeMap<TenantId, usize>> {
+    inner.by_tenant.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs one claimed sync to its end and records the result.
@@ -277,22 +327,47 @@ async fn execute(inner: &Inner, lease: Lease) {
         }
         return;
     };
-    let (error, finished) = match outcome {
-        Ok((SyncOutcome::BudgetExhausted(resume_at), rejected)) => {
-            let next = budget_resume_at(crate::store::types::now_ms(), resume_at);
+    let now = crate::store::types::now_ms();
+    let Ended { result, rejected, mut reasons, not_before, rate_limited } = outcome;
+    let (error, finished) = match result {
+        Ok(SyncOutcome::BudgetExhausted(resume_at)) => {
+            let mut next = budget_resume_at(now, resume_at);
+            reasons.push(RunReason::BudgetExhausted);
+            if reasons.len() > 1 {
+                // Another part failed too: retry it promptly, never before the budget is back.
+                next = next
+                    .min(prompt_retry(inner, &lease, now, not_before).await)
+                    .max(now.saturating_add(millis(MIN_BUDGET_BACKOFF)));
+            }
             tracing::info!(next_sync_at_ms = next, "the CRM's request budget ran out; the next sync resumes then");
-            let finished = inner.store.finish_run_budget_exhausted(&lease, &rejected, next).await;
-            (None, finished)
+            (None, inner.store.finish_run_partial(&lease, &reasons, &rejected, next).await)
         }
-        Ok((SyncOutcome::Complete, rejected)) => (None, inner.store.finish_run(&lease, None, &rejected).await),
-        Err((code, rejected)) => {
+        Ok(SyncOutcome::Complete) if reasons.is_empty() => {
+            (None, inner.store.finish_run(&lease, None, &rejected).await)
+        }
+        Ok(SyncOutcome::Complete) => {
+            let next = prompt_retry(inner, &lease, now, not_before).await;
+            (None, inner.store.finish_run_partial(&lease, &reasons, &rejected, next).await)
+        }
+        Err(code) if rate_limited => {
+            let next = prompt_retry(inner, &lease, now, not_before).await;
+            tracing::info!(next_sync_at_ms = next, "the CRM's rate limits outlasted the run's patience; retrying then");
+            (Some(code.clone()), inner.store.finish_run_failed_retry_at(&lease, &code, &rejected, next).await)
+        }
+        Err(code) => {
             let finished = inner.store.finish_run(&lease, Some(&code), &rejected).await;
             (Some(code), finished)
         }
     };
     match finished {
         Ok(()) => match &error {
-            None => tracing::info!(%tenant, connector = %connector_id, run = %lease.run_id, "run succeeded"),
+            None if reasons.is_empty() => {
+                tracing::info!(%tenant, connector = %connector_id, run = %lease.run_id, "run succeeded")
+            }
+            None => {
+                let reasons: Vec<String> = reasons.iter().map(RunReason::code).collect();
+                tracing::warn!(%tenant, connector = %connector_id, run = %lease.run_id, reasons = %reasons.join(","), "run partial")
+            }
             Some(code) => tracing::warn!(%tenant, connector = %connector_id, run = %lease.run_id, code, "run failed"),
         },
         Err(StoreError::LeaseLost) => {
@@ -302,11 +377,100 @@ async fn execute(inner: &Inner, lease: Lease) {
     }
 }
 
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// When the part of a run that failed is retried (see [`retry_at`]).
+async fn prompt_retry(inner: &Inner, lease: &Lease, now: i64, not_before: Option<i64>) -> i64 {
+    let streak = partial_streak(inner, lease).await;
+    let interval = inner.store.integration(lease.tenant_id, &lease.connector_id).await.map(|i| i.sync_interval_secs);
+    retry_at(now, streak, interval.unwrap_or(3600), not_before)
+}
+
+/// How many runs of the integration just before this one ended partial (or failed on the
+/// CRM's rate limits and were retried promptly), for the retry's back-off.
+async fn partial_streak(inner: &Inner, lease: &Lease) -> u32 {
+    let Ok(runs) = inner.store.runs(lease.tenant_id, &lease.connector_id, 12).await else { return 0 };
+    runs.iter()
+        .filter(|r| r.id != lease.run_id)
+        .take_while(|r| matches!(r.status, crate::store::RunStatus::Partial | crate::store::RunStatus::Failed))
+        .count()
+        .try_into()
+        .unwrap_or(u32::MAX)
+}
+
 type Rejected = BTreeMap<String, u64>;
 
+/// How a sync ended: its outcome or error code, the rejections not yet committed, what it
+/// did not do, and what the CRM's rate limits did to it.
+struct Ended {
+    result: Result<SyncOutcome, String>,
+    rejected: Rejected,
+    reasons: Vec<RunReason>,
+    /// The instant the CRM asked not to be called before, if one is known.
+    not_before: Option<i64>,
+    /// Whether a request ended because the run's patience with the rate limits ran out.
+    rate_limited: bool,
+}
+
+/// Records the CRM's "not before" instants of a run's requests in the database.
+struct StoreLedger {
+    store: Store,
+    tenant: TenantId,
+    connector_id: String,
+}
+
+impl PaceLedger for StoreLedger {
+    fn record(&self, not_before_ms: i64) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.store.note_crm_not_before(self.tenant, &self.connector_id, not_before_ms).await {
+                tracing::warn!(code = e.code(), "could not record the CRM's rate-limit instant");
+            }
+        })
+    }
+}
+
+/// The sync itself, with the run's roster: how it ended.
+async fn sync_once(inner: &Inner, lease: &Lease) -> Ended {
+    let mut reasons = Vec::new();
+    let gate = {
+        let limits = &inner.runtime.config();
+        let deadline = std::time::Instant::now() + limits.limits.wall_time;
+        let ledger = StoreLedger {
+            store: inner.store.clone(),
+            tenant: lease.tenant_id,
+            connector_id: lease.connector_id.clone(),
+        };
+        let not_before = inner.store.crm_not_before(lease.tenant_id, &lease.connector_id).await.unwrap_or(None);
+        Arc::new(
+            RateGate::new(limits.http.rate_wait_budget, Some(deadline))
+                .with_ledger(Arc::new(ledger))
+                .not_before_ms(not_before),
+        )
+    };
+    let result = sync_with(inner, lease, &gate, &mut reasons).await;
+    let not_before = inner.store.crm_not_before(lease.tenant_id, &lease.connector_id).await.unwrap_or(None);
+    let (result, rejected) = match result {
+        Ok((outcome, rejected)) => (Ok(outcome), rejected),
+        Err((code, rejected)) => (Err(code), rejected),
+    };
+    // A connector that ended budget-exhausted already says why (the gate's refusal is how it
+    // learnt it): one reason is enough.
+    if matches!(result, Ok(SyncOutcome::Complete)) && gate.gave_up() && reasons.is_empty() {
+        reasons.push(RunReason::RateLimitWait);
+    }
+    Ended { rate_limited: result.is_err() && gate.gave_up(), result, rejected, reasons, not_before }
+}
+
 /// The sync itself. Returns how it ended and the rejections not yet committed, or the
-/// error code and those rejections.
-async fn sync_once(inner: &Inner, lease: &Lease) -> Result<(SyncOutcome, Rejected), (String, Rejected)> {
+/// error code and those rejections; adds to `reasons` what it did not do.
+async fn sync_with(
+    inner: &Inner,
+    lease: &Lease,
+    gate: &Arc<RateGate>,
+    reasons: &mut Vec<RunReason>,
+) -> Result<(SyncOutcome, Rejected), (String, Rejected)> {
     let fail = |code: &str| (code.to_owned(), Rejected::new());
     let store = &inner.store;
     let tenant = lease.tenant_id;
@@ -335,19 +499,36 @@ async fn sync_once(inner: &Inner, lease: &Lease) -> Result<(SyncOutcome, Rejecte
 
     // Owner mapping: the roster's e-mails are compared with the tenant's users, then
     // dropped; the store never overrides a mapping nor maps through a self-set address.
-    match inner.runtime.roster(connector, setup()).await {
+    match inner.runtime.roster_paced(connector, setup(), Some(gate.clone())).await {
         Ok(roster) => {
             let roster: Vec<_> = roster.into_iter().map(|r| (r.owner, r.email)).collect();
             let mapped = store.map_roster(tenant, &lease.connector_id, &roster).await.map_err(|e| fail(e.code()))?;
             tracing::info!(mapped = mapped.mapped, pending = mapped.pending, "roster compared");
         }
-        Err(e) => tracing::warn!(code = %e.code(), "roster failed; owners keep their current mapping"),
+        Err(e) => {
+            tracing::warn!(code = %e.code(), "roster failed; owners keep their current mapping");
+            reasons.push(RunReason::RosterFailed(e.code()));
+        }
     }
 
     let (sink, committed) = StoreSink::new(store.clone(), lease.clone());
     let sink = Announcing { sink, changes: inner.changes.clone(), tenant, connector_id: lease.connector_id.clone() };
-    let report = inner.runtime.sync(connector, setup(), integration.cursor.as_ref(), Box::new(sink)).await;
+    let report = inner
+        .runtime
+        .sync_paced(connector, setup(), integration.cursor.as_ref(), Box::new(sink), Some(gate.clone()))
+        .await;
     let uncommitted = committed.uncommitted(&report.stats);
+    if report.snapshot_skipped {
+        reasons.push(RunReason::SnapshotSkipped);
+    }
+    if matches!(reasons.first(), Some(RunReason::RosterFailed(_))) {
+        // Whose figures wait for a mapping because of it.
+        if let Ok(unmapped) = store.unmapped_owners(tenant, &lease.connector_id).await
+            && !unmapped.is_empty()
+        {
+            reasons.push(RunReason::OwnersUnmapped(unmapped.len() as u64));
+        }
+    }
     match report.result {
         Ok(outcome) => Ok((outcome, uncommitted)),
         Err(SyncError::Commit(_)) => Err(("commit_failed".to_owned(), uncommitted)),

@@ -32,6 +32,7 @@ const POSTGRES: &[Embedded] = &[
     (9, "leaderboard cache", include_str!("../../migrations/postgres/0009_leaderboard_cache.sql")),
     (10, "facts by owner", include_str!("../../migrations/postgres/0010_facts_by_owner.sql")),
     (12, "identity and master key", include_str!("../../migrations/postgres/0012_identity_and_master_key.sql")),
+    (14, "runs truth", include_str!("../../migrations/postgres/0014_runs_truth.sql")),
 ];
 
 /// The SQLite migrations, in order.
@@ -47,6 +48,7 @@ const SQLITE: &[Embedded] = &[
     (9, "leaderboard cache", include_str!("../../migrations/sqlite/0009_leaderboard_cache.sql")),
     (10, "facts by owner", include_str!("../../migrations/sqlite/0010_facts_by_owner.sql")),
     (12, "identity and master key", include_str!("../../migrations/sqlite/0012_identity_and_master_key.sql")),
+    (14, "runs truth", include_str!("../../migrations/sqlite/0014_runs_truth.sql")),
 ];
 
 /// A list of embedded migrations, as a source for sqlx's migrator.

@@ -116,7 +116,7 @@ pub use self::fx::FxRate;
 pub use self::integrations::{
     ConflictReason, EnableIntegration, Integration, MappingSource, OwnerConflict, OwnerMapping, RosterMapping, Secrets,
 };
-pub use self::runs::{Lease, Run, RunStatus};
+pub use self::runs::{Lease, Resync, Run, RunReason, RunStatus};
 pub use self::tenants::{CreatedTenant, IssuedToken, NewTenant, NewUser, Principal, Team, Tenant, User, UserUpdate};
 pub use self::types::{Actor, ContestId, Role, RunId, TargetId, TeamId, TenantId, TokenId, UserId};
 
@@ -160,11 +160,48 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Creates the SQLite file `path` readable and writable by its owner only (0600) when it is
+/// missing, and narrows an existing one that others could read (with its WAL and
+/// shared-memory files): it holds sealed secrets, keyed hashes and everyone's figures.
+fn create_owner_only(path: &std::path::Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Database(sqlx::Error::Io(e));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+        let mut name = path.as_os_str().to_owned();
+        let base = name.clone();
+        for suffix in ["", "-wal", "-shm"] {
+            name.clone_from(&base);
+            name.push(suffix);
+            let file = std::path::Path::new(&name);
+            let Ok(meta) = std::fs::metadata(file) else { continue };
+            if meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+                tracing::warn!(path = %file.display(), "the SQLite file was readable by others; narrowed to owner-only");
+            }
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io(e)),
+        }
+    }
+}
+
 impl Store {
     /// Connects to `url` and applies the embedded migrations.
     ///
     /// `postgres://…` (or `postgresql://…`) opens a Postgres pool; `sqlite:…` an SQLite one,
-    /// for example `sqlite://oneup.sqlite?mode=rwc` (created if missing) or `sqlite::memory:`
+    /// for example `sqlite://oneup.sqlite` (created owner-only if missing) or `sqlite::memory:`
     /// (one connection, gone when the store is dropped). `master_key` seals secrets at rest.
     pub async fn connect(url: &str, master_key: MasterKey) -> Result<Self, StoreError> {
         let store = Self::open(url, master_key).await?;
@@ -183,11 +220,17 @@ impl Store {
             Pool::Postgres(pool)
         } else if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
-            let options = SqliteConnectOptions::from_str(url)?
+            let mut options = SqliteConnectOptions::from_str(url)?
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT);
+            if !memory && !url.contains("mode=ro") {
+                // A missing file is created, owner-only, before SQLite opens it: SQLite gives
+                // its WAL and shared-memory files the database file's mode.
+                create_owner_only(options.get_filename())?;
+                options = options.create_if_missing(true);
+            }
             let pool = if memory {
                 // Every connection to `:memory:` is its own database: keep exactly one.
                 SqlitePoolOptions::new()
