@@ -209,7 +209,9 @@ async fn a_spent_request_allocation_ends_the_run_and_the_next_one_resumes() {
     assert!(cut > 0 && org.totals() != org.expected(), "part of the org was read");
     let log = org.fake.with(|crm| crm.request_log());
     let refused: Vec<_> = log.iter().filter(|r| r.status == 403).collect();
-    assert_eq!(refused.len(), 1, "no hammering after the 403");
+    // Paced from `Sforce-Limit-Info`: with the allocation nearly spent, the host stops before
+    // the org has to refuse (a 403 `REQUEST_LIMIT_EXCEEDED`).
+    assert_eq!(refused.len(), 0, "no request past the allocation");
 
     // The next day: the allocation is back.
     org.fake.with(|crm| {
