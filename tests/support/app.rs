@@ -260,11 +260,13 @@ pub struct ServiceOptions {
     pub log: Option<String>,
     /// `--log-format json`.
     pub json_logs: bool,
+    /// More components installed beside the three CRM connectors: file name and bytes.
+    pub extra_connectors: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        Self { lease_secs: 30, poll_secs: 1, node_name: None, log: None, json_logs: true }
+        Self { lease_secs: 30, poll_secs: 1, node_name: None, log: None, json_logs: true, extra_connectors: Vec::new() }
     }
 }
 
@@ -291,6 +293,9 @@ impl Service {
             .expect("the Bullhorn component is copied");
         std::fs::copy(component_path("oneup-connector-salesforce"), connectors.join("salesforce.wasm"))
             .expect("the Salesforce component is copied");
+        for (name, bytes) in &options.extra_connectors {
+            std::fs::write(connectors.join(name), bytes).expect("an extra component is written");
+        }
         let stdout = dir.join("stdout.log");
         let stderr = dir.join("stderr.log");
 

@@ -119,6 +119,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(integrations::list_integrations))
         .routes(routes!(integrations::enable, integrations::disable, integrations::get_integration))
         .routes(routes!(integrations::sync_now))
+        .routes(routes!(integrations::approve))
         .routes(routes!(integrations::list_runs))
         .routes(routes!(integrations::get_run))
         .routes(routes!(integrations::owners, integrations::map_owner))
