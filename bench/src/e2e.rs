@@ -628,6 +628,8 @@ impl Setup {
                     metrics: &metrics,
                     sync_interval_secs: 3600,
                     enabled_by: created.admin.id,
+                    component_digest: None,
+                    component_grants: None,
                 },
             )
             .await?;

@@ -466,6 +466,8 @@ async fn enable(store: &Store, tenant: &CreatedTenant, config: &[(String, String
                 metrics: &["answers".to_owned()],
                 sync_interval_secs: 900,
                 enabled_by: tenant.admin.id,
+                component_digest: None,
+                component_grants: None,
             },
         )
         .await

@@ -23,7 +23,13 @@ fn scratch() -> PathBuf {
 /// allowed when `loopback` is set, and nothing else inherited that changes its behaviour.
 /// Runs on a blocking thread so that the fake keeps serving on this test's runtime.
 async fn check(file: &Path, args: &[String], loopback: bool) -> Output {
+    check_with_env(file, args, loopback, &[]).await
+}
+
+/// [`check`] with more environment variables.
+async fn check_with_env(file: &Path, args: &[String], loopback: bool, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(oneup_bin());
+    cmd.envs(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     cmd.args(["connector", "check"]).arg(file).args(args);
     cmd.env("ONEUP_CACHE_DIR", scratch().join("compile-cache"));
     for var in ["ONEUP_ALLOW_LOOPBACK_HTTP", "ONEUP_CHECK_TENANT_KEY", "ONEUP_LOG", "ONEUP_LOG_FORMAT"] {
@@ -157,6 +163,64 @@ async fn check_prints_json_lines_and_a_summary_that_match_the_crm() {
         let shown: BTreeMap<&str, String> = shown.into_iter().map(|(k, v)| (k, v.to_owned())).collect();
         assert_eq!(shown, want, "summary line: {line}");
     }
+}
+
+/// Secrets need not be on the command line (where `ps` and shell history see them): from a
+/// file or from `ONEUP_SECRET_<KEY>`; a key given twice is refused.
+#[tokio::test]
+async fn check_reads_secrets_from_a_file_or_the_environment() {
+    let fake = fake_pipedrive(205, 2, 20, 10, TOKEN).await;
+    let base = vec!["--config".to_owned(), format!("base_url={}", fake.base_url())];
+    let file = scratch().join("api-token.secret");
+    std::fs::write(&file, format!("{TOKEN}\n")).unwrap();
+    let mut args = base.clone();
+    args.extend(["--secret-file".to_owned(), format!("api_token={}", file.display())]);
+    let out = check(&component_path(PIPEDRIVE), &args, true).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(!text(&out.stdout).is_empty());
+
+    let out = check_with_env(&component_path(PIPEDRIVE), &base, true, &[("ONEUP_SECRET_API_TOKEN", TOKEN)]).await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(!text(&out.stdout).is_empty());
+
+    let before = fake.with(|crm| crm.request_count());
+    let out = check_with_env(&component_path(PIPEDRIVE), &args, true, &[("ONEUP_SECRET_API_TOKEN", TOKEN)]).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("secret `api_token` is given twice"), "{stderr}");
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+    let mut missing = base.clone();
+    missing.extend(["--secret-file".to_owned(), format!("api_token={}", scratch().join("nope").display())]);
+    let out = check(&component_path(PIPEDRIVE), &missing, true).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read the secret file for `api_token`"), "{}", text(&out.stderr));
+    assert_eq!(fake.with(|crm| crm.request_count()), before, "nothing was sent");
+}
+
+/// A recording holds the CRM's personal data: its folder is owner-only and the tool says so.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_recording_folder_is_owner_only_with_a_notice() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = fake_pipedrive(206, 2, 10, 5, TOKEN).await;
+    let dir = fresh_dir("private-recording");
+    let mut args = settings(&fake);
+    args.extend(["--record".to_owned(), dir.display().to_string()]);
+    let out = check(&component_path(PIPEDRIVE), &args, true).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("personal data"), "{stderr}");
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    let recorded = files(&dir);
+    assert!(!recorded.is_empty());
+    for (path, _) in recorded {
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o077, 0, "{}", path.display());
+    }
+    // An existing folder others may read is made owner-only too.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = check(&component_path(PIPEDRIVE), &args, true).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
 }
 
 #[tokio::test]

@@ -69,6 +69,8 @@ impl Ingest {
                     metrics: &metrics,
                     sync_interval_secs: 3600,
                     enabled_by: self.tenant.admin.id,
+                    component_digest: None,
+                    component_grants: None,
                 },
             )
             .await

@@ -23,6 +23,7 @@ macro_rules! on_both_stores {
     };
 }
 
+mod approval;
 mod auth;
 mod bullhorn;
 mod check_cli;

@@ -260,6 +260,91 @@ async fn files_that_are_not_connectors_are_refused_at_load() {
     assert!(matches!(runtime.load(&truncated).await, Err(LoadError::Invalid(_))));
 }
 
+// ----- the compile cache ------------------------------------------------------------------
+
+/// A runtime caching compiled components in `dir` under `key`.
+fn cached_runtime(dir: &std::path::Path, key: u8) -> oneup::runtime::Runtime {
+    oneup::runtime::Runtime::new(oneup::runtime::RuntimeConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        cache_key: Some(oneup::runtime::CacheKey([key; 32])),
+        allow_loopback_http: true,
+        ..Default::default()
+    })
+    .expect("runtime starts")
+}
+
+fn cache_files(dir: &std::path::Path) -> BTreeSet<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect()
+}
+
+/// The cache holds native code: an artefact planted or changed by anyone but this host (here:
+/// another component's artefact under the hostile one's name, then a flipped byte) is
+/// refused and recompiled, never loaded, and the sync still works.
+#[tokio::test]
+async fn a_tampered_compile_cache_entry_is_recompiled_not_loaded() {
+    let dir = std::env::temp_dir().join(format!("oneup-cache-tamper-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let hostile_bytes = component(HOSTILE);
+    let first = cached_runtime(&dir, 1);
+    first.load(&hostile_bytes).await.expect("loads");
+    let hostile_entry = cache_files(&dir).into_iter().next().expect("cached");
+    first.load(&component("oneup-connector-template")).await.expect("loads");
+    let template_entry = cache_files(&dir).into_iter().find(|p| *p != hostile_entry).expect("cached");
+
+    // The template's native code under the hostile connector's name.
+    let planted = std::fs::read(&template_entry).unwrap();
+    std::fs::write(&hostile_entry, &planted).unwrap();
+    let again = cached_runtime(&dir, 1);
+    let loaded = again.load(&hostile_bytes).await.expect("loads");
+    assert_eq!(loaded.manifest().id, "hostile", "the planted code was not loaded");
+    assert_ne!(std::fs::read(&hostile_entry).unwrap(), planted, "the entry was rewritten");
+
+    // One byte of the native code changed.
+    let mut flipped = std::fs::read(&hostile_entry).unwrap();
+    let at = flipped.len() - 100;
+    flipped[at] ^= 0x55;
+    std::fs::write(&hostile_entry, &flipped).unwrap();
+    cached_runtime(&dir, 1).load(&hostile_bytes).await.expect("loads");
+    assert_ne!(std::fs::read(&hostile_entry).unwrap(), flipped, "the changed entry was replaced");
+    // And an entry written under another host key is not this host's either.
+    let other_key = cached_runtime(&dir, 2);
+    let loaded = other_key.load(&hostile_bytes).await.expect("loads");
+    assert_eq!(loaded.manifest().id, "hostile");
+    let server = CountingServer::start().await;
+    let table = table();
+    let report =
+        sync_into(&other_key, &loaded, setup(&[("base_url", &server.base_url), ("mode", "ok")], &[]), &table).await;
+    assert_eq!(report.result, Ok(SyncOutcome::Complete));
+    assert_eq!(table.lock().unwrap().len(), 3);
+    // Back to the first key: the entry the other key wrote is refused and replaced too.
+    let written_by_other = std::fs::read(&hostile_entry).unwrap();
+    cached_runtime(&dir, 1).load(&hostile_bytes).await.expect("loads");
+    assert_ne!(std::fs::read(&hostile_entry).unwrap(), written_by_other);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The cache folder is created owner-only, and one that others may access is made so.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_compile_cache_folder_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = std::env::temp_dir().join(format!("oneup-cache-mode-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let fresh = root.join("fresh");
+    drop(cached_runtime(&fresh, 1));
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+    let open = root.join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    drop(cached_runtime(&open, 1));
+    assert_eq!(std::fs::metadata(&open).unwrap().permissions().mode() & 0o777, 0o700);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 // ----- contract 0.2 ----------------------------------------------------------------------
 
 /// Runs the hostile connector in `mode` into `table`, with the tenant zone `zone`.

@@ -64,6 +64,8 @@ async fn enable(store: &Store, t: &CreatedTenant, connector: &str, config: &[(&s
                 metrics: &["deals_won".to_owned(), "revenue".to_owned()],
                 sync_interval_secs: 900,
                 enabled_by: t.admin.id,
+                component_digest: None,
+                component_grants: None,
             },
         )
         .await

@@ -163,6 +163,8 @@ async fn enable(store: &Store, t: &CreatedTenant, connector: &str) {
                 metrics: &metrics,
                 sync_interval_secs: 900,
                 enabled_by: t.admin.id,
+                component_digest: None,
+                component_grants: None,
             },
         )
         .await

@@ -267,6 +267,8 @@ pub struct ServiceOptions {
     pub dev_allow_loopback: bool,
     /// More arguments for `oneup serve`.
     pub args: Vec<String>,
+    /// More components installed beside the three CRM connectors: file name and bytes.
+    pub extra_connectors: Vec<(String, Vec<u8>)>,
 }
 
 impl Default for ServiceOptions {
@@ -280,6 +282,7 @@ impl Default for ServiceOptions {
             master_key: None,
             dev_allow_loopback: true,
             args: Vec::new(),
+            extra_connectors: Vec::new(),
         }
     }
 }
@@ -307,6 +310,9 @@ impl Service {
             .expect("the Bullhorn component is copied");
         std::fs::copy(component_path("oneup-connector-salesforce"), connectors.join("salesforce.wasm"))
             .expect("the Salesforce component is copied");
+        for (name, bytes) in &options.extra_connectors {
+            std::fs::write(connectors.join(name), bytes).expect("an extra component is written");
+        }
         let stdout = dir.join("stdout.log");
         let stderr = dir.join("stderr.log");
 

@@ -45,6 +45,8 @@ pub fn wasm_dir() -> PathBuf {
                 "-p",
                 "oneup-hostile-connector",
                 "-p",
+                "oneup-hostile-connector-wider",
+                "-p",
                 "oneup-wrong-version-connector",
                 "-p",
                 "oneup-v01-connector",
@@ -100,6 +102,7 @@ pub fn runtime_with(limits: SandboxLimits) -> Runtime {
     let http = oneup::runtime::http::HttpLimits { base_backoff: Duration::from_millis(20), ..Default::default() };
     Runtime::new(RuntimeConfig {
         cache_dir: Some(workspace_root().join("target").join("test-compile-cache")),
+        cache_key: Some(oneup::runtime::CacheKey([3u8; 32])),
         limits,
         http,
         allow_loopback_http: true,

@@ -20,6 +20,7 @@ const CONNECTORS: &[(&str, &str)] = &[
 /// Components used only by tests.
 const TEST_COMPONENTS: &[&str] = &[
     "oneup-hostile-connector",
+    "oneup-hostile-connector-wider",
     "oneup-wrong-version-connector",
     "oneup-v01-connector",
     "oneup-auth-connector",

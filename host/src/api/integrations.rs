@@ -16,7 +16,7 @@ use super::tenants::{audit, parse_id};
 use crate::ingest::KeyedHash;
 use crate::ingest::pseudonym::{Domain, keyed_hash};
 use crate::ingest::validate::is_identifier;
-use crate::runtime::manifest::Manifest;
+use crate::runtime::manifest::{Grants, Manifest};
 use crate::runtime::{IntegrationSetup, LoadedConnector, SyncError};
 use crate::store::{
     Actor, EnableIntegration, Integration, MappingSource, Resync, Run, RunId, RunStatus, StoreError, UserId,
@@ -50,7 +50,26 @@ pub(super) async fn list_connectors(State(state): State<AppState>, _: User) -> i
     axum::Json(json!({"connectors": state.registry.iter().map(|c| manifest_json(c.manifest())).collect::<Vec<_>>()}))
 }
 
-fn integration_json(i: &Integration) -> Value {
+/// The approval state of an integration against the installed component: its status and
+/// what the installed component adds to the approved grants.
+fn approval_json(state: &AppState, i: &Integration) -> (Option<String>, &'static str, Value) {
+    let Some(installed) = state.registry.get(&i.connector_id) else {
+        let status = if i.approval_digest.is_some() { "needs_approval" } else { "approved" };
+        return (None, status, Value::Null);
+    };
+    let digest = installed.digest_hex();
+    let approved = i.component_grants.as_deref().and_then(Grants::from_json);
+    let changes = match (&approved, i.component_digest.as_deref() == Some(digest.as_str())) {
+        (Some(approved), false) => Some(installed.manifest().grants().changes_from(approved)),
+        _ => None,
+    };
+    let wider = changes.as_ref().is_some_and(|c| c.is_wider());
+    let status = if i.approval_digest.is_some() || wider { "needs_approval" } else { "approved" };
+    (Some(digest), status, changes.map_or(Value::Null, |c| json!(c)))
+}
+
+fn integration_json(state: &AppState, i: &Integration) -> Value {
+    let (installed_digest, approval_status, grant_changes) = approval_json(state, i);
     json!({
         "connector": i.connector_id,
         "enabled": i.enabled,
@@ -64,6 +83,10 @@ fn integration_json(i: &Integration) -> Value {
         "has_secrets": i.has_secrets,
         "auth_status": i.auth_status.as_str(),
         "auth_status_at_ms": i.auth_status_at_ms,
+        "component_digest": i.component_digest,
+        "installed_digest": installed_digest,
+        "approval_status": approval_status,
+        "grant_changes": grant_changes,
     })
 }
 
@@ -79,7 +102,7 @@ pub(super) async fn list_integrations(
 ) -> Result<impl IntoResponse, ApiError> {
     let p = user.require_admin()?;
     let all = state.store.integrations(p.tenant_id).await?;
-    Ok(axum::Json(json!({"integrations": all.iter().map(integration_json).collect::<Vec<_>>()})))
+    Ok(axum::Json(json!({"integrations": all.iter().map(|i| integration_json(&state, i)).collect::<Vec<_>>()})))
 }
 
 /// `GET /v1/integrations/{connector}` (admin).
@@ -96,7 +119,7 @@ pub(super) async fn get_integration(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = user.require_admin()?;
-    Ok(axum::Json(integration_json(&state.store.integration(p.tenant_id, &id).await?)))
+    Ok(axum::Json(integration_json(&state, &state.store.integration(p.tenant_id, &id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -108,6 +131,8 @@ pub(super) struct EnableBody {
     secrets: BTreeMap<String, String>,
     /// Seconds between scheduled syncs (default: the connector's).
     sync_interval_secs: Option<u64>,
+    /// The metrics opted into (default: every metric the connector declares).
+    metrics: Option<Vec<String>>,
 }
 
 /// `PUT /v1/integrations/{connector}` (admin): enables it with its settings (the opt-in,
@@ -118,7 +143,7 @@ pub(super) struct EnableBody {
     request_body = super::openapi::integration_schemas::EnableIntegrationBody,
     responses(
         (status = 200, description = "Enabled.", body = super::openapi::integration_schemas::IntegrationView),
-        (status = 400, description = "Unknown or missing config or secret keys, or a bad interval.", body = super::openapi::ErrorBody),
+        (status = 400, description = "Unknown or missing config or secret keys, an unknown metric, or a bad interval.", body = super::openapi::ErrorBody),
         (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
         (status = 404, description = "No such connector installed.", body = super::openapi::ErrorBody),
         (status = 422, description = "Settings the connector refuses (`invalid_settings`).", body = super::openapi::ErrorBody),
@@ -179,8 +204,26 @@ pub(super) async fn enable(
         };
         return Err(ApiError::unprocessable("invalid_settings", message));
     }
-    let metrics: Vec<String> = m.metrics.iter().map(|x| x.slug.clone()).collect();
+    let metrics: Vec<String> = match &body.metrics {
+        None => m.metrics.iter().map(|x| x.slug.clone()).collect(),
+        Some(chosen) => {
+            if let Some(unknown) = chosen.iter().find(|slug| !m.metrics.iter().any(|x| &x.slug == *slug)) {
+                return Err(ApiError::bad_request(
+                    "unknown_metric",
+                    format!("`{unknown}` is not a metric of {}", m.id),
+                ));
+            }
+            if chosen.is_empty() {
+                return Err(ApiError::bad_request("invalid_field", "`metrics` must name at least one metric"));
+            }
+            // Declaration order, each once.
+            m.metrics.iter().filter(|x| chosen.contains(&x.slug)).map(|x| x.slug.clone()).collect()
+        }
+    };
     let secrets = crate::store::Secrets::new(body.secrets);
+    // The consent covers this component and its grants.
+    let digest = loaded.digest_hex();
+    let grants = m.grants().to_json();
     let integration = state
         .store
         .enable_integration(
@@ -192,6 +235,8 @@ pub(super) async fn enable(
                 metrics: &metrics,
                 sync_interval_secs: interval,
                 enabled_by: p.user_id,
+                component_digest: Some(&digest),
+                component_grants: Some(&grants),
             },
         )
         .await?;
@@ -200,11 +245,74 @@ pub(super) async fn enable(
         p.tenant_id,
         Actor::User(p.user_id),
         "integration.enabled",
-        &format!("{} metrics={}", m.id, metrics.join(",")),
+        &format!("{} metrics={} component={}", m.id, metrics.join(","), &digest[..16]),
     )
     .await?;
     state.scheduler.wake();
-    Ok(axum::Json(integration_json(&integration)))
+    Ok(axum::Json(integration_json(&state, &integration)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApproveBody {
+    digest: String,
+}
+
+/// `POST /v1/integrations/{connector}/approve` (admin): approves the installed component,
+/// whose digest the body names, with its grants: the consent covers it from now on (new
+/// metrics are opted into), a paused integration resumes at once. Audited.
+#[utoipa::path(post, path = "/v1/integrations/{connector}/approve", tag = "integrations", operation_id = "approve_integration",
+    params(("connector" = String, Path, description = "The connector's id.")),
+    request_body = super::openapi::integration_schemas::ApproveBody,
+    responses(
+        (status = 200, description = "Approved.", body = super::openapi::integration_schemas::IntegrationView),
+        (status = 403, description = "Not an admin.", body = super::openapi::ErrorBody),
+        (status = 404, description = "Not enabled in this tenant, or the connector is not installed.", body = super::openapi::ErrorBody),
+        (status = 409, description = "The digest is not the installed component's (`digest_mismatch`).", body = super::openapi::ErrorBody),
+    ))]
+pub(super) async fn approve(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ApproveBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    let integration = state.store.integration(p.tenant_id, &id).await?;
+    if !integration.enabled {
+        return Err(ApiError::NotFound("integration"));
+    }
+    let loaded = connector(&state, &id)?;
+    let digest = loaded.digest_hex();
+    if !body.digest.trim().eq_ignore_ascii_case(&digest) {
+        return Err(ApiError::conflict(
+            "digest_mismatch",
+            "the digest is not the installed component's: review the installed one (`installed_digest`) and approve it",
+        ));
+    }
+    let m = loaded.manifest();
+    let grants = m.grants();
+    // New metrics are opted into with the approval; ones the admin left out stay out.
+    let before: Option<Grants> = integration.component_grants.as_deref().and_then(Grants::from_json);
+    let mut metrics: Vec<String> =
+        integration.metrics.iter().filter(|slug| grants.metrics.contains_key(*slug)).cloned().collect();
+    for slug in grants.metrics.keys() {
+        let new = before.as_ref().is_none_or(|b| !b.metrics.contains_key(slug));
+        if new && !metrics.contains(slug) {
+            metrics.push(slug.clone());
+        }
+    }
+    let changes = before.as_ref().map(|b| grants.changes_from(b).summary()).unwrap_or_else(|| "first record".into());
+    let approved = state.store.approve_component(p.tenant_id, &id, &digest, &grants.to_json(), &metrics).await?;
+    audit(
+        &state,
+        p.tenant_id,
+        Actor::User(p.user_id),
+        "integration.component_approved",
+        &format!("{id} component={} changes: {changes}", &digest[..16]),
+    )
+    .await?;
+    state.scheduler.wake();
+    Ok(axum::Json(integration_json(&state, &approved)))
 }
 
 #[derive(Deserialize)]

@@ -121,6 +121,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(integrations::enable, integrations::disable, integrations::get_integration))
         .routes(routes!(integrations::sync_now))
         .routes(routes!(integrations::resync))
+        .routes(routes!(integrations::approve))
         .routes(routes!(integrations::list_runs))
         .routes(routes!(integrations::get_run))
         .routes(routes!(integrations::owners, integrations::map_owner))

@@ -134,6 +134,10 @@ pub mod integration_schemas {
         pub secrets: BTreeMap<String, String>,
         /// Seconds between scheduled syncs, 60 to 604800 (default: the connector's).
         pub sync_interval_secs: Option<u64>,
+        /// The metrics opted into, among the connector's (default: all of them). Changes
+        /// to other metrics are dropped at ingest and counted on the run
+        /// (`metric_not_opted_in`).
+        pub metrics: Option<Vec<String>>,
     }
 
     /// An installed connector as `GET /v1/connectors` lists it.
@@ -195,6 +199,41 @@ pub mod integration_schemas {
         pub auth_status: String,
         /// When that was last seen.
         pub auth_status_at_ms: Option<i64>,
+        /// SHA-256 (hex) of the connector component the consent covers.
+        pub component_digest: Option<String>,
+        /// SHA-256 (hex) of the component installed now (none: not installed).
+        pub installed_digest: Option<String>,
+        /// `approved`, or `needs_approval` while the installed component asks for more than
+        /// was approved (a new host pattern, metric, secret key or scheme): nothing syncs
+        /// until an admin approves it (`POST …/approve`).
+        pub approval_status: String,
+        /// What the installed component adds to the approved grants (none when it is the
+        /// approved one).
+        pub grant_changes: Option<GrantChangesView>,
+    }
+
+    /// What an installed component adds to the grants an integration's consent covers.
+    #[derive(Serialize, ToSchema)]
+    pub struct GrantChangesView {
+        /// New host patterns.
+        pub added_hosts: Vec<String>,
+        /// New metrics, or metrics whose kind changed.
+        pub added_metrics: Vec<String>,
+        /// New secret keys.
+        pub added_secret_keys: Vec<String>,
+        /// The new authentication scheme, when it changed.
+        pub auth: Option<String>,
+        /// Other additions (config keys, log codes, cursor keys, contract version): shown
+        /// and audited, never a reason to pause.
+        pub other: Vec<String>,
+    }
+
+    /// `POST /v1/integrations/{connector}/approve`'s body.
+    #[derive(Serialize, ToSchema)]
+    pub struct ApproveBody {
+        /// The SHA-256 (hex) of the installed component being approved, as shown in
+        /// `installed_digest`: a different component installed meanwhile is not approved.
+        pub digest: String,
     }
 
     /// `GET /v1/integrations`' answer.

@@ -27,8 +27,14 @@ pub struct CheckArgs {
     #[arg(long = "config", value_parser = parse_key_value)]
     pub config: Vec<(String, String)>,
     /// A secret value, `key=value`; repeat for each key. Never shown to the connector.
+    /// Prefer `--secret-file` or `ONEUP_SECRET_<KEY>`: a command line is visible to other
+    /// users of the machine and kept in shell history.
     #[arg(long = "secret", value_parser = parse_key_value)]
     pub secret: Vec<(String, String)>,
+    /// A secret read from a file, `key=PATH` (the file's content, without a final newline);
+    /// repeat for each key.
+    #[arg(long = "secret-file", value_parser = parse_key_value, value_name = "KEY=PATH")]
+    pub secret_file: Vec<(String, String)>,
     /// The pseudonymisation key as 64 hex digits (default: a fresh random key, so the
     /// printed hashes differ between runs).
     #[arg(long, env = "ONEUP_CHECK_TENANT_KEY")]
@@ -60,12 +66,39 @@ pub struct CheckArgs {
     pub sandbox: SandboxArgs,
 }
 
+/// Adds the secrets of `--secret-file KEY=PATH` and of `ONEUP_SECRET_<KEY>` variables (the
+/// key in upper case: `ONEUP_SECRET_API_TOKEN` is `api_token`) to `--secret`'s. A key given
+/// twice is refused.
+fn gather_secrets(args: &mut CheckArgs, env: impl Iterator<Item = (String, String)>) -> anyhow::Result<()> {
+    let mut add = |key: String, value: String, from: &str| -> anyhow::Result<()> {
+        anyhow::ensure!(!args.secret.iter().any(|(k, _)| *k == key), "secret `{key}` is given twice (again {from})");
+        args.secret.push((key, value));
+        Ok(())
+    };
+    for (key, path) in std::mem::take(&mut args.secret_file) {
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read the secret file for `{key}`"))?;
+        let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_owned();
+        add(key, value, "in --secret-file")?;
+    }
+    for (name, value) in env {
+        if let Some(key) = name.strip_prefix("ONEUP_SECRET_").filter(|k| !k.is_empty()) {
+            add(key.to_ascii_lowercase(), value, &format!("in {name}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn parse_time_zone(name: &str) -> Result<crate::runtime::TimeZone, String> {
     crate::runtime::TimeZone::get(name).map_err(|_| format!("`{name}` is not an IANA time zone (e.g. Europe/Berlin)"))
 }
 
 /// Runs the check.
 pub async fn run(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Err(e) = gather_secrets(&mut args, std::env::vars()) {
+        eprintln!("error: {e:#}");
+        return Ok(ExitCode::from(2));
+    }
     // --record, --replay, --validate: see `super::toolkit`.
     let toolkit = match Toolkit::prepare(&mut args) {
         Ok(toolkit) => toolkit,
@@ -200,6 +233,12 @@ pub async fn run(mut args: CheckArgs) -> anyhow::Result<ExitCode> {
     }
     if stats.logs_dropped > 0 {
         eprintln!("  logs dropped (undeclared code): {}", stats.logs_dropped);
+    }
+    if stats.logs_capped + stats.log_fields_dropped + stats.warnings_suppressed > 0 {
+        eprintln!(
+            "  over the caps: {} log events, {} log fields, {} warnings (counted, not logged)",
+            stats.logs_capped, stats.log_fields_dropped, stats.warnings_suppressed
+        );
     }
     let table = table.lock().map_err(|_| anyhow::anyhow!("fact table lock poisoned"))?;
     eprintln!("  facts held:  {}", table.len());

@@ -3,6 +3,7 @@
 
 mod check;
 mod demo;
+mod describe;
 mod facts;
 mod fake;
 mod keys;
@@ -93,7 +94,11 @@ pub enum ConnectorCommand {
     /// Run one sync of a component against a live (usually fake) CRM and print every event
     /// it would emit as JSON lines on stdout, then a summary on stderr. The connector's
     /// free-text debug output and panic messages are shown here and nowhere in production.
-    Check(CheckArgs),
+    Check(Box<CheckArgs>),
+    /// Print a component's grants (hosts it may reach, metrics, config and secret keys,
+    /// auth scheme, log codes, cursor keys, contract version, host limits) and its sha256:
+    /// what to review before installing it. Nothing runs but its `describe` answer.
+    Describe(describe::DescribeArgs),
 }
 
 /// Settings shared by commands that run connectors.
@@ -155,7 +160,8 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
-        Command::Connector(ConnectorCommand::Check(args)) => check::run(args).await,
+        Command::Connector(ConnectorCommand::Check(args)) => check::run(*args).await,
+        Command::Connector(ConnectorCommand::Describe(args)) => describe::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => serve::migrate(args).await,

@@ -170,6 +170,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if sandbox.cache_dir.is_none() {
         sandbox.cache_dir = Some(PathBuf::from(".oneup/cache"));
     }
+    // Cached native code carries a MAC under a key derived from the master key.
+    sandbox.cache_key = Some(crate::runtime::CacheKey(store.derived_key("compile cache")));
     let runtime = Arc::new(Runtime::new(sandbox).context("failed to start the sandbox runtime")?);
     let registry = match &args.connectors {
         Some(dir) => Registry::install_dir(&runtime, dir).await.context("failed to install connectors")?,

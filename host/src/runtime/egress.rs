@@ -511,8 +511,9 @@ impl EgressPolicy {
     /// `%` and control characters; `.`, `..` and empty segments are refused (a single trailing
     /// `/` is allowed). Query pairs are percent-encoded by the host.
     pub fn build_url(&self, path: &str, query: &[(String, String)]) -> Result<Url, EgressError> {
-        check_path(path).map_err(denied)?;
-        check_query(query).map_err(denied)?;
+        // Per-request denials are logged by the session, a bounded number per sync.
+        check_path(path)?;
+        check_query(query)?;
 
         let mut full = String::with_capacity(self.prefix.len() + path.len());
         full.push_str(&self.prefix);
@@ -529,7 +530,7 @@ impl EgressPolicy {
         // Defence in depth: the checks above admit nothing the URL parser would reinterpret,
         // so the path must come out exactly as built and the origin must be the base's.
         if url.path() != full || !self.is_same_origin(&url) || url.fragment().is_some() {
-            return Err(denied(EgressError::OriginMismatch));
+            return Err(EgressError::OriginMismatch);
         }
         Ok(url)
     }
@@ -654,15 +655,15 @@ pub fn check_request_headers(headers: &[(String, String)]) -> Result<Vec<(String
     let mut out = Vec::with_capacity(headers.len());
     for (index, (name, value)) in headers.iter().enumerate() {
         let Some(slot) = ALLOWED_REQUEST_HEADERS.iter().position(|allowed| allowed.eq_ignore_ascii_case(name)) else {
-            return Err(denied(EgressError::HeaderNotAllowed { index }));
+            return Err(EgressError::HeaderNotAllowed { index });
         };
         if seen[slot] {
-            return Err(denied(EgressError::HeaderDuplicate { index }));
+            return Err(EgressError::HeaderDuplicate { index });
         }
         seen[slot] = true;
         let printable = value.bytes().all(|b| (0x20..=0x7e).contains(&b));
         if !printable || value.len() > MAX_HEADER_VALUE_LEN {
-            return Err(denied(EgressError::HeaderValueInvalid { index, len: value.len() }));
+            return Err(EgressError::HeaderValueInvalid { index, len: value.len() });
         }
         out.push((ALLOWED_REQUEST_HEADERS[slot].to_owned(), value.clone()));
     }

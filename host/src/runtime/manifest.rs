@@ -336,6 +336,144 @@ impl Manifest {
     }
 }
 
+/// What a connector may do, as an operator reviews it before installing it and an admin
+/// consents to when enabling it (like a browser extension's permissions): the hosts it may
+/// reach, the metrics it may write, the keys it is given, how it authenticates, what it may
+/// log and keep as a cursor, and the contract version. Stored with an integration's consent
+/// (as JSON) and compared when the installed component changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Grants {
+    /// The contract version the component was built against.
+    pub contract: String,
+    /// Host patterns a base URL may match.
+    pub allowed_hosts: BTreeSet<String>,
+    /// Metrics and their kinds (`count`, `money`).
+    pub metrics: std::collections::BTreeMap<String, MetricKind>,
+    /// Non-secret setting keys.
+    pub config_keys: BTreeSet<String>,
+    /// Secret setting keys.
+    pub secret_keys: BTreeSet<String>,
+    /// The authentication scheme with its keys, e.g. `api_key_header(x-api-token, api_token)`.
+    pub auth: String,
+    /// Declared log and error codes.
+    pub log_codes: BTreeSet<String>,
+    /// Declared cursor keys.
+    pub cursor_keys: BTreeSet<String>,
+}
+
+/// How a component's grants differ from the ones consented to. Only additions matter: a
+/// component that may do less than it was allowed needs no new consent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GrantChanges {
+    /// New host patterns.
+    pub added_hosts: Vec<String>,
+    /// New metrics, or metrics whose kind changed.
+    pub added_metrics: Vec<String>,
+    /// New secret keys.
+    pub added_secret_keys: Vec<String>,
+    /// The new authentication scheme, when it changed.
+    pub auth: Option<String>,
+    /// New config keys, log codes or cursor keys, and a changed contract version: shown
+    /// and audited, but they widen nothing the consent covers.
+    pub other: Vec<String>,
+}
+
+impl GrantChanges {
+    /// Whether the component may do more than was consented to (a new host pattern, metric,
+    /// secret key or scheme): the integration then waits for an admin's approval.
+    pub fn is_wider(&self) -> bool {
+        !self.added_hosts.is_empty()
+            || !self.added_metrics.is_empty()
+            || !self.added_secret_keys.is_empty()
+            || self.auth.is_some()
+    }
+
+    /// A one-line summary of counts, for audit records: `hosts+1 metrics+1`.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        for (what, n) in [
+            ("hosts", self.added_hosts.len()),
+            ("metrics", self.added_metrics.len()),
+            ("secret_keys", self.added_secret_keys.len()),
+            ("other", self.other.len()),
+        ] {
+            if n > 0 {
+                parts.push(format!("{what}+{n}"));
+            }
+        }
+        if self.auth.is_some() {
+            parts.push("auth_changed".to_owned());
+        }
+        if parts.is_empty() { "none".to_owned() } else { parts.join(" ") }
+    }
+}
+
+impl Grants {
+    /// What `self` (the installed component) adds to `approved`.
+    pub fn changes_from(&self, approved: &Grants) -> GrantChanges {
+        let added = |new: &BTreeSet<String>, old: &BTreeSet<String>| new.difference(old).cloned().collect::<Vec<_>>();
+        let mut other = Vec::new();
+        if self.contract != approved.contract {
+            other.push(format!("contract {}", self.contract));
+        }
+        other.extend(added(&self.config_keys, &approved.config_keys).into_iter().map(|k| format!("config key {k}")));
+        other.extend(added(&self.log_codes, &approved.log_codes).into_iter().map(|k| format!("log code {k}")));
+        other.extend(added(&self.cursor_keys, &approved.cursor_keys).into_iter().map(|k| format!("cursor key {k}")));
+        GrantChanges {
+            added_hosts: added(&self.allowed_hosts, &approved.allowed_hosts),
+            added_metrics: self
+                .metrics
+                .iter()
+                .filter(|(slug, kind)| approved.metrics.get(*slug) != Some(kind))
+                .map(|(slug, _)| slug.clone())
+                .collect(),
+            added_secret_keys: added(&self.secret_keys, &approved.secret_keys),
+            auth: (self.auth != approved.auth).then(|| self.auth.clone()),
+            other,
+        }
+    }
+
+    /// The stored form.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("grants serialise")
+    }
+
+    /// Reads the stored form.
+    pub fn from_json(json: &str) -> Option<Self> {
+        serde_json::from_str(json).ok()
+    }
+}
+
+impl AuthSpec {
+    /// The scheme with its keys, in one line.
+    pub fn describe(&self) -> String {
+        match self {
+            AuthSpec::None => "none".to_owned(),
+            AuthSpec::ApiKeyHeader { header, secret_key } => format!("api_key_header({header}, {secret_key})"),
+            AuthSpec::Oauth2Refresh { token_url_key } => format!("oauth2_refresh({token_url_key})"),
+            AuthSpec::BullhornSession { auth_url_key, login_url_key } => {
+                format!("bullhorn_session({auth_url_key}, {login_url_key})")
+            }
+        }
+    }
+}
+
+impl Manifest {
+    /// The component's grants.
+    pub fn grants(&self) -> Grants {
+        Grants {
+            contract: self.contract.clone(),
+            allowed_hosts: self.allowed_hosts.iter().cloned().collect(),
+            metrics: self.metrics.iter().map(|m| (m.slug.clone(), m.kind)).collect(),
+            config_keys: self.config.iter().map(|s| s.key.clone()).collect(),
+            secret_keys: self.secrets.iter().map(|s| s.key.clone()).collect(),
+            auth: self.auth.describe(),
+            log_codes: self.log_codes.iter().cloned().collect(),
+            cursor_keys: self.cursor_keys.iter().cloned().collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,5 +491,46 @@ mod tests {
         assert!(!is_semver("one"));
         assert!(is_connector_id("pipedrive"));
         assert!(!is_connector_id("Pipe Drive"));
+    }
+
+    fn grants() -> Grants {
+        Grants {
+            contract: "0.2.0".into(),
+            allowed_hosts: ["*.example.com".to_owned()].into(),
+            metrics: [("deals_won".to_owned(), MetricKind::Count)].into(),
+            config_keys: ["base_url".to_owned()].into(),
+            secret_keys: BTreeSet::new(),
+            auth: "none".into(),
+            log_codes: BTreeSet::new(),
+            cursor_keys: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn only_new_hosts_metrics_secret_keys_or_schemes_widen_the_grants() {
+        let old = grants();
+        assert!(!old.changes_from(&old).is_wider());
+        let mut narrower = old.clone();
+        narrower.allowed_hosts.clear();
+        assert!(!narrower.changes_from(&old).is_wider());
+        let mut other = old.clone();
+        other.log_codes.insert("new_code".into());
+        other.config_keys.insert("mode".into());
+        let changes = other.changes_from(&old);
+        assert!(!changes.is_wider());
+        assert_eq!(changes.other.len(), 2);
+        let mut host = old.clone();
+        host.allowed_hosts.insert("*.evil.example".into());
+        assert_eq!(host.changes_from(&old).added_hosts, ["*.evil.example"]);
+        let mut kind = old.clone();
+        kind.metrics.insert("deals_won".into(), MetricKind::Money);
+        assert_eq!(kind.changes_from(&old).added_metrics, ["deals_won"]);
+        let mut secret = old.clone();
+        secret.secret_keys.insert("token".into());
+        assert!(secret.changes_from(&old).is_wider());
+        let mut auth = old.clone();
+        auth.auth = "oauth2_refresh(token_url)".into();
+        assert_eq!(auth.changes_from(&old).summary(), "auth_changed");
+        assert_eq!(Grants::from_json(&old.to_json()), Some(old));
     }
 }

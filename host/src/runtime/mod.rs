@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -40,7 +40,10 @@ use self::egress::EgressPolicy;
 use self::http::{Credentials, HttpClient, HttpLimits};
 use self::manifest::{AuthSpec, Manifest, ManifestError};
 use self::session::{CommitPolicy, Committer, Limiter, Pending, Session, SyncState};
-pub use self::session::{CpuLimitExceeded, DebugSink, MemoryLimitExceeded, SinkFailed, SyncSink, SyncStats};
+pub use self::session::{
+    CpuLimitExceeded, DebugSink, MAX_LOG_EVENTS, MAX_LOG_FIELDS, MAX_WARNINGS, MemoryLimitExceeded, NOT_OPTED_IN,
+    SinkFailed, SyncSink, SyncStats,
+};
 use crate::ingest::SnapshotTracker;
 use crate::ingest::model::{Cursor, KeyedHash};
 use crate::ingest::pseudonym::{Domain, TenantKey};
@@ -54,6 +57,24 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 
 /// How often the epoch ticks; the unit of the CPU budget.
 const TICK: Duration = Duration::from_millis(10);
+
+/// Most handles (streams, pollables, ...) one instance may hold in its resource table: the
+/// table lives in host memory, outside the guest's memory limit.
+pub const MAX_HANDLES: usize = 4_096;
+
+/// The first bytes of a compile cache file (format version 1: magic, MAC, native code).
+const CACHE_MAGIC: &[u8; 8] = b"oneupcc1";
+
+/// The key that authenticates compiled artefacts in the compile cache (a MAC over each),
+/// so that only native code this host compiled is ever loaded. `Debug` hides it.
+#[derive(Clone)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(..)")
+    }
+}
 
 /// Bounds on one sandbox instance.
 #[derive(Debug, Clone)]
@@ -106,8 +127,12 @@ impl Default for SandboxLimits {
 /// Settings of a `Runtime`.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
-    /// Where compiled components are cached; none disables the cache.
+    /// Where compiled components are cached; none disables the cache. The folder is made
+    /// owner-only (0700) at start.
     pub cache_dir: Option<PathBuf>,
+    /// The key authenticating cached artefacts (the service derives it from its master
+    /// key). None: a random key per process, so nothing cached by another process is used.
+    pub cache_key: Option<CacheKey>,
     /// Per-instance bounds.
     pub limits: SandboxLimits,
     /// Outbound HTTP bounds.
@@ -154,6 +179,16 @@ pub enum LoadError {
     Io(String),
 }
 
+/// The compile cache folder cannot be made private.
+#[derive(Debug, thiserror::Error)]
+#[error("the compile cache folder {path} {problem}")]
+pub struct CacheDirError {
+    /// The folder.
+    pub path: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
 /// Why a sync (or roster call) did not complete. Carries codes, never connector text.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SyncError {
@@ -166,6 +201,9 @@ pub enum SyncError {
     /// The sync did not finish before its wall-clock deadline.
     #[error("the sync did not finish before its deadline")]
     Deadline,
+    /// The guest held more handles (streams, pollables) than an instance may.
+    #[error("the connector opened too many handles (at most {MAX_HANDLES})")]
+    HandleLimit,
     /// The guest trapped (a panic, an invalid operation).
     #[error("the connector trapped: {0}")]
     Trap(String),
@@ -202,6 +240,7 @@ impl SyncError {
             SyncError::CpuLimit => "cpu_limit".into(),
             SyncError::MemoryLimit => "memory_limit".into(),
             SyncError::Deadline => "deadline".into(),
+            SyncError::HandleLimit => "handle_limit".into(),
             SyncError::Trap(_) => "trap".into(),
             SyncError::Contract(v) => v.code().into(),
             SyncError::Connector { code, .. } => code.clone(),
@@ -223,6 +262,17 @@ pub enum SyncOutcome {
     /// the instant given (milliseconds since the Unix epoch) when the connector knows it
     /// (contract 0.2; always none from a 0.1 connector).
     BudgetExhausted(Option<i64>),
+}
+
+/// What a run sets around one sync: the rate gate it shares with its roster call (None: a
+/// gate of the sync's own) and the metrics the integration opted into (None: every metric
+/// the connector declares).
+#[derive(Default, Clone, Copy)]
+pub struct SyncScope<'a> {
+    /// The run's rate gate.
+    pub gate: Option<&'a Arc<http::RateGate>>,
+    /// The opted-in metrics.
+    pub opted_in: Option<&'a [String]>,
 }
 
 /// The result of one sync.
@@ -305,6 +355,7 @@ pub struct Runtime {
     linker: Linker<SyncState>,
     http: HttpClient,
     config: RuntimeConfig,
+    cache_key: CacheKey,
     _ticker: EpochTicker,
 }
 
@@ -324,6 +375,14 @@ impl Runtime {
     }
 
     fn with_http(config: RuntimeConfig, http: HttpClient) -> anyhow::Result<Self> {
+        if let Some(dir) = &config.cache_dir {
+            private_cache_dir(dir)?;
+        }
+        let cache_key = config.cache_key.clone().unwrap_or_else(|| {
+            let mut key = [0u8; 32];
+            getrandom::fill(&mut key).expect("the operating system's random source works");
+            CacheKey(key)
+        });
         let mut wasm = Config::new();
         wasm.epoch_interruption(true);
         wasm.wasm_component_model(true);
@@ -354,7 +413,7 @@ impl Runtime {
                 }
             })?;
         }
-        Ok(Self { engine, linker, http, config, _ticker: EpochTicker { stop } })
+        Ok(Self { engine, linker, http, config, cache_key, _ticker: EpochTicker { stop } })
     }
 
     /// The settings in force.
@@ -406,19 +465,33 @@ impl Runtime {
         std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut HashWriter(&mut hasher));
         let key = hex::encode(&hasher.finalize()[..16]);
         let path = dir.join(format!("{key}.cwasm"));
-        if path.is_file() {
-            // SAFETY: the cache holds only files this host wrote with `precompile_component`
-            // of the same engine configuration (the file name hashes the compatibility key).
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(error = %e, path = %path.display(), "ignoring unreadable compile cache entry"),
+        if let Ok(stored) = std::fs::read(&path) {
+            match self.cache_open(&key, &stored) {
+                // SAFETY: the MAC proves this host (holding the cache key) wrote these bytes
+                // with `precompile_component` for this component and engine configuration
+                // (the name, bound into the MAC, hashes both).
+                Some(native) => match unsafe { Component::deserialize(&self.engine, native) } {
+                    Ok(c) => return Ok(c),
+                    Err(e) => tracing::warn!(error = %e, "ignoring an unusable compile cache entry; recompiling"),
+                },
+                None => tracing::warn!(
+                    entry = %key,
+                    "refusing a compile cache entry that this host did not write (no valid MAC); recompiling"
+                ),
             }
         }
         let compiled = self.engine.precompile_component(bytes).map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
         let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
-            std::fs::write(&tmp, &compiled)?;
+            let mut nonce = [0u8; 8];
+            getrandom::fill(&mut nonce).map_err(std::io::Error::other)?;
+            let tmp = dir.join(format!("{key}.{}.{}.tmp", std::process::id(), hex::encode(nonce)));
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
+            std::io::Write::write_all(&mut file, &self.cache_seal(&key, &compiled))?;
+            drop(file);
             std::fs::rename(&tmp, &path)
         };
         if let Err(e) = write() {
@@ -426,6 +499,41 @@ impl Runtime {
         }
         // SAFETY: `compiled` was produced just now by this engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| LoadError::Invalid(format!("{e:#}")))
+    }
+
+    /// A cache file: [`CACHE_MAGIC`], an HMAC-SHA-256 under the cache key of the entry's
+    /// name and the native code, then the native code.
+    fn cache_seal(&self, name: &str, native: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CACHE_MAGIC.len() + 32 + native.len());
+        out.extend_from_slice(CACHE_MAGIC);
+        out.extend_from_slice(&self.cache_mac(name, native));
+        out.extend_from_slice(native);
+        out
+    }
+
+    /// The native code of a cache file whose MAC verifies, or none.
+    fn cache_open<'a>(&self, name: &str, stored: &'a [u8]) -> Option<&'a [u8]> {
+        let rest = stored.strip_prefix(CACHE_MAGIC)?;
+        if rest.len() < 32 {
+            return None;
+        }
+        let (tag, native) = rest.split_at(32);
+        let mut mac = self.cache_hmac(name);
+        hmac::Mac::update(&mut mac, native);
+        hmac::Mac::verify_slice(mac, tag).ok().map(|()| native)
+    }
+
+    fn cache_hmac(&self, name: &str) -> hmac::Hmac<Sha256> {
+        let mut mac = <hmac::Hmac<Sha256> as hmac::Mac>::new_from_slice(&self.cache_key.0).expect("any key length");
+        hmac::Mac::update(&mut mac, name.as_bytes());
+        hmac::Mac::update(&mut mac, &[0]);
+        mac
+    }
+
+    fn cache_mac(&self, name: &str, native: &[u8]) -> [u8; 32] {
+        let mut mac = self.cache_hmac(name);
+        hmac::Mac::update(&mut mac, native);
+        hmac::Mac::finalize(mac).into_bytes().into()
     }
 
     /// Reads the contract version from the component's imports, before instantiating.
@@ -456,13 +564,21 @@ impl Runtime {
 
     fn store_for(&self, _c: Option<&LoadedConnector>, session: Session) -> Store<SyncState> {
         let mut wasi = WasiCtxBuilder::new();
+        // No network through WASI, whatever the defaults: connectors reach their CRM only
+        // through `host.http-get` and its egress guard.
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }));
         if self.config.inherit_stderr {
             wasi.inherit_stderr();
         }
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         let cpu_ticks = (self.config.limits.cpu_time.as_millis() / TICK.as_millis()).max(1) as u64;
         let state = SyncState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter { memory_bytes: self.config.limits.memory_bytes },
             cpu_ticks_left: cpu_ticks,
             session,
@@ -583,6 +699,9 @@ impl Runtime {
             stats: SyncStats::default(),
             violation: None,
             debug: setup.debug,
+            opted_in: None,
+            logged: 0,
+            warned: 0,
         })
     }
 
@@ -623,6 +742,9 @@ impl Runtime {
             stats: SyncStats::default(),
             violation: None,
             debug: None,
+            opted_in: None,
+            logged: 0,
+            warned: 0,
         }
     }
 
@@ -640,22 +762,27 @@ impl Runtime {
         since: Option<&Cursor>,
         sink: Box<dyn SyncSink>,
     ) -> SyncReport {
-        self.sync_paced(connector, setup, since, sink, None).await
+        self.sync_with(connector, setup, since, sink, SyncScope::default()).await
     }
 
-    /// [`Runtime::sync`] with the run's [`http::RateGate`] (shared with its roster call).
-    pub async fn sync_paced(
+    /// [`Runtime::sync`] within a run's [`SyncScope`]: its [`http::RateGate`] (shared with
+    /// its roster call) and the metrics the integration opted into (changes to others are
+    /// dropped and counted as rejected, [`NOT_OPTED_IN`]).
+    pub async fn sync_with(
         &self,
         connector: &LoadedConnector,
         setup: IntegrationSetup,
         since: Option<&Cursor>,
         sink: Box<dyn SyncSink>,
-        gate: Option<Arc<http::RateGate>>,
+        scope: SyncScope<'_>,
     ) -> SyncReport {
         let started = Instant::now();
         let mut sink = Some(sink);
-        let session = match self.session_for(connector, setup, None, gate) {
-            Ok(s) => s,
+        let session = match self.session_for(connector, setup, None, scope.gate.cloned()) {
+            Ok(mut s) => {
+                s.opted_in = scope.opted_in.map(|m| Arc::new(m.iter().cloned().collect()));
+                s
+            }
             Err(e) => {
                 return SyncReport {
                     result: Err(e),
@@ -705,6 +832,16 @@ impl Runtime {
             tracing::warn!(connector = %connector.manifest.id, error = %e, "committing up to the last checkpoint of a failed sync failed");
         }
         let stats = session.stats.clone();
+        if stats.logs_capped + stats.log_fields_dropped + stats.warnings_suppressed > 0 {
+            // One line for everything the caps held back.
+            tracing::warn!(
+                connector = %connector.manifest.id,
+                logs_capped = stats.logs_capped,
+                log_fields_dropped = stats.log_fields_dropped,
+                warnings_suppressed = stats.warnings_suppressed,
+                "connector output over the per-sync caps was counted, not logged"
+            );
+        }
         let sink = session.commits.take_sink().expect("the sink is back once every commit has landed");
         let duration = started.elapsed();
         match &result {
@@ -775,6 +912,43 @@ impl Runtime {
     }
 }
 
+/// Creates the compile cache folder owner-only (0700), or checks an existing one: one that
+/// its group or others may access is made owner-only with a warning; one that cannot be
+/// (another user's) is refused, since whoever can write there could plant native code.
+fn private_cache_dir(dir: &Path) -> Result<(), CacheDirError> {
+    let fail = |problem: String| CacheDirError { path: dir.display().to_string(), problem };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| fail(format!("cannot be created: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(dir).map_err(|e| fail(format!("cannot be read: {e}")))?;
+        // Who this process is: the owner of a file it creates there.
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| fail(format!("cannot be checked: {e}")))?;
+        let probe = dir.join(format!(".owner-{}-{}", std::process::id(), hex::encode(nonce)));
+        std::fs::write(&probe, b"").map_err(|e| fail(format!("is not writable: {e}")))?;
+        let me = std::fs::metadata(&probe).map(|m| m.uid());
+        let _ = std::fs::remove_file(&probe);
+        if me.map_err(|e| fail(format!("cannot be checked: {e}")))? != meta.uid() {
+            return Err(fail("belongs to another user: use a folder of the service's own user".to_owned()));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                path = %dir.display(),
+                mode = format!("{:o}", meta.permissions().mode() & 0o777),
+                "the compile cache folder was accessible to others; made owner-only (0700)"
+            );
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| fail(format!("cannot be made owner-only: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
 fn looks_like_email(s: &str) -> bool {
     s.len() <= 254
         && s.split_once('@')
@@ -790,6 +964,9 @@ fn classify(err: wasmtime::Error) -> SyncError {
     }
     if err.downcast_ref::<MemoryLimitExceeded>().is_some() {
         return SyncError::MemoryLimit;
+    }
+    if matches!(err.downcast_ref::<wasmtime::component::ResourceTableError>(), Some(ResourceTableError::Full)) {
+        return SyncError::HandleLimit;
     }
     if let Some(SinkFailed(msg)) = err.downcast_ref::<SinkFailed>() {
         return SyncError::Commit(msg.clone());

@@ -81,7 +81,26 @@ pub struct SyncStats {
     pub logs_dropped: u64,
     /// Debug messages dropped (production has no debug sink).
     pub debug_dropped: u64,
+    /// Log events past the per-sync cap ([`MAX_LOG_EVENTS`]): counted, not logged.
+    pub logs_capped: u64,
+    /// Fields dropped from log events past the per-event cap ([`MAX_LOG_FIELDS`]).
+    pub log_fields_dropped: u64,
+    /// Per-request warnings (denied requests, refused emits) past the per-sync cap
+    /// ([`MAX_WARNINGS`]): counted, not logged.
+    pub warnings_suppressed: u64,
 }
+
+/// Most log events of a connector one sync writes to the host's log; the rest are counted.
+pub const MAX_LOG_EVENTS: u64 = 1_000;
+/// Most fields one log event keeps (the first ones declared); the rest are dropped and
+/// counted.
+pub const MAX_LOG_FIELDS: usize = 8;
+/// Most per-request warnings (a denied request, a refused emit) one sync writes to the
+/// host's log; the rest are counted.
+pub const MAX_WARNINGS: u64 = 20;
+
+/// The rejection code of a change to a metric the integration did not opt into.
+pub const NOT_OPTED_IN: &str = "metric_not_opted_in";
 
 impl SyncStats {
     /// Changes accepted, upserts and retractions.
@@ -307,6 +326,12 @@ pub(crate) struct Session {
     /// The first contract violation; once set, nothing more is accepted or committed.
     pub(crate) violation: Option<ContractViolation>,
     pub(crate) debug: Option<DebugSink>,
+    /// The metrics the integration opted into; changes to others are dropped and counted.
+    /// None: every declared metric (the check tool).
+    pub(crate) opted_in: Option<Arc<std::collections::BTreeSet<String>>>,
+    /// Log events and per-request warnings written so far (see the caps above).
+    pub(crate) logged: u64,
+    pub(crate) warned: u64,
 }
 
 /// The data of one sandbox `Store`.
@@ -325,9 +350,22 @@ impl WasiView for SyncState {
 }
 
 impl Session {
+    /// Whether one more per-request warning may be logged in this sync; counts it if not.
+    fn may_warn(&mut self) -> bool {
+        if self.warned < MAX_WARNINGS {
+            self.warned += 1;
+            true
+        } else {
+            self.stats.warnings_suppressed += 1;
+            false
+        }
+    }
+
     fn refuse(&mut self, violation: ContractViolation, changes: u64) -> ContractViolation {
         *self.stats.rejected.entry(violation.code().to_owned()).or_default() += changes.max(1);
-        tracing::warn!(connector = %self.manifest.id, code = violation.code(), changes, "connector broke the contract");
+        if self.may_warn() {
+            tracing::warn!(connector = %self.manifest.id, code = violation.code(), changes, "connector broke the contract");
+        }
         if self.violation.is_none() {
             self.violation = Some(violation);
         }
@@ -413,7 +451,9 @@ impl Session {
             Ok(url) => url,
             Err(err) => {
                 self.stats.http_denied += 1;
-                tracing::debug!(connector = %self.manifest.id, code = err.code(), "egress denied");
+                if self.may_warn() {
+                    tracing::warn!(connector = %self.manifest.id, reason = err.code(), detail = %err, "egress denied");
+                }
                 return Err(HttpFailure::Denied);
             }
         };
@@ -421,7 +461,9 @@ impl Session {
             Ok(h) => h,
             Err(err) => {
                 self.stats.http_denied += 1;
-                tracing::debug!(connector = %self.manifest.id, code = err.code(), "egress denied");
+                if self.may_warn() {
+                    tracing::warn!(connector = %self.manifest.id, reason = err.code(), detail = %err, "egress denied");
+                }
                 return Err(HttpFailure::Denied);
             }
         };
@@ -442,12 +484,25 @@ impl Session {
         if changes.len() > max {
             return Err(self.refuse(ContractViolation::BatchTooLarge { len: changes.len(), max }, n));
         }
-        let accepted = match validator.validate_batch(changes, now_ms()) {
+        let mut accepted = match validator.validate_batch(changes, now_ms()) {
             Ok(accepted) => accepted,
             Err(v) => return Err(self.refuse(v, n)),
         };
-        for (reason, count) in accepted.rejected {
+        for (reason, count) in std::mem::take(&mut accepted.rejected) {
             *self.stats.rejected.entry(reason.code().to_owned()).or_default() += count;
+        }
+        if let Some(opted_in) = &self.opted_in {
+            // A declared metric the integration did not opt into: dropped and counted, like
+            // a data problem (the connector may declare more than this tenant consented to).
+            let before = accepted.changes.len();
+            accepted.changes.retain(|change| match change {
+                Change::Upsert(fact) => opted_in.contains(&fact.metric),
+                Change::Retract { metric, .. } => opted_in.contains(metric),
+            });
+            let dropped = (before - accepted.changes.len()) as u64;
+            if dropped > 0 {
+                *self.stats.rejected.entry(NOT_OPTED_IN.to_owned()).or_default() += dropped;
+            }
         }
         // The contract's limit counts what was emitted since the connector's last
         // checkpoint; what the host holds across checkpoints is bounded by its commit
@@ -518,13 +573,28 @@ impl Session {
     }
 
     /// `host.log`: declared codes only, declared field names only.
+    /// At most [`MAX_LOG_EVENTS`] events per sync reach the log (the rest are counted), each
+    /// with at most [`MAX_LOG_FIELDS`] fields (the first declared ones; the rest are dropped
+    /// and counted): numbers can carry any text, so their volume is what is bounded.
     pub(crate) fn log(&mut self, level: LogLevel, code: &str, fields: &[(String, i64)]) {
         if !self.manifest.declares_code(code) {
             self.stats.logs_dropped += 1;
             return;
         }
-        let fields: BTreeMap<&str, i64> =
-            fields.iter().filter(|(k, _)| self.manifest.declares_code(k)).map(|(k, v)| (k.as_str(), *v)).collect();
+        if self.logged >= MAX_LOG_EVENTS {
+            self.stats.logs_capped += 1;
+            return;
+        }
+        self.logged += 1;
+        let mut kept: BTreeMap<&str, i64> = BTreeMap::new();
+        for (k, v) in fields.iter().filter(|(k, _)| self.manifest.declares_code(k)) {
+            if kept.len() < MAX_LOG_FIELDS || kept.contains_key(k.as_str()) {
+                kept.insert(k.as_str(), *v);
+            } else {
+                self.stats.log_fields_dropped += 1;
+            }
+        }
+        let fields = kept;
         let fields = serde_json::to_string(&fields).unwrap_or_default();
         let connector = self.manifest.id.as_str();
         match level {

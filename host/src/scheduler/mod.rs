@@ -40,7 +40,7 @@ pub use self::sink::StoreSink;
 use crate::ingest::model::{Change, Cursor, Snapshot};
 use crate::runtime::http::{PaceLedger, RateGate};
 use crate::runtime::registry::Registry;
-use crate::runtime::{BoxFuture, IntegrationSetup, Runtime, SyncError, SyncOutcome, SyncSink, SyncStats, TimeZone};
+use crate::runtime::{BoxFuture, IntegrationSetup, Runtime, SyncError, SyncOutcome, SyncScope, SyncSink, SyncStats, TimeZone};
 use crate::store::{Lease, RunReason, Store, StoreError, TenantId};
 
 /// How long after a budget-exhausted sync the next one is due when the connector gave no
@@ -481,6 +481,9 @@ async fn sync_with(
     let Some(connector) = inner.registry.get(&lease.connector_id) else {
         return Err(fail("connector_not_installed"));
     };
+    if !component_approved(store, tenant, &integration, connector).await.map_err(|e| fail(e.code()))? {
+        return Err(fail("needs_approval"));
+    }
     let secrets = store.integration_secrets(tenant, &lease.connector_id).await.map_err(|e| fail(e.code()))?;
     let tenant_key = store.tenant_key(tenant).await.map_err(|e| fail(e.code()))?;
     let zone = store.tenant(tenant).await.map_err(|e| fail(e.code()))?.timezone;
@@ -513,9 +516,9 @@ async fn sync_with(
 
     let (sink, committed) = StoreSink::new(store.clone(), lease.clone());
     let sink = Announcing { sink, changes: inner.changes.clone(), tenant, connector_id: lease.connector_id.clone() };
-    let report = inner
-        .runtime
-        .sync_paced(connector, setup(), integration.cursor.as_ref(), Box::new(sink), Some(gate.clone()))
+    // Only the metrics the integration opted into are kept.
+    let scope = SyncScope { gate: Some(gate), opted_in: Some(&integration.metrics) };
+    let report = inner.runtime.sync_with(connector, setup(), integration.cursor.as_ref(), Box::new(sink), scope)
         .await;
     let uncommitted = committed.uncommitted(&report.stats);
     if report.snapshot_skipped {
@@ -534,6 +537,49 @@ async fn sync_with(
         Err(SyncError::Commit(_)) => Err(("commit_failed".to_owned(), uncommitted)),
         Err(e) => Err((e.code(), uncommitted)),
     }
+}
+
+/// Whether the installed component is covered by the integration's consent, recording it
+/// when it is: the approved one; or another whose grants are no wider (the change is
+/// audited); or the first one seen by an integration enabled before components were
+/// recorded. A component asking for more (a new host pattern, metric, secret key or
+/// scheme) pauses the integration until an admin approves it (audited).
+async fn component_approved(
+    store: &Store,
+    tenant: TenantId,
+    integration: &crate::store::Integration,
+    connector: &crate::runtime::LoadedConnector,
+) -> Result<bool, StoreError> {
+    let installed = connector.digest_hex();
+    let id = &integration.connector_id;
+    if integration.component_digest.as_deref() == Some(installed.as_str()) && integration.approval_digest.is_none() {
+        return Ok(true);
+    }
+    let grants = connector.manifest().grants();
+    let approved = integration.component_grants.as_deref().and_then(crate::runtime::manifest::Grants::from_json);
+    let audit = |action: &'static str, subject: String| async move {
+        let entry = crate::store::AuditEntry { actor: crate::store::Actor::System, action, subject: &subject };
+        store.append_audit(tenant, &entry).await
+    };
+    let short = |d: Option<&str>| d.map(|d| d.chars().take(16).collect::<String>()).unwrap_or_else(|| "none".into());
+    let from = short(integration.component_digest.as_deref());
+    let to = short(Some(&installed));
+    let changes = approved.as_ref().map(|a| grants.changes_from(a));
+    if changes.as_ref().is_some_and(|c| c.is_wider()) {
+        let changes = changes.expect("checked");
+        if integration.approval_digest.as_deref() != Some(installed.as_str()) {
+            store.mark_needs_approval(tenant, id, &installed).await?;
+            audit("integration.needs_approval", format!("{id} {from}->{to} wider: {}", changes.summary())).await?;
+            tracing::warn!(connector = %id, wider = %changes.summary(), "the installed component asks for more than was approved; the integration waits for an admin's approval");
+        }
+        return Ok(false);
+    }
+    store.record_component(tenant, id, &installed, &grants.to_json()).await?;
+    let action = if approved.is_none() { "integration.component_recorded" } else { "integration.component_changed" };
+    let summary = changes.map(|c| c.summary()).unwrap_or_else(|| "first record".into());
+    audit(action, format!("{id} {from}->{to} changes: {summary}")).await?;
+    tracing::info!(connector = %id, "the installed component changed within the approved grants");
+    Ok(true)
 }
 
 /// A [`StoreSink`] that announces each successful commit on the change feed.

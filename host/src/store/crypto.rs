@@ -105,6 +105,16 @@ impl MasterKey {
         mac.finalize().into_bytes().into()
     }
 
+    /// A 32-byte key for another purpose (e.g. the compile cache's MAC), derived with
+    /// HMAC-SHA-256 under the master key, so that it never has to be stored.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+        mac.update(b"oneup derived key\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Encrypts `plaintext`, bound to `aad`.
     pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let nonce: [u8; NONCE_LEN] = random_bytes();

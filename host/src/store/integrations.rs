@@ -86,6 +86,14 @@ pub struct Integration {
     pub auth_status: AuthStatus,
     /// When the status last became what it is, if it is not `ok`.
     pub auth_status_at_ms: Option<i64>,
+    /// SHA-256 (hex) of the connector component the consent covers (none: enabled before
+    /// components were recorded; the first sync records the installed one).
+    pub component_digest: Option<String>,
+    /// The grants of that component (JSON, as the runtime writes them).
+    pub component_grants: Option<String>,
+    /// Set while the installed component (this digest) asks for more than was approved:
+    /// nothing is queued until an admin approves it.
+    pub approval_digest: Option<String>,
 }
 
 /// Whether an integration's credentials work, as far as the host knows.
@@ -125,11 +133,16 @@ pub struct EnableIntegration<'a> {
     pub sync_interval_secs: u64,
     /// The admin giving the consent.
     pub enabled_by: UserId,
+    /// SHA-256 (hex) of the component consented to (none: the first sync records the
+    /// installed one).
+    pub component_digest: Option<&'a str>,
+    /// Its grants (JSON).
+    pub component_grants: Option<&'a str>,
 }
 
 const SELECT_INTEGRATION: &str = "SELECT connector_id, enabled, config, metrics, cursor, sync_interval_secs, \
-     enabled_by, enabled_at, disabled_at, next_sync_at, secrets IS NOT NULL, auth_status, auth_status_at \
-     FROM integrations";
+     enabled_by, enabled_at, disabled_at, next_sync_at, secrets IS NOT NULL, auth_status, auth_status_at, \
+     component_digest, component_grants, approval_digest FROM integrations";
 
 type IntegrationRow = (
     String,
@@ -145,6 +158,9 @@ type IntegrationRow = (
     bool,
     Option<String>,
     Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
 );
 
 fn integration_from_row(row: IntegrationRow) -> Result<Integration, StoreError> {
@@ -162,6 +178,9 @@ fn integration_from_row(row: IntegrationRow) -> Result<Integration, StoreError> 
         secrets,
         auth_status,
         auth_status_at,
+        component_digest,
+        component_grants,
+        approval_digest,
     ) = row;
     let auth_status = match auth_status.as_deref() {
         None => AuthStatus::Ok,
@@ -182,6 +201,9 @@ fn integration_from_row(row: IntegrationRow) -> Result<Integration, StoreError> 
         has_secrets: secrets,
         auth_status,
         auth_status_at_ms: auth_status_at,
+        component_digest,
+        component_grants,
+        approval_digest,
     })
 }
 
@@ -220,14 +242,17 @@ impl Store {
         on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO integrations (tenant_id, connector_id, enabled, config, secrets, cursor, \
-                 sync_interval_secs, metrics, enabled_by, enabled_at, disabled_at, next_sync_at) \
-                 VALUES ($1, $2, TRUE, $3, $4, NULL, $5, $6, $7, $8, NULL, $8) \
+                 sync_interval_secs, metrics, enabled_by, enabled_at, disabled_at, next_sync_at, \
+                 component_digest, component_grants, approval_digest) \
+                 VALUES ($1, $2, TRUE, $3, $4, NULL, $5, $6, $7, $8, NULL, $8, $9, $10, NULL) \
                  ON CONFLICT (tenant_id, connector_id) DO UPDATE SET enabled = TRUE, config = excluded.config, \
                  secrets = excluded.secrets, \
                  cursor = CASE WHEN integrations.config = excluded.config THEN integrations.cursor ELSE NULL END, \
                  sync_interval_secs = excluded.sync_interval_secs, metrics = excluded.metrics, \
                  enabled_by = excluded.enabled_by, enabled_at = excluded.enabled_at, disabled_at = NULL, \
-                 next_sync_at = excluded.next_sync_at, auth_status = NULL, auth_status_at = NULL",
+                 next_sync_at = excluded.next_sync_at, auth_status = NULL, auth_status_at = NULL, \
+                 component_digest = excluded.component_digest, component_grants = excluded.component_grants, \
+                 approval_digest = NULL",
             )
             .bind(tenant.as_uuid())
             .bind(enable.connector_id)
@@ -237,11 +262,113 @@ impl Store {
             .bind(&metrics)
             .bind(enable.enabled_by.as_uuid())
             .bind(now)
+            .bind(enable.component_digest)
+            .bind(enable.component_grants)
             .execute(pool)
             .await
             .map_err(not_found_on_foreign_key("tenant"))?;
         });
         self.integration(tenant, enable.connector_id).await
+    }
+
+    /// Records the component an integration's consent now covers: the installed one when
+    /// its grants are no wider than the approved ones (or none were recorded yet). Clears a
+    /// pending approval.
+    pub async fn record_component(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        digest: &str,
+        grants: &str,
+    ) -> Result<(), StoreError> {
+        let done = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE integrations SET component_digest = $3, component_grants = $4, approval_digest = NULL \
+                 WHERE tenant_id = $1 AND connector_id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(digest)
+            .bind(grants)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotFound { what: "integration" });
+        }
+        Ok(())
+    }
+
+    /// Pauses an integration until an admin approves the installed component `digest`,
+    /// which asks for more than was approved: the scheduler queues nothing for it, and its
+    /// queued runs fail with `needs_approval`.
+    pub async fn mark_needs_approval(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let done = sqlx::query(
+                "UPDATE integrations SET approval_digest = $3 WHERE tenant_id = $1 AND connector_id = $2",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if done == 0 {
+                return Err(StoreError::NotFound { what: "integration" });
+            }
+            sqlx::query(
+                "UPDATE sync_runs SET status = 'failed', error_code = 'needs_approval', finished_at = $3 \
+                 WHERE tenant_id = $1 AND connector_id = $2 AND status = 'queued'",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// An admin approves the installed component `digest` with its `grants` and the
+    /// metrics now consented to: the consent covers it from now on, the pause ends and a
+    /// sync is due at once. [`StoreError::NotFound`] unless the integration is enabled.
+    pub async fn approve_component(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+        digest: &str,
+        grants: &str,
+        metrics: &[String],
+    ) -> Result<Integration, StoreError> {
+        let metrics = serde_json::to_string(metrics).expect("a list of strings serialises");
+        let done = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE integrations SET component_digest = $3, component_grants = $4, metrics = $5, \
+                 approval_digest = NULL, next_sync_at = $6 WHERE tenant_id = $1 AND connector_id = $2 AND enabled",
+            )
+            .bind(tenant.as_uuid())
+            .bind(connector_id)
+            .bind(digest)
+            .bind(grants)
+            .bind(&metrics)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::NotFound { what: "integration" });
+        }
+        self.integration(tenant, connector_id).await
     }
 
     /// Disables an integration: its secrets are destroyed (the column set to NULL, not just

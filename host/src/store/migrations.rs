@@ -32,6 +32,7 @@ const POSTGRES: &[Embedded] = &[
     (9, "leaderboard cache", include_str!("../../migrations/postgres/0009_leaderboard_cache.sql")),
     (10, "facts by owner", include_str!("../../migrations/postgres/0010_facts_by_owner.sql")),
     (12, "identity and master key", include_str!("../../migrations/postgres/0012_identity_and_master_key.sql")),
+    (13, "component approval", include_str!("../../migrations/postgres/0013_component_approval.sql")),
     (14, "runs truth", include_str!("../../migrations/postgres/0014_runs_truth.sql")),
 ];
 
@@ -48,6 +49,7 @@ const SQLITE: &[Embedded] = &[
     (9, "leaderboard cache", include_str!("../../migrations/sqlite/0009_leaderboard_cache.sql")),
     (10, "facts by owner", include_str!("../../migrations/sqlite/0010_facts_by_owner.sql")),
     (12, "identity and master key", include_str!("../../migrations/sqlite/0012_identity_and_master_key.sql")),
+    (13, "component approval", include_str!("../../migrations/sqlite/0013_component_approval.sql")),
     (14, "runs truth", include_str!("../../migrations/sqlite/0014_runs_truth.sql")),
 ];
 

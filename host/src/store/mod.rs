@@ -198,6 +198,11 @@ fn create_owner_only(path: &std::path::Path) -> Result<(), StoreError> {
 }
 
 impl Store {
+    /// A key derived from the master key for `purpose` (see [`MasterKey::derive`]).
+    pub fn derived_key(&self, purpose: &str) -> [u8; 32] {
+        self.key.derive(purpose)
+    }
+
     /// Connects to `url` and applies the embedded migrations.
     ///
     /// `postgres://…` (or `postgresql://…`) opens a Postgres pool; `sqlite:…` an SQLite one,

@@ -341,7 +341,7 @@ impl Store {
         let due: Vec<(Uuid, String, i64)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT tenant_id, connector_id, sync_interval_secs FROM integrations \
-                 WHERE enabled AND next_sync_at <= $1 AND auth_status IS NULL ORDER BY next_sync_at LIMIT $2",
+                 WHERE enabled AND next_sync_at <= $1 AND auth_status IS NULL AND approval_digest IS NULL ORDER BY next_sync_at LIMIT $2",
             )
             .bind(now)
             .bind(i64::from(limit))

@@ -30,6 +30,14 @@
 //! | `bad-snapshot:<rule>` | emits `bs-1`, then breaks a snapshot rule: `undeclared` (metric `secret_metric`), `no-metrics`, `seventeen-metrics`, `empty-window` (from = to), `reversed-window`, `twice` (a second begin while one is open), `end-without-begin` |
 //! | `budget` | emits `bu-1`, checkpoints, ends `budget-exhausted` without a resume time |
 //! | `budget-in:<minutes>` | as `budget`, with the resume time the host clock plus `<minutes>` (may be negative) |
+//! | `log-flood` | logs [`FLOOD_EVENTS`] events under the code `flood`, each with 12 declared fields `n0`..`n11` (numbers spelling a name), then emits `lf-1`, checkpoints, completes |
+//! | `socket:<port>` | tries WASI sockets: a TCP connect to `127.0.0.1:<port>`, a UDP bind, a name lookup of `localhost`; if any works it emits `socket-open` and completes, else fails with `denied` |
+//! | `handle-flood` | asks WASI for a new stdin stream and a pollable on it, 1,000,000 times, never dropping one |
+//! | `refused-emits` | emits an undeclared metric 10,000 times (each refused), then completes |
+//!
+//! Built with the feature `wider` (the crate `oneup-hostile-connector-wider`), the same
+//! connector declares one more allowed host ([`WIDER_HOST`]) and metric (`extra_metric`):
+//! a swapped binary asking for more than was approved.
 //!
 //! An unknown mode fails with the code `bad_config`. The roster, whatever the mode, is one
 //! entry: CRM user `u-1` with e-mail `hostile.user@example.com`.
@@ -57,6 +65,15 @@ pub const OWNER: &str = "u-1";
 
 /// The code a sync fails with when the host denies its request.
 pub const DENIED: &str = "denied";
+
+/// How many log events `log-flood` writes.
+pub const FLOOD_EVENTS: u32 = 5_000;
+
+/// The extra host pattern of the `wider` build.
+pub const WIDER_HOST: &str = "*.wider.example";
+
+/// The log field names it declares (as log codes), for `log-flood`.
+const FIELDS: [&str; 12] = ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "n10", "n11"];
 
 /// The one cursor key it declares.
 pub const CURSOR_KEY: &str = "position";
@@ -119,9 +136,48 @@ fn probe(ctx: &mut Ctx<'_>, request: &HttpRequest) -> Result<SyncOutcome, Connec
     }
 }
 
+/// Tries every way out through WASI sockets; true if any worked.
+fn sockets_work(port: u16) -> bool {
+    use std::net::ToSocketAddrs;
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").is_ok();
+    let lookup = ("localhost", port).to_socket_addrs().is_ok_and(|mut a| a.next().is_some());
+    tcp || udp || lookup
+}
+
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "wasi:cli/stdin@0.2.0")]
+unsafe extern "C" {
+    /// `get-stdin: func() -> input-stream`: a new handle on every call.
+    #[link_name = "get-stdin"]
+    fn get_stdin() -> i32;
+}
+
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "wasi:io/streams@0.2.0")]
+unsafe extern "C" {
+    /// `[method]input-stream.subscribe: func(self: borrow<input-stream>) -> pollable`.
+    #[link_name = "[method]input-stream.subscribe"]
+    fn subscribe(stream: i32) -> i32;
+}
+
+/// Creates handles (streams and pollables) in a loop and never drops them.
+fn handle_flood() {
+    #[cfg(target_arch = "wasm32")]
+    for _ in 0..1_000_000u32 {
+        // SAFETY: plain WASI calls with a handle the host just gave.
+        unsafe {
+            let stream = get_stdin();
+            std::hint::black_box(subscribe(stream));
+        }
+    }
+}
+
 impl Connector for Hostile {
     fn describe() -> Descriptor {
-        Descriptor::new("hostile", env!("CARGO_PKG_VERSION"))
+        let mut codes = vec![DENIED, "flood"];
+        codes.extend(FIELDS);
+        let d = Descriptor::new("hostile", env!("CARGO_PKG_VERSION"))
             .with_config(Setting::required("base_url"))
             .with_config(Setting::with_default("mode", "ok"))
             .with_allowed_host("*.example.com")
@@ -129,7 +185,10 @@ impl Connector for Hostile {
             .with_metric("deals_won", MetricKind::Count)
             .with_metric("revenue", MetricKind::Money)
             .with_cursor_keys(&[CURSOR_KEY])
-            .with_log_codes(&[DENIED])
+            .with_log_codes(&codes);
+        #[cfg(feature = "wider")]
+        let d = d.with_allowed_host(WIDER_HOST).with_metric("extra_metric", MetricKind::Count);
+        d
     }
 
     fn sync(ctx: &mut Ctx<'_>, _since: Option<Cursor>) -> Result<SyncOutcome, ConnectorError> {
@@ -248,12 +307,39 @@ impl Connector for Hostile {
                 ctx.snapshot_end()?;
                 panic!("the hostile connector traps on purpose after ending a snapshot");
             }
+            "log-flood" => {
+                // "Jane Doe" in bytes, again and again: numbers can carry text.
+                let spelled: Vec<i64> = b"Jane Doe, 12 Elm St".iter().map(|b| i64::from(*b)).collect();
+                for i in 0..FLOOD_EVENTS {
+                    let fields: Vec<(&str, i64)> = FIELDS
+                        .iter()
+                        .enumerate()
+                        .map(|(j, f)| (*f, spelled[(i as usize + j) % spelled.len()]))
+                        .collect();
+                    ctx.log(LogLevel::Warn, "flood", &fields);
+                }
+                ctx.emit(&[won("lf-1")])?;
+                ctx.checkpoint(&done)?;
+            }
+            "handle-flood" => handle_flood(),
+            "refused-emits" => {
+                for i in 0..10_000u32 {
+                    let _ = ctx.emit(&[KpiChange::count("secret_metric", OWNER, i, OCCURRED_AT_MS, 1)]);
+                }
+            }
             "budget" => {
                 ctx.emit(&[won("bu-1")])?;
                 ctx.checkpoint(&done)?;
                 return Ok(SyncOutcome::BudgetExhausted { resume_at: None });
             }
             other => {
+                if let Some(port) = other.strip_prefix("socket:").and_then(|p| p.parse::<u16>().ok()) {
+                    if sockets_work(port) {
+                        ctx.emit(&[won("socket-open")])?;
+                        return Ok(SyncOutcome::Complete);
+                    }
+                    return Err(ConnectorError::new(DENIED));
+                }
                 if let Some(path) = other.strip_prefix("path:") {
                     return probe(ctx, &HttpRequest::get(path));
                 }

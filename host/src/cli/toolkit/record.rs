@@ -467,10 +467,26 @@ struct RecorderState {
 }
 
 impl Recorder {
-    /// Prepares `dir`: created if missing; an earlier recording in it is replaced; a folder
-    /// holding anything else is refused.
+    /// Prepares `dir`: created owner-only (0700) if missing, made owner-only if it was not;
+    /// an earlier recording in it is replaced; a folder holding anything else is refused.
+    /// Prints a notice: a recording holds the CRM's answers, personal data included.
     pub fn create(dir: &Path, redactor: Arc<Redactor>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("cannot make {} owner-only", dir.display()))?;
+        }
+        eprintln!(
+            "notice: {} will hold the CRM's answers, with the personal data in them (names, e-mails, deals); \
+             secrets are redacted. It is readable by you only (0700): keep it so, and delete it when done.",
+            dir.display()
+        );
         let mut ours = Vec::new();
         for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
             let entry = entry?;
@@ -560,7 +576,11 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> 
     use std::io::Write as _;
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let target = dir.join(name);
-    let mut file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
     drop(file);
     std::fs::rename(&tmp, &target).with_context(|| format!("cannot write {}", target.display()))?;
