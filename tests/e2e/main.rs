@@ -38,3 +38,4 @@ mod snapshots;
 mod standings;
 mod store;
 mod targets;
+mod tokens;

@@ -19,7 +19,7 @@ use crate::{PIPEDRIVE, component_path, oneup_bin, workspace_root};
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The operator's bearer token of every test service.
-pub const OPERATOR_TOKEN: &str = "operator-e2e-3d9f0b7a51c2";
+pub const OPERATOR_TOKEN: &str = "operator-e2e-3d9f0b7a51c2-6e04a8d95b17f3c2";
 
 /// The master key of every test service (64 hex digits); the same across restarts.
 pub const MASTER_KEY_HEX: &str = "5e1f0c9a7b3d2e4f6a8b0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f506";
@@ -260,11 +260,13 @@ pub struct ServiceOptions {
     pub log: Option<String>,
     /// `--log-format json`.
     pub json_logs: bool,
+    /// More `serve` arguments (`--auth-failures-per-minute 5`, …).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        Self { lease_secs: 30, poll_secs: 1, node_name: None, log: None, json_logs: true }
+        Self { lease_secs: 30, poll_secs: 1, node_name: None, log: None, json_logs: true, extra_args: Vec::new() }
     }
 }
 
@@ -309,6 +311,7 @@ impl Service {
         if options.json_logs {
             cmd.args(["--log-format", "json"]);
         }
+        cmd.args(&options.extra_args);
         for var in [
             "ONEUP_BIND",
             "ONEUP_CONNECTORS_DIR",

@@ -31,6 +31,7 @@ const POSTGRES: &[Embedded] = &[
     (8, "calendar targets", include_str!("../../migrations/postgres/0008_calendar_targets.sql")),
     (9, "leaderboard cache", include_str!("../../migrations/postgres/0009_leaderboard_cache.sql")),
     (10, "facts by owner", include_str!("../../migrations/postgres/0010_facts_by_owner.sql")),
+    (11, "tokens", include_str!("../../migrations/postgres/0011_tokens.sql")),
 ];
 
 /// The SQLite migrations, in order.
@@ -45,6 +46,7 @@ const SQLITE: &[Embedded] = &[
     (8, "calendar targets", include_str!("../../migrations/sqlite/0008_calendar_targets.sql")),
     (9, "leaderboard cache", include_str!("../../migrations/sqlite/0009_leaderboard_cache.sql")),
     (10, "facts by owner", include_str!("../../migrations/sqlite/0010_facts_by_owner.sql")),
+    (11, "tokens", include_str!("../../migrations/sqlite/0011_tokens.sql")),
 ];
 
 /// A list of embedded migrations, as a source for sqlx's migrator.

@@ -80,6 +80,7 @@ mod migrations;
 pub mod runs;
 pub mod standings;
 pub mod tenants;
+pub mod tokens;
 pub mod types;
 
 pub use self::audit::{AuditEntry, AuditRecord};
@@ -91,6 +92,7 @@ pub use self::fx::FxRate;
 pub use self::integrations::{EnableIntegration, Integration, Secrets};
 pub use self::runs::{Lease, Run, RunStatus};
 pub use self::tenants::{CreatedTenant, IssuedToken, NewTenant, NewUser, Principal, Team, Tenant, User, UserUpdate};
+pub use self::tokens::{NewToken, Scope, TokenInfo};
 pub use self::types::{Actor, ContestId, Role, RunId, TargetId, TeamId, TenantId, TokenId, UserId};
 
 /// Connections in a Postgres pool.
