@@ -353,7 +353,7 @@ async fn live_leaderboard_access_final_result_and_tv_page(backend: Backend) {
     let refused = reqwest::get(format!("{}/tv/contests/{contest}?token={}", s.service.base_url, s.t.manager)).await;
     let refused = refused.unwrap();
     assert_eq!(refused.status(), 401);
-    let body: Json = refused.json().await.unwrap();
+    let body: Json = serde_json::from_str(&refused.text().await.unwrap()).expect("JSON");
     assert_eq!(body["error"]["code"], "token_in_url", "{body}");
     let secret = display(s.t.manager_id.clone(), s.t.manager.clone()).await;
     let page = reqwest::get(format!("{}/tv/contests/{contest}?token={secret}", s.service.base_url)).await.unwrap();

@@ -599,13 +599,17 @@ impl Tenant {
         tenant
     }
 
-    /// The admin creates a user and a token for them: `(id, token)`.
+    /// The admin creates a user and a token for them, used once: `(id, token)`.
     pub async fn add_user(&self, name: &str, email: &str, role: &str) -> (String, String) {
         let body = serde_json::json!({"name": name, "email": email, "role": role});
         let created = self.api.post("/v1/users", &self.admin, &body).await;
         let id = str_of(&created.expect(201)["id"]);
         let token = self.api.post_empty(&format!("/v1/users/{id}/tokens"), &self.admin).await;
-        (id, str_of(&token.expect(201)["token"]))
+        let token = str_of(&token.expect(201)["token"]);
+        // Used once, so that its first use (recorded: `last_used_at`, a `token.first_used`
+        // audit entry) is behind the suites' "nothing is written" checks.
+        self.api.get("/v1/me", &token).await.expect(200);
+        (id, token)
     }
 
     /// The admin enables Pipedrive against the fake at `base_url` with `api_token`.

@@ -362,7 +362,9 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
                     .entry("401".to_owned())
                     .or_insert_with(|| error_response("No token, or a token that is not valid (`unauthorized`)."));
                 op.responses.responses.entry("403".to_owned()).or_insert_with(|| {
-                    error_response("A `display` token: it only reads contest leaderboards and their streams (`forbidden`).")
+                    error_response(
+                        "A `display` token: it only reads contest leaderboards and their streams (`forbidden`).",
+                    )
                 });
                 op.responses.responses.entry("429".to_owned()).or_insert_with(|| {
                     error_response(

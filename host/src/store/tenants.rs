@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::crypto::tenant_key_aad;
 use super::error::{StoreError, conflict_on_unique, not_found_on_foreign_key};
 use super::fx::FxRate;
-use super::types::{Actor, Role, TeamId, TenantId, TokenId, UserId, now_ms, random_bytes};
 use super::tokens::Scope;
+use super::types::{Actor, Role, TeamId, TenantId, TokenId, UserId, now_ms, random_bytes};
 use super::{BeginWrite, Store};
 use crate::ingest::{Currency, TenantKey};
 

@@ -282,8 +282,11 @@ impl Store {
         }) == 1;
         if won {
             let subject = format!("token {}", p.token_id);
-            self.append_audit(p.tenant_id, &AuditEntry { actor: Actor::System, action: "token.expired", subject: &subject })
-                .await?;
+            self.append_audit(
+                p.tenant_id,
+                &AuditEntry { actor: Actor::System, action: "token.expired", subject: &subject },
+            )
+            .await?;
         }
         Ok(())
     }
