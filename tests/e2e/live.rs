@@ -26,7 +26,7 @@ on_both_stores!(live_leaderboard_follows_syncs, live_leaderboard_access_final_re
 
 /// One item of an event stream.
 #[derive(Debug, Clone, PartialEq)]
-enum Item {
+pub(crate) enum Item {
     /// A comment line (`: text`), as keep-alives are.
     Comment(String),
     /// An event: its name, its data, its `retry:` hint in milliseconds.
@@ -38,7 +38,7 @@ enum Item {
 impl Item {
     /// The event's data as JSON, after checking its name.
     #[track_caller]
-    fn json(&self, expected: &str) -> Json {
+    pub(crate) fn json(&self, expected: &str) -> Json {
         match self {
             Item::Event { name, data, .. } if name == expected => {
                 serde_json::from_str(data).unwrap_or_else(|e| panic!("`{name}` data is not JSON ({e}): {data}"))
@@ -49,7 +49,7 @@ impl Item {
 }
 
 /// A stream read with `reqwest`'s chunks, split into items at blank lines.
-struct Events {
+pub(crate) struct Events {
     response: reqwest::Response,
     buffer: String,
     ended: bool,
@@ -58,7 +58,7 @@ struct Events {
 impl Events {
     /// Opens `path` with `token` as a bearer header (or none) and checks that the answer is
     /// an event stream.
-    async fn open(base: &str, path: &str, token: Option<&str>) -> Events {
+    pub(crate) async fn open(base: &str, path: &str, token: Option<&str>) -> Events {
         let mut request = reqwest::Client::new().get(format!("{base}{path}"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -71,7 +71,7 @@ impl Events {
     }
 
     /// The next item, or `None` if none arrives within `timeout`.
-    async fn next(&mut self, timeout: Duration) -> Option<Item> {
+    pub(crate) async fn next(&mut self, timeout: Duration) -> Option<Item> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(at) = self.buffer.find("\n\n") {
@@ -91,7 +91,7 @@ impl Events {
     }
 
     /// The next item that is not a keep-alive comment, or `None` within `timeout`.
-    async fn next_event(&mut self, timeout: Duration) -> Option<Item> {
+    pub(crate) async fn next_event(&mut self, timeout: Duration) -> Option<Item> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -275,16 +275,25 @@ async fn live_leaderboard_access_final_result_and_tv_page(backend: Backend) {
     let contest = s.contest("deals_won", now.plus_secs(-30 * DAY), now.plus_secs(DAY), &users).await;
     let path = format!("/v1/contests/{contest}/leaderboard/stream");
 
-    // A participating member, with the token as `access_token` (EventSource's way).
-    let query = format!("{path}?access_token={}", s.t.member);
+    // A participating member, with a display token as `access_token` (EventSource's way).
+    let display = |user: String, token: String| {
+        let api = api.clone();
+        async move {
+            let body = json!({"scope": "display", "label": "screen"});
+            str_of(&api.post(&format!("/v1/users/{user}/tokens"), &token, &body).await.expect(201)["token"])
+        }
+    };
+    let member_display = display(s.t.member_id.clone(), s.t.member.clone()).await;
+    let query = format!("{path}?access_token={member_display}");
     let mut as_member = Events::open(&s.service.base_url, &query, None).await;
     let first = as_member.next_event(Duration::from_secs(10)).await.expect("a first event").json("standing");
     assert_eq!(first, s.leaderboard(&contest).await);
 
     // Refusals, each the documented error body.
-    let outsider = s.t.add_user("Not Playing", "outsider@live.example", "member").await.1;
+    let (outsider_id, outsider) = s.t.add_user("Not Playing", "outsider@live.example", "member").await;
     assert_eq!(api.send("GET", &path, Some(&outsider), None).await.expect_error(403), "forbidden");
-    let query = format!("{path}?access_token={outsider}");
+    let outsider_display = display(outsider_id, outsider.clone()).await;
+    let query = format!("{path}?access_token={outsider_display}");
     assert_eq!(api.send("GET", &query, None, None).await.expect_error(403), "forbidden");
     let other = app::Tenant::create(&api, "Elsewhere", "elsewhere.example", "Europe/Paris", "EUR").await;
     assert_eq!(api.send("GET", &path, Some(&other.manager), None).await.expect_error(404), "not_found");
@@ -339,8 +348,14 @@ async fn live_leaderboard_access_final_result_and_tv_page(backend: Backend) {
     assert_eq!(error["error"]["code"], "unauthorized", "{error}");
     assert_eq!(watching.next(Duration::from_secs(5)).await, Some(Item::End), "the stream ends");
 
-    // The TV page: self-contained, the token nowhere in it.
-    let secret = s.t.manager.clone();
+    // The TV page: self-contained, the token nowhere in it. A full token in its URL is
+    // refused; a display token is the one to use.
+    let refused = reqwest::get(format!("{}/tv/contests/{contest}?token={}", s.service.base_url, s.t.manager)).await;
+    let refused = refused.unwrap();
+    assert_eq!(refused.status(), 401);
+    let body: Json = serde_json::from_str(&refused.text().await.unwrap()).expect("JSON");
+    assert_eq!(body["error"]["code"], "token_in_url", "{body}");
+    let secret = display(s.t.manager_id.clone(), s.t.manager.clone()).await;
     let page = reqwest::get(format!("{}/tv/contests/{contest}?token={secret}", s.service.base_url)).await.unwrap();
     assert_eq!(page.status(), 200);
     let header = |name: &str| page.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -355,7 +370,8 @@ async fn live_leaderboard_access_final_result_and_tv_page(backend: Backend) {
         assert!(!html.contains(external), "the page refers to another resource ({external})");
     }
     assert!(!html.contains("<link") && !html.contains(" src="), "no external assets");
-    assert!(html.contains("new EventSource(") && html.contains("leaderboard/stream?access_token="));
+    assert!(html.contains("new EventSource(") && html.contains("leaderboard/stream?"));
+    assert!(html.contains("\"access_token=\"") && html.contains("\"ticket=\""));
     assert!(html.contains("history.replaceState"), "the token leaves the address bar");
     let nonce = csp.split("'nonce-").nth(1).and_then(|n| n.split('\'').next()).expect("a nonce");
     assert!(html.contains(&format!("<script nonce=\"{nonce}\">")), "the inline script runs under the policy");

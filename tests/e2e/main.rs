@@ -42,3 +42,4 @@ mod snapshots;
 mod standings;
 mod store;
 mod targets;
+mod tokens;

@@ -503,8 +503,8 @@ async fn tenant_isolation(db: &TestDb) {
     assert_eq!(store.user(aid, ann.id).await.unwrap().name, "Ann");
     assert_eq!(store.facts(aid, CONNECTOR).await.unwrap().len(), 2);
     assert_eq!(store.team_members(aid, team.id).await.unwrap(), vec![ann.id]);
-    assert_eq!(store.authenticate(&token.token).await.unwrap().map(|p| p.tenant_id), Some(aid));
     assert_eq!(store.audit_log(aid, 0, 100).await.unwrap().len(), 1);
+    assert_eq!(store.authenticate(&token.token).await.unwrap().map(|p| p.tenant_id), Some(aid));
     assert_eq!(store.cursor(aid, CONNECTOR).await.unwrap(), Some(cursor(3)));
     assert_eq!(store.waiting_for_rate(aid).await.unwrap().len(), 1);
     assert_eq!(store.convert_waiting(aid).await.unwrap(), 0);

@@ -19,7 +19,7 @@ use crate::{PIPEDRIVE, component_path, oneup_bin, workspace_root};
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// The operator's bearer token of every test service.
-pub const OPERATOR_TOKEN: &str = "operator-e2e-3d9f0b7a51c2";
+pub const OPERATOR_TOKEN: &str = "operator-e2e-3d9f0b7a51c2-6e04a8d95b17f3c2";
 
 /// The master key of every test service (64 hex digits); the same across restarts.
 pub const MASTER_KEY_HEX: &str = "5e1f0c9a7b3d2e4f6a8b0c1d2e3f405162738495a6b7c8d9eaf0b1c2d3e4f506";
@@ -622,13 +622,17 @@ impl Tenant {
         tenant
     }
 
-    /// The admin creates a user and a token for them: `(id, token)`.
+    /// The admin creates a user and a token for them, used once: `(id, token)`.
     pub async fn add_user(&self, name: &str, email: &str, role: &str) -> (String, String) {
         let body = serde_json::json!({"name": name, "email": email, "role": role});
         let created = self.api.post("/v1/users", &self.admin, &body).await;
         let id = str_of(&created.expect(201)["id"]);
         let token = self.api.post_empty(&format!("/v1/users/{id}/tokens"), &self.admin).await;
-        (id, str_of(&token.expect(201)["token"]))
+        let token = str_of(&token.expect(201)["token"]);
+        // Used once, so that its first use (recorded: `last_used_at`, a `token.first_used`
+        // audit entry) is behind the suites' "nothing is written" checks.
+        self.api.get("/v1/me", &token).await.expect(200);
+        (id, token)
     }
 
     /// The admin enables Pipedrive against the fake at `base_url` with `api_token`.

@@ -66,7 +66,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, User};
+use super::extract::{ApiJson, ApiQuery, DisplayOrUser, User};
 use super::metrics::{Resolved, Unit, resolve, resolve_stored};
 use super::openapi::{Created, ErrorBody};
 use super::paging::{PageQuery, finish};
@@ -879,7 +879,7 @@ fn goal_figure(goal: Option<i64>, unit: Option<Unit>, currency: &str) -> Value {
     }
 }
 
-/// A contest's leaderboard (its participants, manager+).
+/// A contest's leaderboard (its participants, manager+; `display` tokens too).
 ///
 /// Every participant, zeros included, best first, with standard competition ranks; on equal
 /// values the one who reached the value earlier ranks higher. A race ranks first those who
@@ -897,7 +897,7 @@ fn goal_figure(goal: Option<i64>, unit: Option<Unit>, currency: &str) -> Value {
     ))]
 pub(super) async fn leaderboard(
     State(state): State<AppState>,
-    user: User,
+    user: DisplayOrUser,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = user.0;

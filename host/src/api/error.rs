@@ -3,7 +3,7 @@
 //! Policy: every error answers `{"error":{"code","message"}}` with the status the contract
 //! names: 400 bad input, 401 no or bad token, 403 wrong role, 404 unknown (another
 //! tenant's ids included: they are indistinguishable from unknown ones), 409 conflict, 422
-//! a rule of the domain broken; also 405 for a method a route does not take and 413 for a
+//! a rule of the domain broken, 429 over a limit (with `Retry-After` when known); also 405 for a method a route does not take and 413 for a
 //! body over the limit. 5xx answers never carry internal detail: the detail is
 //! logged with a correlation code and the client gets a generic message.
 
@@ -28,6 +28,25 @@ pub enum ApiError {
     /// 401: no token, or a token that is not valid.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// 401 with its own code and message: a credential that is refused for a reason the
+    /// client should know (a full token in a URL).
+    #[error("{message}")]
+    UnauthorizedBecause {
+        /// A stable code.
+        code: &'static str,
+        /// What to do instead.
+        message: &'static str,
+    },
+    /// 429: too many failed authentications from an address, or too many open streams.
+    #[error("{message}")]
+    TooManyRequests {
+        /// A stable code.
+        code: &'static str,
+        /// What is over which limit.
+        message: String,
+        /// Seconds to wait, sent as `Retry-After`.
+        retry_after_secs: Option<u64>,
+    },
     /// 403: a valid token whose role may not do this.
     #[error("{0}")]
     Forbidden(&'static str),
@@ -81,7 +100,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::UnauthorizedBecause { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -96,7 +116,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::Conflict { code, .. }
-            | ApiError::Unprocessable { code, .. } => code,
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::UnauthorizedBecause { code, .. }
+            | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -119,6 +141,9 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(json!({"error": {"code": self.code(), "message": message}}))).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyRequests { retry_after_secs: Some(secs), .. } = &self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(*secs));
         }
         response
     }

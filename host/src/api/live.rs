@@ -38,23 +38,27 @@
 //! is 404), checked when the stream opens and again at every poll: a revoked token, an
 //! erased user or a member no longer taking part ends the stream with an `error` event.
 //! Browsers' `EventSource` cannot set an `Authorization` header, so this route, and only
-//! this one, also takes the token as `?access_token=`. Such URLs end up in browser history
-//! and proxy logs; this service logs the matched route only, never the query. Prefer the
-//! header.
+//! this one, also takes a `display` token as `?access_token=` or a one-time `?ticket=`
+//! (`POST /v1/contests/{id}/stream-tickets`: 60 s, one connection, consumed atomically in
+//! the database). A `full` token in the URL is refused (401 `token_in_url`): URLs end up in
+//! browser history and proxy logs. This service logs the matched route only, never the
+//! query. Open streams are capped per token and per tenant on each node
+//! ([`super::security`]).
 //!
 //! ## The TV page
 //! A self-contained page (inline CSS and script, no other host, a nonce-based Content
-//! Security Policy, no referrer). Open it as `/tv/contests/{id}#token=…`: the fragment never
-//! leaves the browser (`?token=` works too, but reaches the server and its proxies' logs).
-//! The page reads the token, removes it from the address bar and history, and puts it only
-//! in the stream URL on the same origin. The server never writes it into the page.
+//! Security Policy, no referrer). Open it as `/tv/contests/{id}#token=…` with a `display`
+//! token: the fragment never leaves the browser (`?token=` works too, but reaches the
+//! server, which refuses a `full` token there). `#ticket=…` opens one connection only. The
+//! page reads the credential, removes it from the address bar and history, and puts it
+//! only in the stream URL on the same origin. The server never writes it into the page.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -64,13 +68,14 @@ use tokio::sync::{broadcast, watch};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiQuery, User};
+use super::extract::{ApiQuery, ClientAddr, User, bearer_principal, principal_of_token};
 use super::leaderboard_cache::LeaderboardCache;
 use super::openapi::ErrorBody;
+use super::security::StreamSlot;
 use super::tenants::parse_id;
 use crate::scheduler::{FactsCommitted, Scheduler};
 use crate::store::types::now_ms;
-use crate::store::{ContestId, Participants, Principal, TenantId};
+use crate::store::{ContestId, Participants, Principal, Scope, TenantId};
 
 /// Default interval between keep-alive comments.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -235,41 +240,63 @@ async fn compute(state: &AppState, tenant: TenantId, contest: ContestId) -> Resu
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(super) struct StreamQuery {
-    /// The bearer token, for clients that cannot set an `Authorization` header (a browser's
-    /// `EventSource`). Accepted on this route only; prefer the header, as URLs end up in
-    /// histories and proxy logs.
+    /// A `display` token, for clients that cannot set an `Authorization` header (a
+    /// browser's `EventSource`). A `full` token is refused here (401 `token_in_url`): URLs
+    /// end up in histories and proxy logs.
     access_token: Option<String>,
+    /// A one-time stream ticket (`POST /v1/contests/{id}/stream-tickets`): one connection
+    /// within its lifetime.
+    ticket: Option<String>,
     /// Seconds between keep-alive comments, 1 to 60 (default 15).
     keep_alive_secs: Option<u64>,
 }
 
-/// The principal and its token: from the `Authorization` header, or else from
-/// `access_token`.
+/// The refusal of a `full` token in a URL.
+const FULL_TOKEN_IN_URL: &str = "a full-access token may not be put in a URL (it would end up in browser history \
+     and proxy logs): use a display token (`POST /v1/users/{id}/tokens` with `\"scope\":\"display\"`) or a one-time \
+     stream ticket (`POST /v1/contests/{id}/stream-tickets`, then `?ticket=`), or send the token in the \
+     `Authorization` header";
+
+/// Who watches: from the `Authorization` header (any scope), a `display` token as
+/// `access_token`, or a stream ticket for this contest (used up here).
 async fn viewer(
     state: &AppState,
+    addr: Option<std::net::IpAddr>,
     headers: &HeaderMap,
-    access_token: Option<&str>,
-) -> Result<(Principal, HeaderValue), ApiError> {
-    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
-    match (headers.get(header::AUTHORIZATION), access_token) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "give the token once: in the `Authorization` header or as `access_token`",
-            ));
-        }
-        (Some(value), None) => {
-            parts.headers.insert(header::AUTHORIZATION, value.clone());
-        }
-        (None, Some(token)) => {
-            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| ApiError::Unauthorized)?;
-            parts.headers.insert(header::AUTHORIZATION, value);
-        }
-        (None, None) => return Err(ApiError::Unauthorized),
+    contest: &str,
+    q: &StreamQuery,
+) -> Result<Principal, ApiError> {
+    let given = usize::from(headers.contains_key(header::AUTHORIZATION))
+        + usize::from(q.access_token.is_some())
+        + usize::from(q.ticket.is_some());
+    if given > 1 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "give one credential: the `Authorization` header, `access_token` or `ticket`",
+        ));
     }
-    let user = User::from_request_parts(&mut parts, state).await?;
-    let authorization = parts.headers.remove(header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
-    Ok((user.0, authorization))
+    if let Some(token) = &q.access_token {
+        let p = principal_of_token(state, addr, token).await?;
+        return match p.scope {
+            Scope::Display => Ok(p),
+            Scope::Full => Err(ApiError::UnauthorizedBecause { code: "token_in_url", message: FULL_TOKEN_IN_URL }),
+        };
+    }
+    if let Some(ticket) = &q.ticket {
+        return match state.store.consume_stream_ticket(ticket).await? {
+            Some((p, for_contest)) if for_contest.to_string() == contest => Ok(p),
+            _ => Err(state.security.failed(addr, ApiError::Unauthorized)),
+        };
+    }
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        parts.headers.insert(header::AUTHORIZATION, value.clone());
+    }
+    if let Some(addr) = addr {
+        // `bearer_principal` reads the address from the connection info.
+        parts.extensions.insert(axum::extract::ConnectInfo(std::net::SocketAddr::new(addr, 0)));
+    }
+    bearer_principal(&parts, state).await
 }
 
 /// A contest's leaderboard, live (its participants, manager+), as server-sent events.
@@ -280,15 +307,19 @@ async fn viewer(
 /// comments every 15 s (`keep_alive_secs`), and a `final` event with the frozen result when
 /// the contest ends, which ends the stream. An `error` event (the usual error body) ends it
 /// when the standing can no longer be read. Changes committed on other nodes show up within
-/// a few seconds. Browsers' `EventSource` cannot set headers: this route also takes the
-/// token as `access_token`.
+/// a few seconds. Browsers' `EventSource` cannot set headers: this route also takes a
+/// `display` token as `access_token`, or a one-time `ticket` (`POST
+/// /v1/contests/{id}/stream-tickets`); a `full` token in the URL is refused (401
+/// `token_in_url`). Open streams are capped per token and per tenant on each node (429
+/// `too_many_streams`).
 #[utoipa::path(get, path = "/v1/contests/{id}/leaderboard/stream", tag = "contests",
     operation_id = "contest_leaderboard_stream",
     params(("id" = uuid::Uuid, Path, description = "The contest."), StreamQuery),
     responses(
         (status = 200, description = "The event stream.", content_type = "text/event-stream", body = String),
-        (status = 400, description = "An unknown parameter, `keep_alive_secs` out of 1..=60, or the token given twice.", body = ErrorBody),
-        (status = 401, description = "No valid token.", body = ErrorBody),
+        (status = 400, description = "An unknown parameter, `keep_alive_secs` out of 1..=60, or more than one credential.", body = ErrorBody),
+        (status = 401, description = "No valid token or ticket (`unauthorized`), or a full token in the URL (`token_in_url`).", body = ErrorBody),
+        (status = 429, description = "Too many open streams for this token or tenant (`too_many_streams`), or too many failed authentications from this address.", body = ErrorBody),
         (status = 403, description = "A member who does not take part.", body = ErrorBody),
         (status = 404, description = "No such contest in this tenant.", body = ErrorBody),
         (status = 422, description = "Its metric is not available any more (`metric_unavailable`).", body = ErrorBody),
@@ -296,6 +327,7 @@ async fn viewer(
 pub(super) async fn leaderboard_stream(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ClientAddr(addr): ClientAddr,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<StreamQuery>,
 ) -> Result<Response, ApiError> {
@@ -304,10 +336,11 @@ pub(super) async fn leaderboard_stream(
         Some(s) if KEEP_ALIVE_SECS.contains(&s) => Duration::from_secs(s),
         Some(_) => return Err(ApiError::bad_request("invalid_query", "`keep_alive_secs` must be 1 to 60")),
     };
-    let (p, authorization) = viewer(&state, &headers, q.access_token.as_deref()).await?;
+    let p = viewer(&state, addr, &headers, &id, &q).await?;
     let id: ContestId = parse_id("contest", &id)?;
     let contest = state.store.contest(p.tenant_id, id).await?;
     super::contests::may_see_participants(&state, &p, &contest.participants).await?;
+    let slot = state.security.open_stream(&p)?;
     let mut metrics: BTreeSet<String> = match super::metrics::resolve(&state, p.tenant_id, &contest.metric).await? {
         Some(resolved) => resolved.terms.into_iter().map(|t| t.metric).collect(),
         None => BTreeSet::new(),
@@ -326,7 +359,8 @@ pub(super) async fn leaderboard_stream(
     let poll = state.live.poll;
     let mut viewer = Viewer {
         state: state.clone(),
-        authorization,
+        principal: p,
+        _slot: slot,
         participants: contest.participants,
         contest: id,
         feed,
@@ -359,6 +393,44 @@ pub(super) async fn leaderboard_stream(
     let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(keep_alive).text("keep-alive"));
     // Tells buffering reverse proxies (nginx) to pass events on at once.
     Ok(([("x-accel-buffering", "no")], sse).into_response())
+}
+
+/// A one-time stream ticket.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct StreamTicket {
+    /// Opens one `…/leaderboard/stream?ticket=` connection to this contest before it
+    /// expires; used up by that connection (on whichever node).
+    ticket: String,
+    /// When it expires (RFC 3339, UTC): 60 s after it was issued.
+    expires_at: String,
+}
+
+/// Issues a one-time ticket for one stream connection to a contest's leaderboard (whoever
+/// may see the leaderboard, with a full token).
+///
+/// For browsers, which cannot send an `Authorization` header on a stream: put the ticket,
+/// not a token, in the URL. Valid 60 s and for one connection; it acts as the token that
+/// asked for it (revoking that token ends the stream at its next check). Kept only as a
+/// hash.
+#[utoipa::path(post, path = "/v1/contests/{id}/stream-tickets", tag = "contests", operation_id = "create_stream_ticket",
+    params(("id" = uuid::Uuid, Path, description = "The contest.")),
+    responses(
+        (status = 201, description = "Issued.", body = StreamTicket),
+        (status = 403, description = "A member who does not take part, or a display token.", body = ErrorBody),
+        (status = 404, description = "No such contest in this tenant.", body = ErrorBody),
+    ))]
+pub(super) async fn create_stream_ticket(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<(axum::http::StatusCode, axum::Json<StreamTicket>), ApiError> {
+    let p = user.0;
+    let id: ContestId = parse_id("contest", &id)?;
+    let contest = state.store.contest(p.tenant_id, id).await?;
+    super::contests::may_see_participants(&state, &p, &contest.participants).await?;
+    let ttl = i64::try_from(state.security.config().stream_ticket_ttl.as_millis()).unwrap_or(60_000);
+    let (ticket, expires) = state.store.issue_stream_ticket(p.tenant_id, p.token_id, id, ttl).await?;
+    Ok((axum::http::StatusCode::CREATED, axum::Json(StreamTicket { ticket, expires_at: super::tenants::utc(expires) })))
 }
 
 /// Participant id → display name: tenant account data, shown to those who may see the
@@ -401,8 +473,10 @@ enum Wake {
 /// One open stream.
 struct Viewer {
     state: AppState,
-    /// The viewer's `Authorization`, to check at every poll that they may still watch.
-    authorization: HeaderValue,
+    /// Who watches, with the token they watch with (checked again at every poll).
+    principal: Principal,
+    /// Its place in the stream caps, given back when the stream ends.
+    _slot: StreamSlot,
     participants: Participants,
     contest: ContestId,
     feed: Arc<Feed>,
@@ -488,9 +562,8 @@ impl Viewer {
     /// Whether the viewer's token still names someone who may watch (a revoked token, a
     /// deleted user or a member no longer taking part ends the stream).
     async fn still_allowed(&self) -> Result<(), ApiError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, self.authorization.clone());
-        let (p, _) = viewer(&self.state, &headers, None).await?;
+        let p = self.principal;
+        let p = self.state.store.token_principal(p.tenant_id, p.token_id).await?.ok_or(ApiError::Unauthorized)?;
         super::contests::may_see_participants(&self.state, &p, &self.participants).await
     }
 
@@ -512,10 +585,28 @@ impl Viewer {
     }
 }
 
-/// The office TV page: see the module documentation.
-pub(super) async fn tv_page(Path(id): Path<String>) -> Response {
+/// The office TV page: see the module documentation. A token in its query (`?token=`)
+/// reaches the server: a `full` one is refused (401 `token_in_url`), an invalid one is a
+/// failed authentication (401).
+pub(super) async fn tv_page(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ClientAddr(addr): ClientAddr,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
     if id.parse::<uuid::Uuid>().is_err() {
         return ApiError::NotFound("contest").into_response();
+    }
+    let token = query.as_deref().and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "token"));
+    if let Some((_, token)) = token {
+        match principal_of_token(&state, addr, &token).await {
+            Ok(p) if p.scope == Scope::Display => {}
+            Ok(_) => {
+                return ApiError::UnauthorizedBecause { code: "token_in_url", message: FULL_TOKEN_IN_URL }
+                    .into_response();
+            }
+            Err(e) => return e.into_response(),
+        }
     }
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).expect("the operating system's random source is available");

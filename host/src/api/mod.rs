@@ -18,6 +18,7 @@ mod live;
 mod metrics;
 pub mod openapi;
 mod paging;
+pub mod security;
 mod system;
 mod targets;
 mod tenants;
@@ -65,6 +66,8 @@ pub struct App {
     pub metrics: Metrics,
     /// The live leaderboards, fed by the scheduler's change feed (`Live::start`).
     pub live: Live,
+    /// The failed-authentication limiter, stream tickets' lifetime, stream caps.
+    pub security: security::Security,
 }
 
 impl App {
@@ -110,7 +113,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenants::create_tenant))
         .routes(routes!(tenants::create_user, tenants::list_users))
         .routes(routes!(tenants::get_user, tenants::update_user, tenants::delete_user))
-        .routes(routes!(tenants::create_token))
+        .routes(routes!(tenants::create_token, tenants::list_tokens))
+        .routes(routes!(tenants::revoke_token))
         .routes(routes!(tenants::create_team, tenants::list_teams))
         .routes(routes!(tenants::add_member, tenants::remove_member))
         .routes(routes!(tenants::set_fx_rates, tenants::get_fx_rates))
@@ -135,6 +139,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(contests::get_contest, contests::update_contest, contests::delete_contest))
         .routes(routes!(contests::leaderboard))
         .routes(routes!(live::leaderboard_stream))
+        .routes(routes!(live::create_stream_ticket))
         .routes(routes!(targets::create_target, targets::list_targets))
         .routes(routes!(targets::get_target, targets::update_target, targets::delete_target))
         .routes(routes!(targets::progress))

@@ -436,7 +436,8 @@ fn error_response(description: &str) -> RefOr<Response> {
         .into()
 }
 
-/// Adds what holds for every route: bearer security (and its 401) under `/v1/`, and the
+/// Adds what holds for every route: bearer security (and its 401, 403 for a display token
+/// and 429 for an address over its failed-authentication budget) under `/v1/`, and the
 /// 500 answer everywhere.
 fn finish(doc: &mut utoipa::openapi::OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
@@ -473,6 +474,17 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
                     .responses
                     .entry("401".to_owned())
                     .or_insert_with(|| error_response("No token, or a token that is not valid (`unauthorized`)."));
+                op.responses.responses.entry("403".to_owned()).or_insert_with(|| {
+                    error_response(
+                        "A `display` token: it only reads contest leaderboards and their streams (`forbidden`).",
+                    )
+                });
+                op.responses.responses.entry("429".to_owned()).or_insert_with(|| {
+                    error_response(
+                        "Too many failed authentications from this address (`too_many_failed_authentications`); \
+                         `Retry-After` says when to try again. A valid token is never refused this way.",
+                    )
+                });
             }
             // Every query and body is parsed by the same extractors, whose refusal is a 400.
             let has_query = op

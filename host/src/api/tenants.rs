@@ -10,11 +10,12 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, Operator, User};
+use super::extract::{ApiJson, ApiQuery, Operator, OptionalJson, User};
 use super::openapi::{Created, ErrorBody};
 use crate::ingest::Currency;
 use crate::store::{
-    Actor, AuditEntry, FxRate, NewTenant, NewUser, Principal, Role, TeamId, TenantId, UserId, UserUpdate,
+    Actor, AuditEntry, FxRate, NewTenant, NewToken, NewUser, Principal, Role, Scope, TeamId, TenantId, TokenId, UserId,
+    UserUpdate,
 };
 
 /// Checks a display name: 1 to 200 characters, no control characters.
@@ -101,7 +102,9 @@ pub(super) struct CreatedTenant {
 pub(super) struct CreatedAdmin {
     /// The admin's user id.
     id: uuid::Uuid,
-    /// The admin's API token, shown this once (only its hash is kept).
+    /// The admin's API token, shown this once (only its hash is kept). A `full` token that
+    /// never expires (labelled `first admin token`): the admin should issue their own and
+    /// revoke this one.
     token: String,
 }
 
@@ -280,36 +283,224 @@ fn self_or_admin(p: &Principal, target: UserId) -> Result<(), ApiError> {
     }
 }
 
+/// The most days a token may live.
+const MAX_TOKEN_DAYS: i64 = 3650;
+/// The lifetime of a token when the request does not say.
+const DEFAULT_TOKEN_DAYS: i64 = 90;
+
+/// What token to issue; every field is optional, and so is the body.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewTokenBody {
+    /// A label for people, 1 to 100 characters (`office TV`).
+    label: Option<String>,
+    /// Days until it expires, 1 to 3650; absent = 90; `null` = never expires.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 1, maximum = 3650)]
+    expires_in_days: Option<Option<i64>>,
+    /// `full` (default): everything the user's role allows. `display`: only reads contest
+    /// leaderboards and their streams (office screens), and may be put in a stream URL.
+    scope: Option<TokenScope>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum TokenScope {
+    /// Everything the user's role allows.
+    Full,
+    /// Only reads contest leaderboards and their streams; may be put in a stream URL.
+    Display,
+}
+
+impl From<Scope> for TokenScope {
+    fn from(scope: Scope) -> Self {
+        match scope {
+            Scope::Full => TokenScope::Full,
+            Scope::Display => TokenScope::Display,
+        }
+    }
+}
+
+impl From<TokenScope> for Scope {
+    fn from(scope: TokenScope) -> Self {
+        match scope {
+            TokenScope::Full => Scope::Full,
+            TokenScope::Display => Scope::Display,
+        }
+    }
+}
+
+/// A field that is present, possibly `null` (absent stays `None` through `default`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+/// An instant as RFC 3339 in UTC.
+pub(super) fn utc(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
 /// Issues an API token for a user (admin, or that user).
 ///
-/// The token is shown once; only its hash is kept.
+/// The token is shown once; only its hash is kept. The body is optional: `label`,
+/// `expires_in_days` (default 90; `null` for a token that never expires) and `scope`
+/// (`full` by default; `display` for a screen that shows leaderboards). A `display` token
+/// cannot issue tokens (no route but the leaderboards takes it). Audited (`token.created`).
 #[utoipa::path(post, path = "/v1/users/{id}/tokens", tag = "tenants", operation_id = "create_token",
     params(("id" = uuid::Uuid, Path, description = "The user.")),
+    request_body(content = NewTokenBody, description = "Optional."),
     responses(
-        (status = 201, description = "Issued.", body = inline(TokenView)),
-        (status = 403, description = "Neither an admin nor that user.", body = ErrorBody),
+        (status = 201, description = "Issued.", body = inline(IssuedTokenView)),
+        (status = 400, description = "A malformed body, or `label` / `expires_in_days` out of range (`invalid_field`).", body = ErrorBody),
+        (status = 403, description = "Neither an admin nor that user, or a display token.", body = ErrorBody),
         (status = 404, description = "No such user in this tenant.", body = ErrorBody),
     ))]
 pub(super) async fn create_token(
     State(state): State<AppState>,
     user: User,
     Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<NewTokenBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let p = user.0;
     let target: UserId = parse_id("user", &id)?;
+    let label = match &body.label {
+        Some(label) => {
+            let label = label.trim();
+            if label.is_empty() || label.chars().count() > 100 || label.chars().any(char::is_control) {
+                return Err(ApiError::bad_request("invalid_field", "`label` must be 1 to 100 characters"));
+            }
+            Some(label.to_owned())
+        }
+        None => None,
+    };
+    let days = body.expires_in_days.unwrap_or(Some(DEFAULT_TOKEN_DAYS));
+    if let Some(d) = days
+        && !(1..=MAX_TOKEN_DAYS).contains(&d)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "`expires_in_days` must be 1 to 3650, or null for a token that never expires",
+        ));
+    }
+    let scope = body.scope.map_or(Scope::Full, Scope::from);
     // Existence first, so that another tenant's id is 404 whoever asks.
     state.store.user(p.tenant_id, target).await?;
     self_or_admin(&p, target)?;
-    let issued = state.store.create_token(p.tenant_id, target).await?;
-    audit(&state, p.tenant_id, Actor::User(p.user_id), "token.created", &target.to_string()).await?;
-    Ok((StatusCode::CREATED, axum::Json(TokenView { token: issued.token })))
+    let expires_at_ms = days.map(|d| crate::store::types::now_ms() + d * 86_400_000);
+    let new = NewToken { label: label.as_deref(), scope, expires_at_ms };
+    let issued = state.store.issue_token(p.tenant_id, target, &new).await?;
+    let subject = format!("user {target} token {} scope {}", issued.id, scope.as_str());
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "token.created", &subject).await?;
+    let view = IssuedTokenView {
+        id: issued.id.as_uuid(),
+        token: issued.token,
+        label,
+        scope: scope.into(),
+        expires_at: expires_at_ms.map(utc),
+    };
+    Ok((StatusCode::CREATED, axum::Json(view)))
 }
 
 /// A freshly issued API token.
 #[derive(serde::Serialize, utoipa::ToSchema)]
-pub(super) struct TokenView {
+pub(super) struct IssuedTokenView {
+    /// The token's id (to list or revoke it).
+    id: uuid::Uuid,
     /// The bearer token, shown this once.
     token: String,
+    /// Its label.
+    label: Option<String>,
+    /// What it may do.
+    scope: TokenScope,
+    /// When it expires (RFC 3339, UTC); `null` = never.
+    expires_at: Option<String>,
+}
+
+/// A token's metadata (never the token).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct TokenInfoView {
+    /// Its id.
+    id: uuid::Uuid,
+    /// Its label.
+    label: Option<String>,
+    /// What it may do.
+    scope: TokenScope,
+    /// When it was issued (RFC 3339, UTC).
+    created_at: String,
+    /// When it was last used, to the minute; `null` = never.
+    last_used_at: Option<String>,
+    /// When it expires; `null` = never.
+    expires_at: Option<String>,
+    /// When it was revoked; `null` = not revoked.
+    revoked_at: Option<String>,
+}
+
+/// A user's tokens.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct TokenList {
+    /// Oldest first, revoked and expired ones included.
+    tokens: Vec<TokenInfoView>,
+}
+
+/// Lists a user's API tokens (admin, or that user): metadata only, never a token.
+#[utoipa::path(get, path = "/v1/users/{id}/tokens", tag = "tenants", operation_id = "list_tokens",
+    params(("id" = uuid::Uuid, Path, description = "The user.")),
+    responses(
+        (status = 200, description = "The tokens.", body = TokenList),
+        (status = 403, description = "Neither an admin nor that user, or a display token.", body = ErrorBody),
+        (status = 404, description = "No such user in this tenant.", body = ErrorBody),
+    ))]
+pub(super) async fn list_tokens(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = user.0;
+    let target: UserId = parse_id("user", &id)?;
+    state.store.user(p.tenant_id, target).await?;
+    self_or_admin(&p, target)?;
+    let tokens = state.store.tokens(p.tenant_id, target).await?;
+    let tokens = tokens
+        .into_iter()
+        .map(|t| TokenInfoView {
+            id: t.id.as_uuid(),
+            label: t.label,
+            scope: t.scope.into(),
+            created_at: utc(t.created_at_ms),
+            last_used_at: t.last_used_at_ms.map(utc),
+            expires_at: t.expires_at_ms.map(utc),
+            revoked_at: t.revoked_at_ms.map(utc),
+        })
+        .collect();
+    Ok(axum::Json(TokenList { tokens }))
+}
+
+/// Revokes one of a user's API tokens (admin, or that user).
+///
+/// The token answers 401 from the next request on, on every node (every request looks the
+/// token up in the database). Revoking twice is harmless. Audited (`token.revoked`).
+#[utoipa::path(delete, path = "/v1/users/{id}/tokens/{token_id}", tag = "tenants", operation_id = "revoke_token",
+    params(("id" = uuid::Uuid, Path, description = "The user."), ("token_id" = uuid::Uuid, Path, description = "The token.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 403, description = "Neither an admin nor that user, or a display token.", body = ErrorBody),
+        (status = 404, description = "No such user in this tenant, or no such token of theirs.", body = ErrorBody),
+    ))]
+pub(super) async fn revoke_token(
+    State(state): State<AppState>,
+    user: User,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let p = user.0;
+    let target: UserId = parse_id("user", &id)?;
+    state.store.user(p.tenant_id, target).await?;
+    self_or_admin(&p, target)?;
+    let token: TokenId = parse_id("token", &token_id)?;
+    state.store.revoke_user_token(p.tenant_id, target, token).await?;
+    let subject = format!("user {target} token {token}");
+    audit(&state, p.tenant_id, Actor::User(p.user_id), "token.revoked", &subject).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Erases a user (admin, or that user).

@@ -200,11 +200,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         sync_wait: Duration::from_secs(300),
         metrics: Metrics::default(),
         live: crate::api::Live::start(&scheduler),
+        security: crate::api::security::Security::new(crate::api::security::SecurityConfig::default()),
     }));
     crate::api::start_freezing(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, crate::api::router(state)).await });
+    let service = crate::api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = tokio::spawn(async move { axum::serve(listener, service).await });
     println!("service listening on {base} (HTTP API + scheduler)\n");
     let api = Api { http: reqwest::Client::new(), base };
     use reqwest::Method;

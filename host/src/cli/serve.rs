@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::SandboxArgs;
+use crate::api::security::{Security, SecurityConfig};
 use crate::api::{App, AppState, Metrics};
 use crate::runtime::Runtime;
 use crate::runtime::registry::Registry;
@@ -96,6 +97,9 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// The shortest operator token `serve` accepts, in bytes.
+pub const MIN_OPERATOR_TOKEN_BYTES: usize = 32;
+
 /// Arguments of `oneup serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -105,9 +109,26 @@ pub struct ServeArgs {
     /// Folder of connector components: every `*.wasm` there is installed at start.
     #[arg(long, env = "ONEUP_CONNECTORS_DIR")]
     pub connectors: Option<PathBuf>,
-    /// The operator's bearer token (creates tenants). Without it, no operator route works.
+    /// The operator's bearer token (creates tenants), at least 32 bytes (`openssl rand
+    /// -hex 32`). Without it, no operator route works.
     #[arg(long, env = "ONEUP_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
+    /// Failed authentications allowed per client address and minute (also the burst);
+    /// over it they answer 429 with `Retry-After`. Valid tokens are never throttled. The
+    /// address is the socket peer: behind a reverse proxy, the proxy's.
+    #[arg(long, env = "ONEUP_AUTH_FAILURES_PER_MINUTE", default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_per_minute: u32,
+    /// Seconds a stream ticket stays valid, 1 to 60.
+    #[arg(long, env = "ONEUP_STREAM_TICKET_SECS", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub stream_ticket_secs: u64,
+    /// Open leaderboard streams per token on this node; more answer 429.
+    #[arg(long, env = "ONEUP_MAX_STREAMS_PER_TOKEN", default_value_t = 10)]
+    pub max_streams_per_token: usize,
+    /// Open leaderboard streams per tenant on this node; more answer 429.
+    #[arg(long, env = "ONEUP_MAX_STREAMS_PER_TENANT", default_value_t = 200)]
+    pub max_streams_per_tenant: usize,
     /// This node's name on the runs it claims (default: hostname-pid).
     #[arg(long, env = "ONEUP_NODE_NAME")]
     pub node_name: Option<String>,
@@ -149,6 +170,16 @@ pub struct ServeArgs {
 /// Runs the service until SIGINT or SIGTERM, then stops claiming syncs, lets running ones
 /// finish within the grace period, and exits.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let operator_token = args.operator_token.as_deref().filter(|t| !t.is_empty());
+    if let Some(token) = operator_token
+        && token.len() < MIN_OPERATOR_TOKEN_BYTES
+    {
+        anyhow::bail!(
+            "ONEUP_OPERATOR_TOKEN is {} bytes long; it must be at least {MIN_OPERATOR_TOKEN_BYTES} \
+             (generate one with `openssl rand -hex 32`)",
+            token.len()
+        );
+    }
     let store = args.store.connect().await?;
     let mut sandbox = args.sandbox.runtime_config(false);
     // `ONEUP_ALLOW_LOOPBACK_HTTP` is for `connector check` and the demo; the service takes
@@ -203,10 +234,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         runtime,
         registry,
         scheduler: scheduler.clone(),
-        operator_token_hash: args.operator_token.as_deref().filter(|t| !t.is_empty()).map(App::hash_operator_token),
+        operator_token_hash: operator_token.map(App::hash_operator_token),
         sync_wait: Duration::from_secs(args.sync_wait_secs),
         metrics: Metrics::default(),
         live: crate::api::Live::start(&scheduler),
+        security: Security::new(SecurityConfig {
+            auth_failures_per_minute: args.auth_failures_per_minute,
+            stream_ticket_ttl: Duration::from_secs(args.stream_ticket_secs),
+            max_streams_per_token: args.max_streams_per_token.max(1),
+            max_streams_per_tenant: args.max_streams_per_tenant.max(1),
+        }),
     }));
     crate::api::start_freezing(&state);
     let listener =
@@ -223,7 +260,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("stopping: no new syncs are claimed; draining requests");
         claiming.stop_claiming();
     };
-    axum::serve(listener, crate::api::router(state)).with_graceful_shutdown(signal).await?;
+    // With the peer address, for the failed-authentication limit.
+    let service = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(signal).await?;
     tracing::info!("waiting for running syncs");
     scheduler.shutdown().await;
     store.close().await;

@@ -40,7 +40,9 @@ pub use self::sink::StoreSink;
 use crate::ingest::model::{Change, Cursor, Snapshot};
 use crate::runtime::http::{PaceLedger, RateGate};
 use crate::runtime::registry::Registry;
-use crate::runtime::{BoxFuture, IntegrationSetup, Runtime, SyncError, SyncOutcome, SyncScope, SyncSink, SyncStats, TimeZone};
+use crate::runtime::{
+    BoxFuture, IntegrationSetup, Runtime, SyncError, SyncOutcome, SyncScope, SyncSink, SyncStats, TimeZone,
+};
 use crate::store::{Lease, RunReason, Store, StoreError, TenantId};
 
 /// How long after a budget-exhausted sync the next one is due when the connector gave no
@@ -518,8 +520,7 @@ async fn sync_with(
     let sink = Announcing { sink, changes: inner.changes.clone(), tenant, connector_id: lease.connector_id.clone() };
     // Only the metrics the integration opted into are kept.
     let scope = SyncScope { gate: Some(gate), opted_in: Some(&integration.metrics) };
-    let report = inner.runtime.sync_with(connector, setup(), integration.cursor.as_ref(), Box::new(sink), scope)
-        .await;
+    let report = inner.runtime.sync_with(connector, setup(), integration.cursor.as_ref(), Box::new(sink), scope).await;
     let uncommitted = committed.uncommitted(&report.stats);
     if report.snapshot_skipped {
         reasons.push(RunReason::SnapshotSkipped);

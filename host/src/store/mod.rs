@@ -105,6 +105,7 @@ mod migrations;
 pub mod runs;
 pub mod standings;
 pub mod tenants;
+pub mod tokens;
 pub mod types;
 
 pub use self::audit::{AuditEntry, AuditRecord};
@@ -118,6 +119,7 @@ pub use self::integrations::{
 };
 pub use self::runs::{Lease, Resync, Run, RunReason, RunStatus};
 pub use self::tenants::{CreatedTenant, IssuedToken, NewTenant, NewUser, Principal, Team, Tenant, User, UserUpdate};
+pub use self::tokens::{NewToken, Scope, TokenInfo};
 pub use self::types::{Actor, ContestId, Role, RunId, TargetId, TeamId, TenantId, TokenId, UserId};
 
 /// Connections in a Postgres pool.

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::crypto::tenant_key_aad;
 use super::error::{StoreError, conflict_on_unique, not_found_on_foreign_key};
 use super::fx::FxRate;
+use super::tokens::Scope;
 use super::types::{Actor, Role, TeamId, TenantId, TokenId, UserId, now_ms, random_bytes};
 use super::{BeginWrite, Store};
 use crate::ingest::{Currency, TenantKey};
@@ -125,6 +126,8 @@ pub struct Principal {
     pub role: Role,
     /// The token used.
     pub token_id: TokenId,
+    /// What the token may do.
+    pub scope: Scope,
 }
 
 /// A team of users.
@@ -155,14 +158,14 @@ pub(super) fn is_only_admin(admins: &[(Uuid,)], user: UserId) -> bool {
     admins.iter().map(|(id,)| *id).eq([user.as_uuid()])
 }
 
-fn new_token() -> (String, [u8; 32]) {
+pub(super) fn new_token() -> (String, [u8; 32]) {
     let token = format!("{TOKEN_PREFIX}{}", hex::encode(random_bytes::<32>()));
     let hash = hash_token(&token);
     (token, hash)
 }
 
 /// The SHA-256 of a bearer token, as stored.
-fn hash_token(token: &str) -> [u8; 32] {
+pub(super) fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -173,8 +176,10 @@ pub(crate) fn parse_currency(code: &str) -> Result<Currency, StoreError> {
 
 const INSERT_USER: &str = "INSERT INTO users (tenant_id, id, name, email, email_norm, role, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_TOKEN: &str =
-    "INSERT INTO api_tokens (tenant_id, id, user_id, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)";
+pub(super) const INSERT_TOKEN: &str = "INSERT INTO api_tokens \
+     (tenant_id, id, user_id, token_hash, created_at, label, scope, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+/// The label of a tenant's first admin token.
+pub const FIRST_ADMIN_TOKEN_LABEL: &str = "first admin token";
 const SELECT_USER: &str = "SELECT id, name, email, role, created_at FROM users";
 
 type UserRow = (Uuid, String, String, String, i64);
@@ -244,6 +249,12 @@ impl Store {
                 .bind(admin.id.as_uuid())
                 .bind(&token_hash[..])
                 .bind(now)
+                .bind(FIRST_ADMIN_TOKEN_LABEL)
+                .bind(Scope::Full.as_str())
+                // The first admin token never expires: the operator cannot issue tenant
+                // tokens, so an expired one would lock the tenant out. The admin replaces it
+                // (a token of their own, then revoking this one).
+                .bind(None::<i64>)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -399,73 +410,6 @@ impl Store {
     /// mappings, participations and targets (see [`super::erasure`]).
     pub async fn delete_user(&self, tenant: TenantId, user: UserId) -> Result<(), StoreError> {
         self.erase_user(tenant, user, Actor::System).await.map(drop)
-    }
-
-    /// Issues a new API token for a user of the tenant. The token is in the answer only.
-    pub async fn create_token(&self, tenant: TenantId, user: UserId) -> Result<IssuedToken, StoreError> {
-        let (token, hash) = new_token();
-        let id = TokenId::new();
-        on_pool!(self, pool => {
-            sqlx::query(INSERT_TOKEN)
-                .bind(tenant.as_uuid())
-                .bind(id.as_uuid())
-                .bind(user.as_uuid())
-                .bind(&hash[..])
-                .bind(now_ms())
-                .execute(pool)
-                .await
-                .map_err(not_found_on_foreign_key("user"))?;
-        });
-        Ok(IssuedToken { id, token })
-    }
-
-    /// Revokes a token of the tenant; revoking twice is harmless.
-    pub async fn revoke_token(&self, tenant: TenantId, token: TokenId) -> Result<(), StoreError> {
-        let done = on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $3) WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant.as_uuid())
-            .bind(token.as_uuid())
-            .bind(now_ms())
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::NotFound { what: "token" });
-        }
-        Ok(())
-    }
-
-    /// Who a bearer token belongs to, or `None` for an unknown or revoked token.
-    ///
-    /// The one read that does not start from a tenant: it looks the token up by its
-    /// SHA-256, which is unique across tenants, and learns the tenant from the row.
-    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Ok(None);
-        }
-        let hash = hash_token(token);
-        let row: Option<(Uuid, Uuid, Uuid, String)> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT t.tenant_id, t.id, t.user_id, u.role FROM api_tokens t \
-                 JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id \
-                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND NOT u.former",
-            )
-            .bind(&hash[..])
-            .fetch_optional(pool)
-            .await?
-        });
-        row.map(|(tenant, token, user, role)| {
-            Ok(Principal {
-                tenant_id: TenantId::from_uuid(tenant),
-                user_id: UserId::from_uuid(user),
-                role: Role::parse_stored(&role)?,
-                token_id: TokenId::from_uuid(token),
-            })
-        })
-        .transpose()
     }
 
     /// Creates a team.
