@@ -634,10 +634,65 @@ mod service {
     }
 
     on_both_stores!(
+        one_tenants_syncs_take_turns_and_never_starve_another,
         totals_days_edits_and_expired_sessions_through_the_api,
         a_spent_request_allocation_is_partial_as_budget_exhausted_and_the_next_sync_completes,
         a_refused_grant_needs_reauthorization_until_the_admin_enables_again,
     );
+
+    /// The instants a finished run started and finished.
+    fn span(run: &Json) -> (i64, i64) {
+        (run["started_at_ms"].as_i64().expect("started"), run["finished_at_ms"].as_i64().expect("finished"))
+    }
+
+    /// Fairness through the real service (one node, the default of one running sync per
+    /// tenant): tenant A has a slow Pipedrive sync and a Salesforce sync due at once; tenant
+    /// B's Pipedrive sync becomes due after both. A's two runs never overlap, and B does not
+    /// wait behind A's queue: its run starts before A's second one.
+    async fn one_tenants_syncs_take_turns_and_never_starve_another(backend: Backend) {
+        const PD_TOKEN: &str = "fair-pipedrive-token-0b1c";
+        let Some(sales) = Sales::start(backend, DatasetSpec::new(512, 3, 40, 40, 20)).await else { return };
+        let slow = fake_pipedrive(5120, 3, 30, 30, PD_TOKEN).await;
+        // Each of A's Pipedrive requests waits a while: its run holds A's turn for seconds.
+        slow.with(|crm| crm.fail_next(4, oneup_fake_crm::pipedrive::Fault::Delay(Duration::from_millis(900))));
+        let other = fake_pipedrive(5121, 3, 30, 30, PD_TOKEN).await;
+        let api = sales.api().clone();
+        let b = app::Tenant::create(&api, "Other Co", "other.example", TIMEZONE, TENANT_CURRENCY).await;
+
+        sales.tenant.enable_pipedrive(&slow.base_url(), PD_TOKEN).await.expect(200);
+        sales.enable(sales.fake.refresh_token()).await.expect(200);
+        eventually("A's Pipedrive run to start", Duration::from_secs(60), || async {
+            let runs = api.get("/v1/integrations/pipedrive/runs", &sales.tenant.admin).await.expect(200).clone();
+            (runs["runs"][0]["status"] == "running").then_some(())
+        })
+        .await;
+        b.enable_pipedrive(&other.base_url(), PD_TOKEN).await.expect(200);
+
+        let finished = |token: String, connector: &'static str| {
+            let api = api.clone();
+            async move {
+                let answer = api.get(&format!("/v1/integrations/{connector}/runs"), &token).await;
+                let run = answer.expect(200)["runs"][0].clone();
+                matches!(run["status"].as_str(), Some("succeeded" | "partial" | "failed")).then_some(run)
+            }
+        };
+        let a_pipedrive = eventually("A's Pipedrive run", Duration::from_secs(120), || {
+            finished(sales.tenant.admin.clone(), "pipedrive")
+        })
+        .await;
+        let a_salesforce = eventually("A's Salesforce run", Duration::from_secs(120), || {
+            finished(sales.tenant.admin.clone(), "salesforce")
+        })
+        .await;
+        let b_pipedrive =
+            eventually("B's Pipedrive run", Duration::from_secs(120), || finished(b.admin.clone(), "pipedrive")).await;
+        for run in [&a_pipedrive, &a_salesforce, &b_pipedrive] {
+            assert_eq!(run["status"], "succeeded", "{run}");
+        }
+        let (a1, a2, b1) = (span(&a_pipedrive), span(&a_salesforce), span(&b_pipedrive));
+        assert!(a2.0 >= a1.1, "A's second sync waited for its first: {a1:?} then {a2:?}");
+        assert!(b1.0 < a2.0, "B's sync ({b1:?}) went before A's second ({a2:?}), not behind A's queue");
+    }
 
     /// 1–3 and 6: the first sync's totals and close dates, edits corrected by the next sync
     /// whose sessions expire every few requests, a bounded number of refreshes, the sweep.

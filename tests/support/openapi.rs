@@ -194,8 +194,11 @@ mod tests {
 
     #[test]
     fn a_documented_body_passes_and_drift_is_named() {
-        assert_eq!(check_answer("GET", "/healthz", 200, &json!({"status": "ok"}).to_string()), Ok(()));
-        let wrong = check_answer("GET", "/healthz", 200, &json!({"status": 1}).to_string()).unwrap_err();
+        let healthy = json!({"status": "ok", "dev_allow_loopback": false}).to_string();
+        assert_eq!(check_answer("GET", "/healthz", 200, &healthy), Ok(()));
+        let wrong =
+            check_answer("GET", "/healthz", 200, &json!({"status": 1, "dev_allow_loopback": false}).to_string())
+                .unwrap_err();
         assert!(wrong.contains("$.status: a integer where the schema says \"string\""), "{wrong}");
         let error = json!({"error": {"code": "not_found", "message": "contest not found"}}).to_string();
         assert_eq!(check_answer("GET", "/v1/contests/3f2a/leaderboard", 404, &error), Ok(()));
