@@ -71,6 +71,17 @@ enum Cmd {
     },
     /// `cargo fmt --check` and `cargo clippy -D warnings` on the host and the wasm crates.
     Lint,
+    /// Differential fuzzing of the SDK's JSON reader (`json::skim`) against `serde_json`:
+    /// generated and mutated CRM pages must decode to the same value or be refused by both.
+    /// `cargo xtask test` runs a short fixed range of seeds; this runs for a while.
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 600)]
+        secs: u64,
+        /// The first seed (each seed is one round of documents; a failure names its seed).
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+    },
 }
 
 /// A section of `cargo xtask bench` that can run alone.
@@ -90,6 +101,7 @@ fn main() -> ExitCode {
         Cmd::Dist => dist(),
         Cmd::Bench { deals, e2e_events, standings_facts, only } => bench(deals, e2e_events, standings_facts, only),
         Cmd::Lint => lint(),
+        Cmd::Fuzz { secs, first_seed } => fuzz(secs, first_seed),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -269,6 +281,14 @@ fn run_counting_backends(cmd: &mut Command) -> Result<BackendCounts> {
         bail!("{cmd:?} failed with {status}");
     }
     Ok(counts)
+}
+
+fn fuzz(secs: u64, first_seed: u64) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--release", "-p", "oneup-connector-sdk", "--test", "skim_differential", "--", "--nocapture"])
+        .env("ONEUP_FUZZ_SECS", secs.to_string())
+        .env("ONEUP_FUZZ_FIRST_SEED", first_seed.to_string());
+    run(&mut cmd)
 }
 
 fn dist() -> Result<()> {

@@ -443,7 +443,8 @@ impl<'a> Skim<'a> {
 
     /// Reads a number, positioned at its first byte, and visits it as `serde_json` does:
     /// `u64` if it is a non-negative integer that fits, `i64` if a negative one fits, `f64`
-    /// otherwise.
+    /// otherwise (`-0` included). Floats are rounded correctly, as `serde_json` does with its
+    /// `float_roundtrip` feature, which this crate turns on.
     fn visit_number<V: Visitor<'a>>(&mut self, visitor: V) -> Result<V::Value> {
         let start = self.pos;
         let float = self.scan_number()?;
@@ -475,6 +476,11 @@ impl<'a> Skim<'a> {
             if fits {
                 if !negative {
                     return visitor.visit_u64(value);
+                }
+                // `-0` is a float for `serde_json` (it reads negative integers as `i64` only
+                // below zero), so a field of an integer type refuses it.
+                if value == 0 {
+                    return visitor.visit_f64(-0.0);
                 }
                 if value <= i64::MAX as u64 + 1 {
                     return visitor.visit_i64((value as i64).wrapping_neg());
@@ -906,6 +912,9 @@ mod tests {
         agree::<serde_json::Value>(r#"{"a":[1,-2,3.5,"x\ud83d\ude00",true,false,null,{}]}"#);
         agree::<Deal<'_>>(r#"{"id":1,"x":"\ud800","y":"\udc00"}"#);
         agree::<(u8, i32, String)>(r#"[255,-2147483648,"\/\b\f\n\r\t"]"#);
+        // Found by the differential fuzzer (connector-sdk/tests/skim_differential.rs): `-0`
+        // is the float -0.0, and floats are rounded correctly by both.
+        agree::<serde_json::Value>("[-0,0,-0.0,-52905888081E-197,2068.954E-230]");
     }
 
     #[test]
@@ -939,6 +948,7 @@ mod tests {
             r#"{"owner_id":1}"#,
             r#"{"id":"1"}"#,
             r#"{"id":1.5}"#,
+            r#"{"id":-0}"#,
             r#"{"id":9223372036854775808}"#,
             r#"{"id":1,"value":true}"#,
             r#"{"id":1,"value":"12,5"}"#,
