@@ -51,6 +51,8 @@ impl Item {
 /// A stream read with `reqwest`'s chunks, split into items at blank lines.
 pub(crate) struct Events {
     response: reqwest::Response,
+    /// The stream's path: every event is checked against what the document says of it.
+    path: String,
     buffer: String,
     ended: bool,
 }
@@ -67,7 +69,7 @@ impl Events {
         assert_eq!(response.status(), 200, "the stream opens");
         let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
         assert!(content_type.starts_with("text/event-stream"), "content type {content_type}");
-        Events { response, buffer: String::new(), ended: false }
+        Events { response, path: path.to_owned(), buffer: String::new(), ended: false }
     }
 
     /// The next item, or `None` if none arrives within `timeout`.
@@ -76,7 +78,13 @@ impl Events {
         loop {
             if let Some(at) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..at + 2).collect();
-                return Some(parse_block(block.trim_end_matches('\n')));
+                let item = parse_block(block.trim_end_matches('\n'));
+                if let Item::Event { name, data, .. } = &item
+                    && let Err(drift) = oneup_tests::openapi::check_stream_event(&self.path, name, data)
+                {
+                    panic!("{drift}");
+                }
+                return Some(item);
             }
             if self.ended {
                 return Some(Item::End);
@@ -350,21 +358,20 @@ async fn live_leaderboard_access_final_result_and_tv_page(backend: Backend) {
 
     // The TV page: self-contained, the token nowhere in it. A full token in its URL is
     // refused; a display token is the one to use.
-    let refused = reqwest::get(format!("{}/tv/contests/{contest}?token={}", s.service.base_url, s.t.manager)).await;
-    let refused = refused.unwrap();
-    assert_eq!(refused.status(), 401);
-    let body: Json = serde_json::from_str(&refused.text().await.unwrap()).expect("JSON");
+    let base = s.service.base_url.clone();
+    let (status, _, refused) = get_checked(&base, &format!("/tv/contests/{contest}?token={}", s.t.manager)).await;
+    assert_eq!(status, 401);
+    let body: Json = serde_json::from_str(&refused).expect("JSON");
     assert_eq!(body["error"]["code"], "token_in_url", "{body}");
     let secret = display(s.t.manager_id.clone(), s.t.manager.clone()).await;
-    let page = reqwest::get(format!("{}/tv/contests/{contest}?token={secret}", s.service.base_url)).await.unwrap();
-    assert_eq!(page.status(), 200);
-    let header = |name: &str| page.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let (status, headers, html) = get_checked(&base, &format!("/tv/contests/{contest}?token={secret}")).await;
+    assert_eq!(status, 200);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(header("content-type").starts_with("text/html"), "{}", header("content-type"));
     assert_eq!(header("referrer-policy"), "no-referrer");
     assert_eq!(header("cache-control"), "no-store");
     let csp = header("content-security-policy");
     assert!(csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"), "{csp}");
-    let html = page.text().await.unwrap();
     assert!(!html.contains(&secret), "the token is not written into the page");
     for external in ["http://", "https://", "//cdn", "src=\"/", "href=\"/", "@import", "url("] {
         assert!(!html.contains(external), "the page refers to another resource ({external})");
@@ -376,8 +383,7 @@ async fn live_leaderboard_access_final_result_and_tv_page(backend: Backend) {
     let nonce = csp.split("'nonce-").nth(1).and_then(|n| n.split('\'').next()).expect("a nonce");
     assert!(html.contains(&format!("<script nonce=\"{nonce}\">")), "the inline script runs under the policy");
     // Not a contest id: 404, as for any other unknown id.
-    let bad = reqwest::get(format!("{}/tv/contests/not-an-id", s.service.base_url)).await.unwrap();
-    assert_eq!(bad.status(), 404);
+    assert_eq!(get_checked(&base, "/tv/contests/not-an-id").await.0, 404);
 
     // Shutting down ends the open streams, so that the process can drain and exit.
     let mut s = s;

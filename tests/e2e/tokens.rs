@@ -232,12 +232,11 @@ async fn display_tokens_tickets_and_stream_caps(backend: Backend) {
     assert_eq!(full.expect_error(401), "token_in_url");
     let message = str_of(&full.json["error"]["message"]);
     assert!(message.contains("display token") && message.contains("stream ticket"), "{message}");
-    let tv = reqwest::get(format!("{base}/tv/contests/{contest}?token={}", t.admin)).await.unwrap();
-    assert_eq!(tv.status(), 401);
-    let body: Json = serde_json::from_str(&tv.text().await.unwrap()).expect("JSON");
+    let (status, _, tv) = get_checked(&base, &format!("/tv/contests/{contest}?token={}", t.admin)).await;
+    assert_eq!(status, 401);
+    let body: Json = serde_json::from_str(&tv).expect("JSON");
     assert_eq!(body["error"]["code"], "token_in_url");
-    let tv = reqwest::get(format!("{base}/tv/contests/{contest}?token={screen}")).await.unwrap();
-    assert_eq!(tv.status(), 200);
+    assert_eq!(get_checked(&base, &format!("/tv/contests/{contest}?token={screen}")).await.0, 200);
 
     // Stream tickets: for whoever may see the contest, with a full token; one connection.
     let tickets = format!("/v1/contests/{contest}/stream-tickets");

@@ -255,3 +255,17 @@ pub async fn fake_pipedrive(
     let spec = DatasetSpec::new(seed, users, deals, activities).ending_at(oneup_fake_crm::Timestamp::now_utc());
     FakePipedrive::start(Dataset::generate_with(&spec), token).await.expect("the fake Pipedrive starts")
 }
+
+/// `GET url` outside the JSON API client (a page, or an answer whose headers a test reads),
+/// with its status and body still checked against the OpenAPI document. Returns the status,
+/// the headers and the body.
+pub async fn get_checked(base: &str, path: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = reqwest::get(format!("{base}{path}")).await.unwrap_or_else(|e| panic!("{path}: no answer: {e}"));
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a body");
+    if let Err(drift) = openapi::check_answer("GET", path, status, &text) {
+        panic!("the answer does not match host/openapi.json: {drift}\nbody: {text}");
+    }
+    (status, headers, text)
+}

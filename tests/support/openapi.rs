@@ -48,6 +48,40 @@ pub fn check_answer(method: &str, path: &str, status: u16, text: &str) -> Result
     }
 }
 
+/// Checks one event of a server-sent event stream that `GET path` answered: the operation
+/// must document an event stream whose event schema (a `oneOf` of alternatives, one per
+/// event type) has an alternative for `event`, and `data` must be JSON matching that
+/// alternative's `contentSchema`.
+pub fn check_stream_event(path: &str, event: &str, data: &str) -> Result<(), String> {
+    let path = path.split('?').next().unwrap_or(path);
+    let operation = operation("get", path).ok_or_else(|| format!("GET {path} is not documented"))?;
+    let schema = operation
+        .pointer("/responses/200/content/text~1event-stream/schema")
+        .ok_or_else(|| format!("GET {path} documents no event stream"))?;
+    let alternatives =
+        resolve(schema)["oneOf"].as_array().ok_or_else(|| format!("GET {path}: events are not a oneOf"))?;
+    let alternative = alternatives
+        .iter()
+        .map(resolve)
+        .find(|alt| {
+            alt.pointer("/properties/event/enum")
+                .and_then(Json::as_array)
+                .is_some_and(|e| e.contains(&Json::from(event)))
+        })
+        .ok_or_else(|| format!("GET {path} sent a `{event}` event, which the document does not list"))?;
+    let content = alternative
+        .pointer("/properties/data/contentSchema")
+        .ok_or_else(|| format!("GET {path}: the `{event}` event documents no data schema"))?;
+    let body: Json = serde_json::from_str(data).map_err(|e| format!("GET {path}: `{event}` data is not JSON ({e})"))?;
+    let mut problems = Vec::new();
+    check(content, &body, "$", &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("GET {path}: `{event}` data does not match its schema:\n  {}", problems.join("\n  ")))
+    }
+}
+
 /// The operation for a concrete path (`/v1/contests/123/leaderboard` matches
 /// `/v1/contests/{id}/leaderboard`), preferring the template with the fewest parameters.
 fn operation(method: &str, path: &str) -> Option<&'static Json> {
@@ -213,5 +247,16 @@ mod tests {
         assert_eq!(check_answer("GET", "/no/such/route", 404, ""), Ok(()));
         let served_but_undocumented = check_answer("GET", "/no/such/route", 200, "{}").unwrap_err();
         assert!(served_but_undocumented.contains("no such operation"), "{served_but_undocumented}");
+
+        let stream = "/v1/contests/3f2a/leaderboard/stream";
+        let names = json!({"3f2a": "Ada"}).to_string();
+        assert_eq!(check_stream_event(stream, "names", &names), Ok(()));
+        let not_names = check_stream_event(stream, "names", &json!({"3f2a": 7}).to_string()).unwrap_err();
+        assert!(not_names.contains("does not match"), "{not_names}");
+        let unknown = check_stream_event(stream, "gossip", &names).unwrap_err();
+        assert!(unknown.contains("does not list"), "{unknown}");
+        let error = json!({"error": {"code": "gone", "message": "gone"}}).to_string();
+        assert_eq!(check_stream_event(stream, "error", &error), Ok(()));
+        assert!(check_stream_event(stream, "standing", &error).is_err());
     }
 }

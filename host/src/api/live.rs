@@ -248,6 +248,7 @@ pub(super) struct StreamQuery {
     /// within its lifetime.
     ticket: Option<String>,
     /// Seconds between keep-alive comments, 1 to 60 (default 15).
+    #[param(minimum = 1, maximum = 60)]
     keep_alive_secs: Option<u64>,
 }
 
@@ -316,7 +317,7 @@ async fn viewer(
     operation_id = "contest_leaderboard_stream",
     params(("id" = uuid::Uuid, Path, description = "The contest."), StreamQuery),
     responses(
-        (status = 200, description = "The event stream.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream: each event follows `StreamEvent`.", content_type = "text/event-stream", body = super::openapi::StreamEventSchema),
         (status = 400, description = "An unknown parameter, `keep_alive_secs` out of 1..=60, or more than one credential.", body = ErrorBody),
         (status = 401, description = "No valid token or ticket (`unauthorized`), or a full token in the URL (`token_in_url`).", body = ErrorBody),
         (status = 429, description = "Too many open streams for this token or tenant (`too_many_streams`), or too many failed authentications from this address.", body = ErrorBody),
@@ -588,6 +589,22 @@ impl Viewer {
 /// The office TV page: see the module documentation. A token in its query (`?token=`)
 /// reaches the server: a `full` one is refused (401 `token_in_url`), an invalid one is a
 /// failed authentication (401).
+#[utoipa::path(get, path = "/tv/contests/{id}", tag = "contests", operation_id = "tv_page",
+    description = "The office TV page of a contest: a self-contained HTML page (no external assets, a strict \
+        content security policy) that shows the live leaderboard full screen. It reads the stream with a \
+        `display` token or a one-time ticket that the page takes from its own address (`#token=` or `?token=`) \
+        and then removes from the address bar. The page itself needs no credentials; a `token` in its query is \
+        checked: a `full` token is refused (401 `token_in_url`).",
+    params(
+        ("id" = String, Path, description = "The contest."),
+        ("token" = Option<String>, Query, description = "A `display` token (checked, never written into the page)."),
+    ),
+    responses(
+        (status = 200, description = "The page.", content_type = "text/html", body = String),
+        (status = 401, description = "A `full` token (`token_in_url`) or an invalid token in the query.", body = ErrorBody),
+        (status = 404, description = "Not a contest id.", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address.", body = ErrorBody),
+    ))]
 pub(super) async fn tv_page(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -628,11 +645,6 @@ pub(super) async fn tv_page(
         page,
     )
         .into_response()
-}
-
-/// The pages outside the API (not in the OpenAPI document).
-pub(super) fn pages() -> axum::Router<AppState> {
-    axum::Router::new().route("/tv/contests/{id}", axum::routing::get(tv_page))
 }
 
 #[cfg(test)]

@@ -140,6 +140,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(contests::leaderboard))
         .routes(routes!(live::leaderboard_stream))
         .routes(routes!(live::create_stream_ticket))
+        .routes(routes!(live::tv_page))
         .routes(routes!(targets::create_target, targets::list_targets))
         .routes(routes!(targets::get_target, targets::update_target, targets::delete_target))
         .routes(routes!(targets::progress))
@@ -161,7 +162,6 @@ pub fn router(state: AppState) -> Router {
     let (routes, _) = routes().split_for_parts();
     routes
         .merge(openapi::docs_page())
-        .merge(live::pages())
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))

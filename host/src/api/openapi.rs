@@ -17,7 +17,7 @@
 use serde::Serialize;
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{RefOr, Response, ResponseBuilder, Schema};
 use utoipa::{OpenApi, ToSchema};
 
 /// The name of the bearer security scheme in the document.
@@ -102,6 +102,71 @@ pub enum FigureSchema {
     Number(f64),
     /// Money, such as `"2500.00"`.
     Money(String),
+}
+
+/// One event of a leaderboard stream (`GET /v1/contests/{id}/leaderboard/stream`), as a
+/// client's event-stream parser sees it: its `event` type, its `data` (JSON text) and, on the
+/// first event, a `retry` hint in milliseconds. Each alternative names the schema its `data`
+/// follows (`contentSchema`):
+/// - `standing`: the body of `GET …/leaderboard` (`Leaderboard`);
+/// - `names`: participant id → display name;
+/// - `final`: the frozen result (`Leaderboard`), last event of the stream;
+/// - `error`: the error body (`ErrorBody`), last event of the stream.
+pub struct StreamEventSchema;
+
+impl StreamEventSchema {
+    /// One alternative: `event` is `name`, `data` JSON text following `data`.
+    fn alternative(name: &str, description: &str, data: RefOr<Schema>) -> RefOr<Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let mut data_text =
+            ObjectBuilder::new().schema_type(Type::String).content_media_type("application/json").build();
+        let schema = serde_json::to_value(&data).expect("a schema is JSON");
+        data_text.extensions.get_or_insert_with(Default::default).insert("contentSchema".into(), schema);
+        ObjectBuilder::new()
+            .description(Some(description))
+            .property("event", ObjectBuilder::new().schema_type(Type::String).enum_values(Some([name])))
+            .required("event")
+            .property("data", data_text)
+            .required("data")
+            .property("retry", ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .into()
+    }
+}
+
+impl utoipa::PartialSchema for StreamEventSchema {
+    fn schema() -> RefOr<Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Ref, Type};
+        let names = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::RefOr(
+                ObjectBuilder::new().schema_type(Type::String).into(),
+            )))
+            .into();
+        OneOfBuilder::new()
+            .item(Self::alternative(
+                "standing",
+                "The standing now: the body of `GET …/leaderboard`.",
+                Ref::from_schema_name("Leaderboard").into(),
+            ))
+            .item(Self::alternative("names", "Participant id → display name, once after the first standing.", names))
+            .item(Self::alternative(
+                "final",
+                "The frozen result once the contest has ended; the stream ends after it.",
+                Ref::from_schema_name("Leaderboard").into(),
+            ))
+            .item(Self::alternative(
+                "error",
+                "The standing can no longer be read; the stream ends after it.",
+                Ref::from_schema_name("ErrorBody").into(),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for StreamEventSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "StreamEvent".into()
+    }
 }
 
 /// An amount given by a client: a number, or a decimal string such as `"2500.00"` (exact).
