@@ -534,7 +534,10 @@ mod service {
             // the control: the tenant's own accounts (the CRM users' e-mails) are found there.
             let raw = String::from_utf8_lossy(&self.db.stored_bytes().await).to_lowercase();
             let own = users.iter().filter(|c| c.contains('@')).collect::<Vec<_>>();
-            assert!(!own.is_empty() && own.iter().all(|c| raw.contains(&c.to_lowercase())), "the raw sweep sees accounts");
+            assert!(
+                !own.is_empty() && own.iter().all(|c| raw.contains(&c.to_lowercase())),
+                "the raw sweep sees accounts"
+            );
             for canary in &contacts {
                 for (table, text) in &dump {
                     assert!(!holds(text, canary), "contact data {canary:?} in table {table}");

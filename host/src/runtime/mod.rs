@@ -1040,7 +1040,10 @@ mod tests {
         assert_eq!(classify(wasmtime::Error::new(CpuLimitExceeded)), SyncError::CpuLimit);
         assert_eq!(classify(wasmtime::Error::new(wasmtime::Trap::Interrupt)), SyncError::CpuLimit);
         assert_eq!(classify(wasmtime::Error::new(ResourceTableError::Full)), SyncError::HandleLimit);
-        assert_eq!(classify(wasmtime::Error::new(SinkFailed("disk full".into()))), SyncError::Commit("disk full".into()));
+        assert_eq!(
+            classify(wasmtime::Error::new(SinkFailed("disk full".into()))),
+            SyncError::Commit("disk full".into())
+        );
         // Found under context a call adds on the way out.
         let wrapped = wasmtime::Error::new(MemoryLimitExceeded).context("while running the guest");
         assert_eq!(classify(wrapped), SyncError::MemoryLimit);
@@ -1052,7 +1055,8 @@ mod tests {
 
     #[test]
     fn a_fresh_store_gets_the_memory_cap_the_cpu_budget_and_the_handle_cap() {
-        let limits = SandboxLimits { memory_bytes: 8 << 20, cpu_time: Duration::from_millis(250), ..Default::default() };
+        let limits =
+            SandboxLimits { memory_bytes: 8 << 20, cpu_time: Duration::from_millis(250), ..Default::default() };
         let runtime = Runtime::new(RuntimeConfig { limits, ..Default::default() }).expect("a runtime");
         let session = runtime.idle_session(Arc::new(placeholder_manifest("0.2.0")));
         let mut store = runtime.store_for(None, session);
