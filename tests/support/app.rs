@@ -210,6 +210,34 @@ impl TestDatabase {
         bytes
     }
 
+    /// What the database holds on disk, as bytes, for sweeps below the SQL level: on SQLite
+    /// the file and its logs ([`TestDatabase::raw_bytes`]); on Postgres, after a
+    /// `CHECKPOINT` (so that every committed change is in the files), the main fork of every
+    /// relation of this database (tables, TOAST tables, indexes and this database's own
+    /// catalogs, `pg_statistic` included) read with
+    /// `pg_read_binary_file(pg_relation_filepath(…))`. Left out: the catalogs and the
+    /// write-ahead log that all databases of the server share (other tests write there).
+    /// Deleted rows stay in these files until their space is reused (see
+    /// `host/src/store/erasure.rs`), so this sweeps what was ever stored, not what is live.
+    pub async fn stored_bytes(&self) -> Vec<u8> {
+        if self.backend == Backend::Sqlite {
+            return self.raw_bytes();
+        }
+        let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("the test database answers");
+        sqlx::query("CHECKPOINT").execute(&mut conn).await.expect("CHECKPOINT (the test user is a superuser)");
+        let files: Vec<Option<Vec<u8>>> = sqlx::query_scalar(
+            "SELECT pg_read_binary_file(pg_relation_filepath(c.oid), 0, pg_relation_size(c.oid), true) \
+             FROM pg_class c WHERE NOT c.relisshared AND pg_relation_filepath(c.oid) IS NOT NULL ORDER BY c.oid",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .expect("the relation files are readable (the test user is a superuser)");
+        conn.close().await.ok();
+        let bytes: Vec<u8> = files.into_iter().flatten().flatten().collect();
+        assert!(bytes.len() > 1 << 20, "the relation files were read: {} bytes", bytes.len());
+        bytes
+    }
+
     /// Runs one SQL statement returning one integer (counts in assertions).
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         match self.backend {

@@ -1014,3 +1014,63 @@ impl std::hash::Hasher for HashWriter<'_> {
         self.0.update(bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The runtime's limits over its real types: what a fresh store gets, and how a limit
+    //! that stopped a call is told apart from any other failure.
+
+    use super::*;
+
+    #[test]
+    fn the_default_limits_are_the_documented_ones() {
+        let limits = SandboxLimits::default();
+        assert_eq!(limits.memory_bytes, 64 << 20);
+        assert_eq!(limits.cpu_time, Duration::from_secs(120));
+        assert_eq!(limits.wall_time, Duration::from_secs(30 * 60));
+        assert_eq!((limits.max_batch, limits.max_pending), (10_000, 200_000));
+        let http = HttpLimits::default();
+        assert_eq!(http.max_body_bytes, 16 << 20);
+        assert_eq!(http.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn limit_errors_are_classified_by_their_type_not_their_text() {
+        assert_eq!(classify(wasmtime::Error::new(MemoryLimitExceeded)), SyncError::MemoryLimit);
+        assert_eq!(classify(wasmtime::Error::new(CpuLimitExceeded)), SyncError::CpuLimit);
+        assert_eq!(classify(wasmtime::Error::new(wasmtime::Trap::Interrupt)), SyncError::CpuLimit);
+        assert_eq!(classify(wasmtime::Error::new(ResourceTableError::Full)), SyncError::HandleLimit);
+        assert_eq!(
+            classify(wasmtime::Error::new(SinkFailed("disk full".into()))),
+            SyncError::Commit("disk full".into())
+        );
+        // Found under context a call adds on the way out.
+        let wrapped = wasmtime::Error::new(MemoryLimitExceeded).context("while running the guest");
+        assert_eq!(classify(wrapped), SyncError::MemoryLimit);
+        // A message that only reads like a limit is no limit, and its text is not kept.
+        let lookalike = classify(wasmtime::Error::msg("the connector exceeded its memory limit"));
+        assert_eq!(lookalike, SyncError::Internal("the call into the connector failed".into()));
+        assert_eq!(classify(wasmtime::Error::new(wasmtime::Trap::UnreachableCodeReached)).code(), "trap");
+    }
+
+    #[test]
+    fn a_fresh_store_gets_the_memory_cap_the_cpu_budget_and_the_handle_cap() {
+        let limits =
+            SandboxLimits { memory_bytes: 8 << 20, cpu_time: Duration::from_millis(250), ..Default::default() };
+        let runtime = Runtime::new(RuntimeConfig { limits, ..Default::default() }).expect("a runtime");
+        let session = runtime.idle_session(Arc::new(placeholder_manifest("0.2.0")));
+        let mut store = runtime.store_for(None, session);
+        assert_eq!(store.data().limiter.memory_bytes, 8 << 20);
+        assert_eq!(store.data().cpu_ticks_left, 25, "250 ms in ticks of {TICK:?}");
+        let table = &mut store.data_mut().table;
+        for _ in 0..MAX_HANDLES {
+            table.push(()).expect("within the handle cap");
+        }
+        assert!(matches!(table.push(()), Err(ResourceTableError::Full)), "handle {} is refused", MAX_HANDLES + 1);
+        // A budget below one tick still allows one.
+        let tiny = SandboxLimits { cpu_time: Duration::from_millis(1), ..Default::default() };
+        let runtime = Runtime::new(RuntimeConfig { limits: tiny, ..Default::default() }).expect("a runtime");
+        let store = runtime.store_for(None, runtime.idle_session(Arc::new(placeholder_manifest("0.2.0"))));
+        assert_eq!(store.data().cpu_ticks_left, 1);
+    }
+}

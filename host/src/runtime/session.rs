@@ -627,3 +627,237 @@ pub(crate) enum LogLevel {
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The session's caps over the real types: a `Session` with a real manifest, validator
+    //! and committer, and a sink that records what reaches it.
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::ingest::model::{RawOccurredAt, RawValue};
+    use crate::ingest::pseudonym::TenantKey;
+    use crate::ingest::validate::{CursorProblem, Limits};
+    use crate::runtime::bindings::latest::oneup::connector::types as wit;
+    use crate::runtime::http::HttpLimits;
+
+    /// 2025-06-02T10:00:00Z.
+    const AT: i64 = 1_748_858_400_000;
+
+    /// What reached the sink: per commit, the number of changes and the cursor.
+    type Commits = Arc<Mutex<Vec<(usize, Option<Cursor>)>>>;
+
+    struct Recorder(Commits);
+
+    impl SyncSink for Recorder {
+        fn commit<'a>(
+            &'a mut self,
+            changes: Vec<Change>,
+            _snapshots: Vec<Snapshot>,
+            cursor: Option<&'a Cursor>,
+            _stats: &'a SyncStats,
+        ) -> BoxFuture<'a, anyhow::Result<()>> {
+            self.0.lock().unwrap().push((changes.len(), cursor.cloned()));
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn manifest() -> Arc<Manifest> {
+        let mut log_codes: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
+        log_codes.push("note".into());
+        let d = wit::Descriptor {
+            id: "capped".into(),
+            version: "1.0.0".into(),
+            metrics: vec![wit::MetricDecl { slug: "deals_won".into(), kind: wit::MetricKind::Count }],
+            config: vec![wit::Setting { key: "base_url".into(), required: true, default_value: None }],
+            secrets: vec![],
+            base_url_key: "base_url".into(),
+            allowed_hosts: vec!["*.example.com".into()],
+            auth: wit::AuthScheme::None,
+            log_codes,
+            cursor_keys: vec!["position".into()],
+            default_sync_interval_secs: 3600,
+        };
+        Arc::new(Manifest::from_descriptor(d, "0.2.0".into()).expect("a valid descriptor"))
+    }
+
+    /// A session with the given caps, committing into the returned record (at every
+    /// checkpoint, in line).
+    fn session(max_batch: usize, max_pending: usize) -> (Session, Commits) {
+        let manifest = manifest();
+        let limits = Limits { max_batch, ..Limits::default() };
+        let validator = Validator::new(manifest.vocabulary().clone(), TenantKey::from_bytes([9; 32]), "capped", limits);
+        let commits = Commits::default();
+        let policy = CommitPolicy { changes: 0, interval: Duration::ZERO, overlap: false };
+        let session = Session {
+            manifest,
+            config: BTreeMap::new(),
+            egress: None,
+            credentials: Credentials::None,
+            http: HttpClient::new(HttpLimits::default()).expect("an HTTP client"),
+            validator: Some(Arc::new(validator)),
+            commits: Committer::new(Some(Box::new(Recorder(commits.clone()))), policy),
+            pending: Pending::default(),
+            max_pending,
+            snapshots: SnapshotTracker::default(),
+            stats: SyncStats::default(),
+            violation: None,
+            debug: None,
+            opted_in: None,
+            logged: 0,
+            warned: 0,
+        };
+        (session, commits)
+    }
+
+    /// `n` valid upserts, source ids `{prefix}-0`..
+    fn changes(prefix: &str, n: usize) -> Vec<RawChange> {
+        (0..n)
+            .map(|i| RawChange::Upsert {
+                metric: "deals_won".into(),
+                owner: "u-1".into(),
+                source_id: format!("{prefix}-{i}"),
+                occurred_at: RawOccurredAt::Instant(AT),
+                value: RawValue::Count(1),
+            })
+            .collect()
+    }
+
+    fn cursor(position: i64) -> RawCursor {
+        RawCursor(vec![("position".into(), position)])
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime").block_on(future)
+    }
+
+    #[test]
+    fn the_memory_limiter_allows_growth_up_to_the_cap_and_no_further() {
+        use wasmtime::ResourceLimiter;
+        let mut limiter = Limiter { memory_bytes: 64 << 20 };
+        assert!(limiter.memory_growing(0, 64 << 20, None).expect("at the cap"));
+        let refused = limiter.memory_growing(64 << 20, (64 << 20) + 1, None).expect_err("one byte over");
+        assert!(refused.downcast_ref::<MemoryLimitExceeded>().is_some(), "{refused:?}");
+        assert!(limiter.memory_growing(1 << 20, 2 << 20, Some(usize::MAX)).expect("well below"));
+        assert!(limiter.table_growing(0, 100_000, None).expect("at the table cap"));
+        assert!(!limiter.table_growing(100_000, 100_001, None).expect("refused, not a trap"));
+        assert_eq!((limiter.instances(), limiter.tables(), limiter.memories()), (64, 64, 8));
+    }
+
+    #[test]
+    fn a_batch_over_the_cap_is_refused_whole_and_ends_the_sync() {
+        block_on(async {
+            let (mut s, commits) = session(5, 1_000);
+            assert_eq!(s.emit(changes("a", 5)), Ok(()), "at the cap");
+            assert_eq!(s.checkpoint(cursor(1)).await.expect("no commit failed"), Ok(()));
+            assert_eq!(s.emit(changes("b", 2)), Ok(()));
+            let over = s.emit(changes("c", 6));
+            assert_eq!(over, Err(ContractViolation::BatchTooLarge { len: 6, max: 5 }));
+            assert_eq!(s.violation, over.err());
+            assert_eq!(s.stats.rejected.get("batch_too_large"), Some(&6));
+            assert_eq!(s.stats.upserts, 7, "nothing of the refused batch was taken");
+            // Once refused, nothing more is taken, even a small batch.
+            assert_eq!(s.emit(changes("d", 1)), over);
+            assert_eq!(s.stats.upserts, 7);
+            // The sync ends: what preceded the checkpoint was committed there, nothing after.
+            assert_eq!(s.abandon().await, Ok(()));
+            let commits = commits.lock().unwrap();
+            assert_eq!(commits.len(), 1, "{commits:?}");
+            assert_eq!(commits[0].0, 5);
+        });
+    }
+
+    #[test]
+    fn changes_past_the_pending_cap_are_refused_and_a_checkpoint_resets_the_count() {
+        block_on(async {
+            let (mut s, commits) = session(10, 25);
+            for _ in 0..2 {
+                assert_eq!(s.emit(changes("a", 10)), Ok(()));
+            }
+            assert_eq!(s.emit(changes("a", 5)), Ok(()), "25 held: at the cap");
+            assert_eq!(s.checkpoint(cursor(1)).await.expect("no commit failed"), Ok(()));
+            assert_eq!(commits.lock().unwrap().len(), 1, "committed at the checkpoint");
+            // After the checkpoint the count starts again.
+            for _ in 0..2 {
+                assert_eq!(s.emit(changes("b", 10)), Ok(()));
+            }
+            assert_eq!(s.emit(changes("b", 5)), Ok(()));
+            let over = s.emit(changes("c", 1));
+            assert_eq!(over, Err(ContractViolation::BatchTooLarge { len: 26, max: 25 }));
+            assert_eq!(s.stats.rejected.get("batch_too_large"), Some(&1));
+            assert_eq!(s.stats.upserts, 50);
+            // The checkpoint after the refusal is refused too; nothing since the last one lands.
+            assert_eq!(s.checkpoint(cursor(2)).await.expect("no commit failed"), over);
+            assert_eq!(s.abandon().await, Ok(()));
+            let commits = commits.lock().unwrap();
+            assert_eq!(commits.len(), 1, "{commits:?}");
+            assert_eq!(commits[0].0, 25);
+            assert_eq!(commits[0].1.as_ref().and_then(|c| c.get("position")), Some(1));
+        });
+    }
+
+    #[test]
+    fn the_pending_cap_counts_only_changes_taken() {
+        // Dropped changes (an unknown currency here) are not held, so they do not count.
+        let (mut s, _) = session(10, 3);
+        let mut batch = changes("a", 3);
+        batch.push(RawChange::Upsert {
+            metric: "deals_won".into(),
+            owner: "u-1".into(),
+            source_id: "late".into(),
+            occurred_at: RawOccurredAt::Instant(0),
+            value: RawValue::Count(1),
+        });
+        assert_eq!(s.emit(batch), Ok(()), "three taken, one out of range dropped");
+        assert_eq!(s.stats.rejected.get("out_of_range"), Some(&1));
+        assert_eq!(s.emit(changes("b", 1)), Err(ContractViolation::BatchTooLarge { len: 4, max: 3 }));
+    }
+
+    #[test]
+    fn a_cursor_over_its_cap_is_refused() {
+        block_on(async {
+            let (mut s, commits) = session(10, 100);
+            assert_eq!(s.emit(changes("a", 1)), Ok(()));
+            let mut marks = vec![("position".to_owned(), 1)];
+            marks.extend((1..33).map(|i| (format!("k{i}"), i)));
+            let refused = s.checkpoint(RawCursor(marks)).await.expect("no commit failed");
+            assert_eq!(
+                refused,
+                Err(ContractViolation::BadCursor { problem: CursorProblem::TooManyMarks { len: 33, max: 32 } })
+            );
+            assert_eq!(s.stats.checkpoints, 0);
+            assert_eq!(s.abandon().await, Ok(()));
+            assert!(commits.lock().unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn logs_past_the_event_and_field_caps_are_counted_not_written() {
+        let (mut s, _) = session(10, 100);
+        let fields: Vec<(String, i64)> = (0..12).map(|i| (format!("f{i}"), i)).collect();
+        s.log(LogLevel::Info, "note", &fields);
+        assert_eq!(s.stats.log_fields_dropped, 4, "12 declared fields, 8 kept");
+        // MAX_LOG_EVENTS + 6 events in all.
+        for _ in 0..MAX_LOG_EVENTS + 5 {
+            s.log(LogLevel::Info, "note", &[]);
+        }
+        assert_eq!(s.logged, MAX_LOG_EVENTS);
+        assert_eq!(s.stats.logs_capped, 6);
+        s.log(LogLevel::Info, "undeclared", &[]);
+        assert_eq!((s.stats.logs_dropped, s.stats.logs_capped), (1, 6), "undeclared codes are dropped first");
+    }
+
+    #[test]
+    fn warnings_past_their_cap_are_counted_not_written() {
+        let (mut s, _) = session(10, 100);
+        let allowed = (0..MAX_WARNINGS + 5).filter(|_| s.may_warn()).count() as u64;
+        assert_eq!(allowed, MAX_WARNINGS);
+        assert_eq!(s.stats.warnings_suppressed, 5);
+        // Refusals warn through the same cap.
+        for _ in 0..3 {
+            let _ = s.emit(changes("a", 11));
+        }
+        assert_eq!(s.stats.warnings_suppressed, 8);
+    }
+}

@@ -7,8 +7,11 @@
 //! | `ok` | emits 3 valid `deals_won` upserts (`ok-1`..`ok-3`) in one batch, checkpoints, completes |
 //! | `loop` | spins forever |
 //! | `alloc` | grows its memory without bound |
-//! | `huge-batch` | emits 1,000,000 valid changes in one batch |
-//! | `huge-event` | emits one upsert whose owner id is a 10 MB string |
+//! | `batch:<n>` | emits `<n>` valid changes (`b-0`..) in one batch, checkpoints, completes |
+//! | `pending:<n>` | emits `<n>` valid changes (`p-0`..) in batches of [`PENDING_BATCH`] (the last one smaller) without a checkpoint, then checkpoints and completes |
+//! | `cursor-marks:<n>` | checkpoints a cursor of `<n>` marks: `position`, then the undeclared `k1`.. |
+//! | `late-emit` | GETs `/slow`, then (whatever the answer) emits `late-1`, checkpoints, completes |
+//! | `huge-event` | emits one upsert whose owner id is a 10 MiB string |
 //! | `undeclared-metric` | emits an upsert of the undeclared metric `secret_metric` |
 //! | `email-owner` | emits an upsert whose owner is `jane.doe@acme.example` |
 //! | `sentence-source-id` | emits an upsert whose source id is `Deal with Tom at SuperBigCorp` |
@@ -68,6 +71,9 @@ pub const DENIED: &str = "denied";
 
 /// How many log events `log-flood` writes.
 pub const FLOOD_EVENTS: u32 = 5_000;
+
+/// The batch size of `pending:<n>`.
+pub const PENDING_BATCH: u64 = 1_000;
 
 /// The extra host pattern of the `wider` build.
 pub const WIDER_HOST: &str = "*.wider.example";
@@ -212,10 +218,11 @@ impl Connector for Hostile {
                     hoard.push(std::hint::black_box(chunk));
                 }
             }
-            "huge-batch" => {
-                let batch: Vec<KpiChange> =
-                    (0..1_000_000u64).map(|i| KpiChange::count("deals_won", OWNER, i, OCCURRED_AT_MS, 1)).collect();
-                ctx.emit(&batch)?;
+            "late-emit" => {
+                // The answer does not matter: what counts is whether anything runs after it.
+                let _ = ctx.http_get(&HttpRequest::get("/slow"));
+                ctx.emit(&[won("late-1")])?;
+                ctx.checkpoint(&done)?;
             }
             "huge-event" => {
                 let owner = "a".repeat(10 * 1024 * 1024);
@@ -340,6 +347,34 @@ impl Connector for Hostile {
                     }
                     return Err(ConnectorError::new(DENIED));
                 }
+                if let Some(n) = other.strip_prefix("batch:").and_then(|n| n.parse::<u64>().ok()) {
+                    // Only the batch lives in guest memory: a few hundred bytes per change.
+                    let batch: Vec<KpiChange> = (0..n).map(|i| won(&format!("b-{i}"))).collect();
+                    ctx.emit(&batch)?;
+                    ctx.checkpoint(&done)?;
+                    return Ok(SyncOutcome::Complete);
+                }
+                if let Some(n) = other.strip_prefix("pending:").and_then(|n| n.parse::<u64>().ok()) {
+                    // Small batches, one at a time: guest memory stays small, the host holds them all.
+                    let mut next = 0u64;
+                    while next < n {
+                        let end = (next + PENDING_BATCH).min(n);
+                        let batch: Vec<KpiChange> = (next..end).map(|i| won(&format!("p-{i}"))).collect();
+                        ctx.emit(&batch)?;
+                        next = end;
+                    }
+                    ctx.checkpoint(&done)?;
+                    return Ok(SyncOutcome::Complete);
+                }
+                if let Some(n) = other.strip_prefix("cursor-marks:").and_then(|n| n.parse::<u32>().ok()) {
+                    let mut cursor = Cursor::new().with(CURSOR_KEY, 1);
+                    for i in 1..n {
+                        cursor.set(&format!("k{i}"), i64::from(i));
+                    }
+                    ctx.emit(&[won("cm-1")])?;
+                    ctx.checkpoint(&cursor)?;
+                    return Ok(SyncOutcome::Complete);
+                }
                 if let Some(path) = other.strip_prefix("path:") {
                     return probe(ctx, &HttpRequest::get(path));
                 }
@@ -445,6 +480,19 @@ mod tests {
         assert_eq!(host.batch_sizes(), [2]);
         let mut host = FakeHost::new();
         assert_eq!(run_roster(Hostile, &mut host).unwrap().len(), 1);
+        let (host, result) = run("batch:10000");
+        assert_eq!(result, Ok(SyncOutcome::Complete));
+        assert_eq!(host.batch_sizes(), [10_000]);
+        let (host, result) = run("batch:10001");
+        assert_eq!(result.map_err(|e| e.code), Err(codes::EMIT_REFUSED.into()), "the fake host caps batches too");
+        assert!(host.batch_sizes().is_empty());
+        let (host, result) = run("pending:2500");
+        assert_eq!(result, Ok(SyncOutcome::Complete));
+        assert_eq!(host.batch_sizes(), [1_000, 1_000, 500]);
+        assert_eq!(host.checkpoints().len(), 1);
+        let (host, result) = run("cursor-marks:33");
+        assert_eq!(result.map_err(|e| e.code), Err(codes::EMIT_REFUSED.into()));
+        assert!(host.checkpoints().is_empty(), "the fake host refuses undeclared keys");
         let (_, result) = run("nonsense");
         assert_eq!(result, Err(ConnectorError::new(codes::BAD_CONFIG)));
     }
