@@ -140,7 +140,15 @@ async fn a_batch_over_the_batch_cap_is_refused_whole() {
 #[tokio::test]
 async fn changes_past_the_pending_cap_without_a_checkpoint_are_refused() {
     let server = CountingServer::start().await;
-    let runtime = runtime();
+    // Validating 200,001 changes takes the (unoptimised) test build of the host several
+    // seconds of the sync's CPU budget on a busy machine; this test is about the pending cap,
+    // so the time limits are generous and nothing else differs from the defaults.
+    let limits = SandboxLimits {
+        cpu_time: Duration::from_secs(60),
+        wall_time: Duration::from_secs(300),
+        ..SandboxLimits::default()
+    };
+    let runtime = runtime_with(limits);
     assert_eq!(runtime.config().limits.max_pending, 200_000, "the default cap");
     let report = limit_case(&runtime, &server.base_url, "pending:200001").await;
     assert_eq!(
