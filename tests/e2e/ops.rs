@@ -57,6 +57,11 @@ async fn probes_answer_and_readyz_turns_503_while_draining_after_sigterm(backend
     let api = service.api();
     assert_eq!(api.send("GET", "/livez", None, None).await.expect(200), &json!({"status": "ok"}));
     assert_eq!(api.send("GET", "/readyz", None, None).await.expect(200), &json!({"status": "ok"}));
+    // The container health check (`oneup probe`) agrees.
+    let readyz = format!("{}/readyz", service.base_url);
+    let probe = || std::process::Command::new(oneup_bin()).args(["probe", &readyz]).output().expect("oneup runs");
+    let ready = probe();
+    assert!(ready.status.success(), "{}", String::from_utf8_lossy(&ready.stdout));
 
     service.terminate();
     let signalled = Instant::now();
@@ -71,6 +76,9 @@ async fn probes_answer_and_readyz_turns_503_while_draining_after_sigterm(backend
         "a 5xx carries its correlation code: {}",
         draining.text
     );
+    let draining_probe = probe();
+    assert!(!draining_probe.status.success(), "the health check fails while draining");
+    assert!(String::from_utf8_lossy(&draining_probe.stdout).contains("503"));
     // Still serving while draining: the process is alive and answers.
     assert_eq!(api.send("GET", "/livez", None, None).await.expect(200)["status"], "ok");
     assert!(service.is_running(), "the node waits for its drain period");

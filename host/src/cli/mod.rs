@@ -50,7 +50,7 @@ pub enum Command {
     #[command(subcommand)]
     Connector(ConnectorCommand),
     /// Run the service: the HTTP API and the sync scheduler.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply pending database migrations and exit (`serve` also applies them at start).
     Migrate(serve::MigrateArgs),
     /// Run the demo: fake CRMs full of personal data, a sync, the totals, and a sweep
@@ -167,7 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Connector(ConnectorCommand::Check(args)) => check::run(*args).await,
         Command::Connector(ConnectorCommand::Describe(args)) => describe::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
         Command::Probe(args) => probe::run(args).await,
