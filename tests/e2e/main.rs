@@ -32,6 +32,7 @@ mod engine;
 mod identity;
 mod keys;
 mod live;
+mod ops;
 mod pipedrive;
 mod privacy;
 mod runs;

@@ -238,6 +238,23 @@ impl TestDatabase {
         bytes
     }
 
+    /// Runs one SQL statement that returns nothing (a test breaking the database on purpose).
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("the test database answers");
+                sqlx::query(sql).execute(&mut conn).await.expect("the statement runs");
+                conn.close().await.ok();
+            }
+            Backend::Sqlite => {
+                let url = self.url.replace("mode=rwc", "mode=rw");
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("the test database opens");
+                sqlx::query(sql).execute(&mut conn).await.expect("the statement runs");
+                conn.close().await.ok();
+            }
+        }
+    }
+
     /// Runs one SQL statement returning one integer (counts in assertions).
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
         match self.backend {
@@ -372,12 +389,17 @@ impl Service {
             "ONEUP_LOG_FORMAT",
             "ONEUP_MAX_SYNCS_PER_TENANT",
             "ONEUP_RATE_WAIT_BUDGET_SECS",
+            "ONEUP_TLS_CERT",
+            "ONEUP_TLS_KEY",
+            "ONEUP_METRICS_ADDR",
         ] {
             cmd.env_remove(var);
         }
         cmd.env("DATABASE_URL", database_url)
             .env("ONEUP_OPERATOR_TOKEN", OPERATOR_TOKEN)
             .env("ONEUP_ALLOW_LOOPBACK_HTTP", "1")
+            // No drain period after SIGTERM unless a test asks for one (`--drain-secs`).
+            .env("ONEUP_DRAIN_SECS", "0")
             .env("ONEUP_DEV_ALLOW_LOOPBACK", if options.dev_allow_loopback { "1" } else { "0" })
             .env("ONEUP_MASTER_KEY", options.master_key.as_deref().unwrap_or(MASTER_KEY_HEX))
             .env("ONEUP_CACHE_DIR", workspace_root().join("target").join("test-compile-cache").join("service"));

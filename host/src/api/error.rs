@@ -4,8 +4,10 @@
 //! names: 400 bad input, 401 no or bad token, 403 wrong role, 404 unknown (another
 //! tenant's ids included: they are indistinguishable from unknown ones), 409 conflict, 422
 //! a rule of the domain broken, 429 over a limit (with `Retry-After` when known); also 405 for a method a route does not take and 413 for a
-//! body over the limit. 5xx answers never carry internal detail: the detail is
-//! logged with a correlation code and the client gets a generic message.
+//! body over the limit; 503 when the node is not ready (`/readyz`). 5xx answers never carry
+//! internal detail: the detail is logged under the request's id (`x-request-id`, a field
+//! of the request's span), and the body carries that id as `request_id`, the correlation
+//! code to quote to an operator.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -75,6 +77,14 @@ pub enum ApiError {
         /// Which rule.
         message: String,
     },
+    /// 503: the node cannot serve this now (not ready, draining).
+    #[error("{message}")]
+    Unavailable {
+        /// A stable code (the reason).
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// 500: anything else; details are logged, not returned.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -96,6 +106,11 @@ impl ApiError {
         ApiError::Conflict { code, message: message.into() }
     }
 
+    /// A 503 with a code and message.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Unavailable { code, message: message.into() }
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -107,6 +122,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +133,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::Unprocessable { code, .. }
+            | ApiError::Unavailable { code, .. }
             | ApiError::UnauthorizedBecause { code, .. }
             | ApiError::TooManyRequests { code, .. } => code,
             ApiError::Unauthorized => "unauthorized",
@@ -138,7 +155,14 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (status, Json(json!({"error": {"code": self.code(), "message": message}}))).into_response();
+        let mut error = json!({"code": self.code(), "message": message});
+        if status.is_server_error()
+            && let Some(id) = super::observe::current_request_id()
+        {
+            // The correlation code: the server log's lines of this request carry it.
+            error["request_id"] = json!(&*id);
+        }
+        let mut response = (status, Json(json!({ "error": error }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert("www-authenticate", axum::http::HeaderValue::from_static("Bearer"));
         }

@@ -16,21 +16,19 @@ mod kpis;
 mod leaderboard_cache;
 mod live;
 mod metrics;
+mod observe;
 pub mod openapi;
 mod paging;
 pub mod security;
 mod system;
 mod targets;
 mod tenants;
+pub mod tls;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use sha2::{Digest, Sha256};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -77,21 +75,21 @@ impl App {
     }
 }
 
-/// Request counters, by status class.
-#[derive(Default)]
-pub struct Metrics {
-    requests: [AtomicU64; 5],
+/// This node's Prometheus metrics (`GET /metrics`): a handle on the process-wide set
+/// ([`crate::telemetry::metrics`]), which the runtime and the scheduler record into too.
+pub struct Metrics(&'static crate::telemetry::Metrics);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics(crate::telemetry::metrics())
+    }
 }
 
-impl Metrics {
-    fn record(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.requests[class].fetch_add(1, Ordering::Relaxed);
-    }
+impl std::ops::Deref for Metrics {
+    type Target = crate::telemetry::Metrics;
 
-    /// `(class, count)` pairs, `1xx` to `5xx`.
-    pub fn requests(&self) -> [(String, u64); 5] {
-        std::array::from_fn(|i| (format!("{}xx", i + 1), self.requests[i].load(Ordering::Relaxed)))
+    fn deref(&self) -> &crate::telemetry::Metrics {
+        self.0
     }
 }
 
@@ -153,6 +151,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(system::audit))
         .routes(routes!(system::privacy_register))
         .routes(routes!(system::healthz))
+        .routes(routes!(system::livez))
+        .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
         .routes(routes!(system::openapi_json))
 }
@@ -164,24 +164,22 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::docs_page())
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), count_requests))
         // Enforced by the body extractors (`ApiJson`), so that the answer is a JSON error;
         // tower-http's limit layer would answer a bare text body.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // The matched route, not the path: paths carry ids, never needed in logs.
-            let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
-            tracing::info_span!("http", method = %req.method(), route)
-        }))
+        // Request id, span, access log line and duration metric of every request.
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
 
-async fn count_requests(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let response = next.run(req).await;
-    state.metrics.record(response.status().as_u16());
-    response
+/// The router of `--metrics-addr`: `GET /metrics` without a token (for a listener on a
+/// private address), the probes, and 404 for anything else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(system::metrics_open))
+        .route("/livez", axum::routing::get(system::livez))
+        .route("/readyz", axum::routing::get(system::readyz))
+        .fallback(system::not_found)
+        .layer(axum::middleware::from_fn(observe::observe))
+        .with_state(state)
 }

@@ -38,6 +38,10 @@ pub struct ErrorDetail {
     pub code: String,
     /// What is wrong, for a person. Never carries a secret or internal detail.
     pub message: String,
+    /// On 5xx answers only: the request's id (also the `x-request-id` header), under which
+    /// the server log keeps the details. Quote it to the operator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// `{"id"}` of something just created.
@@ -481,7 +485,7 @@ pub mod integration_schemas {
         (name = "contests", description = "Contests and their leaderboards."),
         (name = "targets", description = "Targets and their progress; the tenant calendar and join dates they use."),
         (name = "incentives", description = "Rewards for targets and contest placements, and each user's points ledger."),
-        (name = "system", description = "Liveness, Prometheus metrics, the processing register, the audit log, this document."),
+        (name = "system", description = "Liveness and readiness probes, Prometheus metrics, the processing register, the audit log, this document."),
     ),
     components(schemas(ErrorBody, ErrorDetail)),
 )]
@@ -570,7 +574,10 @@ fn finish(doc: &mut utoipa::openapi::OpenApi) {
                     .or_insert_with(|| error_response("The body is larger than the API reads (`body_too_large`)."));
             }
             op.responses.responses.entry("500".to_owned()).or_insert_with(|| {
-                error_response("An internal error (`internal`); the details are in the server log only.")
+                error_response(
+                    "An internal error (`internal`); the details are in the server log only, under the \
+                     `request_id` of the body.",
+                )
             });
         }
     }
@@ -691,7 +698,7 @@ mod tests {
                 assert!(op["tags"].as_array().is_some_and(|t| !t.is_empty()), "{what}: tags");
                 assert!(op["summary"].is_string(), "{what}: summary");
                 assert!(op["responses"]["500"].is_object(), "{what}: 500");
-                if path.starts_with("/v1/") {
+                if path.starts_with("/v1/") || path == "/metrics" {
                     assert_eq!(op["security"], serde_json::json!([{"bearer": []}]), "{what}: security");
                     assert_eq!(
                         op["responses"]["401"]["content"]["application/json"]["schema"]["$ref"],

@@ -97,6 +97,11 @@ impl Security {
         }
     }
 
+    /// Leaderboard streams open on this node.
+    pub(super) fn open_streams(&self) -> usize {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner).per_tenant.values().sum()
+    }
+
     /// Takes a stream slot for `p`'s token and tenant, or answers 429 when either is at
     /// its cap. The slot is given back when the guard is dropped (the stream ends).
     pub(super) fn open_stream(&self, p: &Principal) -> Result<StreamSlot, ApiError> {

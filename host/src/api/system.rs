@@ -1,4 +1,4 @@
-//! Liveness, metrics, the processing register, the audit log, and the 404 and 405 fallbacks.
+//! Liveness and readiness probes, metrics, the processing register, the audit log, and the 404 and 405 fallbacks.
 
 use axum::extract::State;
 use axum::http::header;
@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiQuery, User};
+use super::extract::{ApiQuery, Operator, User};
 use super::openapi::ErrorBody;
 
 /// `GET /healthz`'s answer.
@@ -40,22 +40,100 @@ pub(super) async fn openapi_json() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], text)
 }
 
-/// Prometheus metrics of this node.
+/// `GET /livez`'s and `GET /readyz`'s answer when all is well.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct Probe {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// Liveness: the process answers (nothing else is checked).
 ///
-/// Requests answered by status class and connectors installed, in Prometheus' text format.
-#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "prometheus_metrics",
-    responses((status = 200, description = "Prometheus text format 0.0.4.", body = String, content_type = "text/plain")))]
-pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let mut out = String::new();
-    out.push_str("# HELP oneup_http_requests_total HTTP requests answered, by status class.\n");
-    out.push_str("# TYPE oneup_http_requests_total counter\n");
-    for (class, n) in state.metrics.requests() {
-        out.push_str(&format!("oneup_http_requests_total{{class=\"{class}\"}} {n}\n"));
+/// For a process manager's liveness probe: restart the node when this does not answer.
+#[utoipa::path(get, path = "/livez", tag = "system", operation_id = "livez",
+    responses((status = 200, description = "The process is up.", body = Probe)))]
+pub(super) async fn livez() -> impl IntoResponse {
+    axum::Json(Probe { status: "ok" })
+}
+
+/// Readiness: send this node traffic or not.
+///
+/// Ready when the database answers, every migration this binary knows is applied, and the
+/// node is not draining (after SIGTERM it answers 503 `draining` for `--drain-secs` before
+/// it closes its listener). For a load balancer's or orchestrator's readiness probe.
+#[utoipa::path(get, path = "/readyz", tag = "system", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = Probe),
+        (status = 503, description = "Not ready, with the reason as the code: `draining` (shutting down), \
+            `database_unavailable` (the database does not answer) or `schema_outdated` (migrations missing).",
+            body = ErrorBody),
+    ))]
+pub(super) async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    if *state.scheduler.stopping().borrow() {
+        return Err(ApiError::unavailable("draining", "this node is shutting down; send requests to another node"));
     }
-    out.push_str("# HELP oneup_connectors_installed Connector components installed on this node.\n");
-    out.push_str("# TYPE oneup_connectors_installed gauge\n");
-    out.push_str(&format!("oneup_connectors_installed {}\n", state.registry.len()));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    let schema = match tokio::time::timeout(std::time::Duration::from_secs(5), state.store.schema_state()).await {
+        Ok(Ok(schema)) => schema,
+        Ok(Err(e)) => {
+            tracing::warn!(code = e.code(), error = %e, "readiness: the database does not answer");
+            return Err(ApiError::unavailable("database_unavailable", "the database does not answer"));
+        }
+        Err(_) => return Err(ApiError::unavailable("database_unavailable", "the database did not answer within 5 s")),
+    };
+    if !schema.is_current() {
+        return Err(ApiError::unavailable(
+            "schema_outdated",
+            format!(
+                "the database schema is at migration {} and this node needs {}: run `oneup migrate`",
+                schema.applied, schema.expected
+            ),
+        ));
+    }
+    Ok(axum::Json(Probe { status: "ok" }))
+}
+
+/// Prometheus metrics of this node (operator).
+///
+/// In Prometheus' text format 0.0.4: CRM requests by connector and status, sync runs by
+/// connector and status with their durations and reasons, changes accepted and rejected,
+/// lease losses, HTTP requests by route template and status with their durations, syncs
+/// running, leaderboard streams open, database connections, and, from the database,
+/// integrations waiting for an admin, the queue's depth and oldest wait, and the number of
+/// tenants. Label values are connector ids, codes and route templates only: never a tenant
+/// id or anything personal. Takes the operator's token; `serve --metrics-addr` also serves
+/// it without a token on a separate (private) listener.
+#[utoipa::path(get, path = "/metrics", tag = "system", operation_id = "prometheus_metrics",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format 0.0.4.", body = String, content_type = "text/plain"),
+        (status = 401, description = "No token, or a token that is not valid (`unauthorized`).", body = ErrorBody),
+        (status = 403, description = "Not the operator's token.", body = ErrorBody),
+        (status = 429, description = "Too many failed authentications from this address.", body = ErrorBody),
+    ))]
+pub(super) async fn metrics(State(state): State<AppState>, _: Operator) -> impl IntoResponse {
+    metrics_open(State(state)).await
+}
+
+/// `GET /metrics` of the `--metrics-addr` listener: [`metrics`] without a token.
+pub(super) async fn metrics_open(State(state): State<AppState>) -> impl IntoResponse {
+    let (in_use, idle) = state.store.pool_connections();
+    let database = match tokio::time::timeout(std::time::Duration::from_secs(5), state.store.ops_counts()).await {
+        Ok(Ok(counts)) => Some(counts),
+        Ok(Err(e)) => {
+            tracing::warn!(code = e.code(), error = %e, "metrics: the database's figures could not be read");
+            None
+        }
+        Err(_) => None,
+    };
+    let scraped = crate::telemetry::Scraped {
+        pool_in_use: i64::from(in_use),
+        pool_idle: i64::from(idle),
+        sse_viewers: i64::try_from(state.security.open_streams()).unwrap_or(i64::MAX),
+        connectors_installed: i64::try_from(state.registry.len()).unwrap_or(i64::MAX),
+        database,
+    };
+    state.metrics.set_scraped(&scraped);
+    ([(header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)], state.metrics.render())
 }
 
 /// The processing register (any user).

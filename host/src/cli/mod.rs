@@ -8,6 +8,7 @@ mod facts;
 mod fake;
 mod keys;
 pub mod output;
+mod probe;
 mod serve;
 mod sweep;
 mod toolkit;
@@ -49,7 +50,7 @@ pub enum Command {
     #[command(subcommand)]
     Connector(ConnectorCommand),
     /// Run the service: the HTTP API and the sync scheduler.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Apply pending database migrations and exit (`serve` also applies them at start).
     Migrate(serve::MigrateArgs),
     /// Run the demo: fake CRMs full of personal data, a sync, the totals, and a sweep
@@ -61,6 +62,9 @@ pub enum Command {
     /// Manage the master key that seals secrets at rest.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// GET a probe URL (default `http://127.0.0.1:8080/readyz`) and exit 0 on a 2xx answer:
+    /// a container health check without curl.
+    Probe(probe::ProbeArgs),
 }
 
 /// Master key commands.
@@ -163,9 +167,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Connector(ConnectorCommand::Check(args)) => check::run(*args).await,
         Command::Connector(ConnectorCommand::Describe(args)) => describe::run(args).await,
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
+        Command::Probe(args) => probe::run(args).await,
         Command::FakeCrm(FakeCrmCommand::Pipedrive(args)) => fake::run(args).await,
         Command::FakeCrm(FakeCrmCommand::Salesforce(args)) => fake::run_salesforce(args).await,
         Command::FakeCrm(FakeCrmCommand::Bullhorn(args)) => fake::run_bullhorn(args).await,

@@ -159,6 +159,22 @@ pub struct ServeArgs {
     /// Seconds `POST …/sync?wait=true` waits for a run at most.
     #[arg(long, default_value_t = 120)]
     pub sync_wait_secs: u64,
+    /// Seconds between SIGTERM and closing the listener, during which `/readyz` answers 503
+    /// `draining` (so that a load balancer stops sending requests) while requests are still
+    /// served. Then requests in flight finish and running syncs get their grace period.
+    #[arg(long, env = "ONEUP_DRAIN_SECS", default_value_t = 5)]
+    pub drain_secs: u64,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs `--tls-key`. Without
+    /// it, plain HTTP (behind a TLS-terminating reverse proxy).
+    #[arg(long, env = "ONEUP_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`.
+    #[arg(long, env = "ONEUP_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Also serve `GET /metrics` (without a token) and the probes on this address: for a
+    /// Prometheus on a private network. On the main address `/metrics` takes the operator's token.
+    #[arg(long, env = "ONEUP_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the data lives.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -180,6 +196,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             token.len()
         );
     }
+    // Refuse a bad certificate before anything is written.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(crate::api::tls::load_config(cert, key).context("failed to load the TLS certificate")?)
+        }
+        _ => None,
+    };
     let store = args.store.connect().await?;
     let mut sandbox = args.sandbox.runtime_config(false);
     // `ONEUP_ALLOW_LOOPBACK_HTTP` is for `connector check` and the demo; the service takes
@@ -249,20 +272,40 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("failed to listen on {}", args.bind))?;
     let local = listener.local_addr()?;
-    tracing::info!(addr = %local, "listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(addr = %local, scheme, "listening");
+    if let Some(addr) = args.metrics_addr {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("failed to listen on {addr} (--metrics-addr)"))?;
+        tracing::info!(addr = %metrics.local_addr()?, "serving /metrics without a token");
+        let router = crate::api::metrics_router(state.clone());
+        // Scraped until the process ends (through the drain and the syncs' grace period).
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics, router).await {
+                tracing::warn!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     // One line on stdout, for scripts and tests that bind port 0.
-    println!("oneup listening on http://{local}");
-    // On SIGINT/SIGTERM: stop claiming syncs first, then drain HTTP requests, then give
-    // running syncs their grace period (and hand back those that do not finish).
+    println!("oneup listening on {scheme}://{local}");
+    // On SIGINT/SIGTERM: stop claiming syncs and answer `/readyz` 503 (draining) for the
+    // drain period while still serving, then close the listener and let requests in flight
+    // finish, then give running syncs their grace period (and hand back those that do not
+    // finish).
     let claiming = scheduler.clone();
+    let drain = Duration::from_secs(args.drain_secs);
     let signal = async move {
         shutdown_signal().await;
-        tracing::info!("stopping: no new syncs are claimed; draining requests");
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "stopping: no new syncs are claimed; /readyz answers 503 while draining"
+        );
         claiming.stop_claiming();
+        tokio::time::sleep(drain).await;
+        tracing::info!("closing the listener; finishing requests in flight");
     };
-    // With the peer address, for the failed-authentication limit.
-    let service = crate::api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, service).with_graceful_shutdown(signal).await?;
+    crate::api::tls::serve(listener, crate::api::router(state), tls, signal).await?;
     tracing::info!("waiting for running syncs");
     scheduler.shutdown().await;
     store.close().await;

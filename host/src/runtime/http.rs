@@ -459,6 +459,8 @@ pub struct HttpClient {
     transport: Arc<dyn Transport>,
     limits: HttpLimits,
     gate: Option<Arc<RateGate>>,
+    /// The connector whose requests these are, for `oneup_crm_requests_total`.
+    connector: Option<Arc<str>>,
 }
 
 impl HttpClient {
@@ -470,7 +472,20 @@ impl HttpClient {
 
     /// A client over any transport.
     pub fn with_transport(limits: HttpLimits, transport: Arc<dyn Transport>) -> Self {
-        Self { transport, limits, gate: None }
+        Self { transport, limits, gate: None, connector: None }
+    }
+
+    /// This client counting its requests under `connector` in the node's metrics.
+    pub fn for_connector(mut self, connector: &str) -> Self {
+        self.connector = Some(Arc::from(connector));
+        self
+    }
+
+    /// Counts one request's answer (an HTTP status or a failure's code).
+    fn count(&self, status: &str) {
+        if let Some(connector) = &self.connector {
+            crate::telemetry::metrics().crm_request(connector, status);
+        }
     }
 
     /// This client with `gate` for every request (one run's).
@@ -536,7 +551,12 @@ impl HttpClient {
             attempt += 1;
             let last = attempt >= self.limits.max_attempts;
             gate.turn().await?;
-            let response = match self.transport.send(&url, header_map, max).await {
+            let sent = self.transport.send(&url, header_map, max).await;
+            match &sent {
+                Ok(response) => self.count(&response.status.to_string()),
+                Err(failure) => self.count(failure.code()),
+            }
+            let response = match sent {
                 Ok(response) => response,
                 Err(HttpFailure::TooLarge) => return Err(HttpFailure::TooLarge),
                 Err(failure) => {

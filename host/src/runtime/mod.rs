@@ -685,12 +685,15 @@ impl Runtime {
             egress: Some(egress),
             credentials,
             // One run's patience with the CRM's rate limits (a call of its own without one).
-            http: self.http.with_gate(gate.unwrap_or_else(|| {
-                Arc::new(http::RateGate::new(
-                    self.config.http.rate_wait_budget,
-                    Some(Instant::now() + self.config.limits.wall_time),
-                ))
-            })),
+            http: self
+                .http
+                .with_gate(gate.unwrap_or_else(|| {
+                    Arc::new(http::RateGate::new(
+                        self.config.http.rate_wait_budget,
+                        Some(Instant::now() + self.config.limits.wall_time),
+                    ))
+                }))
+                .for_connector(&connector.manifest.id),
             validator: Some(Arc::new(validator)),
             commits: Committer::new(with_sink, self.config.limits.commit_policy()),
             pending: Pending::default(),

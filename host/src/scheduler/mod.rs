@@ -236,6 +236,7 @@ async fn run_loop(inner: Arc<Inner>) {
             match inner.store.claim_run_fair(&inner.config.node, inner.config.lease, &full).await {
                 Ok(Some(lease)) => {
                     inner.running.fetch_add(1, Ordering::SeqCst);
+                    crate::telemetry::metrics().syncs_running.inc();
                     *tenant_counts(&inner).entry(lease.tenant_id).or_default() += 1;
                     let inner = inner.clone();
                     let span = tracing::info_span!(
@@ -258,6 +259,7 @@ async fn run_loop(inner: Arc<Inner>) {
                             }
                         }
                         inner.running.fetch_sub(1, Ordering::SeqCst);
+                        crate::telemetry::metrics().syncs_running.dec();
                         inner.idle.notify_waiters();
                         inner.wake.notify_one();
                     });
@@ -283,6 +285,8 @@ fn tenant_counts(inner: &Inner) -> std::sync::MutexGuard<'_, BTreeMap<TenantId, 
 
 /// Runs one claimed sync to its end and records the result.
 async fn execute(inner: &Inner, lease: Lease) {
+    let started = std::time::Instant::now();
+    let metrics = crate::telemetry::metrics();
     let tenant = lease.tenant_id;
     let connector_id = lease.connector_id.clone();
     let span =
@@ -319,6 +323,7 @@ async fn execute(inner: &Inner, lease: Lease) {
     };
     renewing.abort();
     let Some(outcome) = outcome else {
+        metrics.sync_run(&connector_id, "handed_back", started.elapsed(), &[]);
         match inner.store.release_run(&lease).await {
             Ok(()) => {
                 tracing::info!(%tenant, connector = %connector_id, run = %lease.run_id, "shutting down: run handed back to the queue")
@@ -361,6 +366,17 @@ async fn execute(inner: &Inner, lease: Lease) {
             (Some(code), finished)
         }
     };
+    let status = match (&finished, &error) {
+        (Err(StoreError::LeaseLost), _) => "lease_lost",
+        (_, Some(_)) => "failed",
+        (_, None) if reasons.is_empty() => "succeeded",
+        (_, None) => "partial",
+    };
+    let reason_codes: Vec<String> = reasons.iter().map(RunReason::code).collect();
+    metrics.sync_run(&connector_id, status, started.elapsed(), &reason_codes);
+    if status == "lease_lost" {
+        metrics.lease_losses.inc();
+    }
     match finished {
         Ok(()) => match &error {
             None if reasons.is_empty() => {
@@ -521,6 +537,7 @@ async fn sync_with(
     // Only the metrics the integration opted into are kept.
     let scope = SyncScope { gate: Some(gate), opted_in: Some(&integration.metrics) };
     let report = inner.runtime.sync_with(connector, setup(), integration.cursor.as_ref(), Box::new(sink), scope).await;
+    crate::telemetry::metrics().events(&lease.connector_id, report.stats.accepted(), &report.stats.rejected);
     let uncommitted = committed.uncommitted(&report.stats);
     if report.snapshot_skipped {
         reasons.push(RunReason::SnapshotSkipped);

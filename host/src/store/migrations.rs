@@ -79,6 +79,16 @@ impl<'s> MigrationSource<'s> for EmbeddedSource {
     }
 }
 
+/// The newest Postgres migration this binary embeds.
+pub(crate) fn latest_postgres() -> i64 {
+    POSTGRES.last().map_or(0, |m| m.0)
+}
+
+/// The newest SQLite migration this binary embeds.
+pub(crate) fn latest_sqlite() -> i64 {
+    SQLITE.last().map_or(0, |m| m.0)
+}
+
 /// The migrator of the Postgres schema.
 pub(crate) async fn postgres() -> Result<Migrator, StoreError> {
     Ok(Migrator::new(EmbeddedSource(POSTGRES)).await?)

@@ -7,8 +7,9 @@
 //! in: every table carries `tenant_id` first in its keys and every query filters by it, so
 //! no method reads across tenants. The two deliberate exceptions are documented where
 //! they are: [`Store::authenticate`] (a bearer token names its tenant only through its
-//! hash), the scheduler's queue ([`Store::claim_run`], [`Store::enqueue_due_runs`]) and the
-//! freezing tick ([`Store::contests_to_freeze`]).
+//! hash), the scheduler's queue ([`Store::claim_run`], [`Store::enqueue_due_runs`]), the
+//! freezing tick ([`Store::contests_to_freeze`]) and the counts of `/metrics`
+//! ([`Store::ops_counts`]: numbers only, never an id).
 //!
 //! * [`tenants`]: tenants, users, API tokens, teams, exchange rates.
 //! * [`integrations`]: the opt-in, sealed secrets, cursors, owner mappings.
@@ -20,6 +21,7 @@
 //! * [`audit`]: the append-only audit log.
 //! * [`crypto`]: the master key and sealing of secrets at rest.
 //! * [`fx`]: exact exchange-rate arithmetic.
+//! * [`ops`]: readiness (the schema applied) and the counts `/metrics` shows.
 //! * [`admin`]: creating and dropping whole Postgres databases (tests, `TestApp`).
 //!
 //! # Decisions
@@ -102,6 +104,7 @@ pub mod fx;
 pub mod integrations;
 pub mod keys;
 mod migrations;
+pub mod ops;
 pub mod runs;
 pub mod standings;
 pub mod tenants;
@@ -117,6 +120,7 @@ pub use self::fx::FxRate;
 pub use self::integrations::{
     ConflictReason, EnableIntegration, Integration, MappingSource, OwnerConflict, OwnerMapping, RosterMapping, Secrets,
 };
+pub use self::ops::{OpsCounts, SchemaState};
 pub use self::runs::{Lease, Resync, Run, RunReason, RunStatus};
 pub use self::tenants::{CreatedTenant, IssuedToken, NewTenant, NewUser, Principal, Team, Tenant, User, UserUpdate};
 pub use self::tokens::{NewToken, Scope, TokenInfo};
