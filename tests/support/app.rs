@@ -344,6 +344,7 @@ impl Service {
             "ONEUP_LOG_FORMAT",
             "ONEUP_MAX_SYNCS_PER_TENANT",
             "ONEUP_RATE_WAIT_BUDGET_SECS",
+            "ONEUP_PUBLIC_URL",
         ] {
             cmd.env_remove(var);
         }

@@ -61,6 +61,12 @@ impl FakeServer<Crm> {
         format!("{}/oauth", self.base_url())
     }
 
+    /// The authorisation endpoint, `http://127.0.0.1:PORT/oauth/authorize`: it consents at
+    /// once and redirects back with a code (PKCE S256 required).
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth/authorize", self.base_url())
+    }
+
     /// The integration's `login_url`: `http://127.0.0.1:PORT/rest-services`.
     pub fn login_url(&self) -> String {
         format!("{}/rest-services", self.base_url())
@@ -237,6 +243,7 @@ struct Control {
     refreshes: u64,
     logins: u64,
     faults: VecDeque<Fault>,
+    codes: crate::oauth::CodeBook,
     rate_limit_every: Option<u64>,
     rest_calls: u64,
     requests: u64,
@@ -302,6 +309,7 @@ impl Crm {
                 refreshes: 0,
                 logins: 0,
                 faults: VecDeque::new(),
+                codes: crate::oauth::CodeBook::default(),
                 rate_limit_every: None,
                 rest_calls: 0,
                 requests: 0,
