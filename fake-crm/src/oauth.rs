@@ -1,5 +1,10 @@
 //! A fake OAuth 2.0 authorisation server: the refresh-token grant (RFC 6749 section 6) the
-//! way Salesforce and Bullhorn answer it, for the fake CRMs and the host's credential tests.
+//! way Salesforce and Bullhorn answer it, for the fake CRMs and the host's credential tests,
+//! and the authorization-code grant with PKCE S256 (RFC 7636) for the connect flow: an
+//! authorisation endpoint beside the token endpoint (`…/authorize` next to `…/token`) that
+//! consents at once and redirects back with a single-use code, which the token endpoint
+//! exchanges only with the matching `code_verifier` ([`OAuthStats::pkce_failures`] counts
+//! the refusals).
 //!
 //! Two parts, like every fake here:
 //! - [`TokenAuthority`]: the state with no IO — the client, the refresh tokens it issued
@@ -627,7 +632,11 @@ impl CodeBook {
         let code = format!("fake-code-{:04}-{:016x}", self.serial, Rng::new(self.serial ^ 0xC0DE).next_u64());
         self.codes.insert(
             code.clone(),
-            PendingCode { redirect_uri: redirect_uri.to_owned(), challenge: challenge.to_owned(), issued: Instant::now() },
+            PendingCode {
+                redirect_uri: redirect_uri.to_owned(),
+                challenge: challenge.to_owned(),
+                issued: Instant::now(),
+            },
         );
         redirect(with_query(redirect_uri, &[("code", &code), ("state", state)]))
     }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use oneup_fake_crm::pipedrive::{Fault, FakePipedrive};
+use oneup_fake_crm::pipedrive::{FakePipedrive, Fault};
 use oneup_fake_crm::salesforce::{Dataset, DatasetSpec, FakeSalesforce};
 use oneup_tests::app::{self, str_of};
 use oneup_tests::*;
@@ -70,8 +70,10 @@ async fn the_operator_lists_reads_and_changes_tenants(backend: Backend) {
     assert_eq!(str_of(&all["tenants"][0]["id"]), late);
     assert_eq!(all["next_cursor"], Json::Null);
     let one = &all["tenants"][1];
-    assert_eq!((one["name"].as_str(), one["timezone"].as_str(), one["currency"].as_str()),
-        (Some("Epsilon Ltd"), Some("Europe/London"), Some("GBP")));
+    assert_eq!(
+        (one["name"].as_str(), one["timezone"].as_str(), one["currency"].as_str()),
+        (Some("Epsilon Ltd"), Some("Europe/London"), Some("GBP"))
+    );
     assert!(str_of(&one["created_at"]).ends_with('Z'), "{one}");
 
     // Bad paging, the wrong token, no token.
@@ -94,10 +96,20 @@ async fn the_operator_lists_reads_and_changes_tenants(backend: Backend) {
     // Changes: each bad field is named, and nothing is changed by a refused request.
     let path = format!("/v1/tenants/{}", ids[0]);
     let before = db.dump().await;
-    refused(&api.patch(&path, OPERATOR_TOKEN, &json!({"timezone": "Mars/Olympus_Mons"})).await, 400, "invalid_field", "timezone");
+    refused(
+        &api.patch(&path, OPERATOR_TOKEN, &json!({"timezone": "Mars/Olympus_Mons"})).await,
+        400,
+        "invalid_field",
+        "timezone",
+    );
     refused(&api.patch(&path, OPERATOR_TOKEN, &json!({"currency": "EURO"})).await, 400, "invalid_field", "currency");
     refused(&api.patch(&path, OPERATOR_TOKEN, &json!({"name": "  "})).await, 400, "invalid_field", "name");
-    refused(&api.patch(&path, OPERATOR_TOKEN, &json!({"name": "Ok", "currency": "XX1"})).await, 400, "invalid_field", "currency");
+    refused(
+        &api.patch(&path, OPERATOR_TOKEN, &json!({"name": "Ok", "currency": "XX1"})).await,
+        400,
+        "invalid_field",
+        "currency",
+    );
     assert_eq!(api.patch(&path, OPERATOR_TOKEN, &json!({})).await.expect_error(400), "invalid_body");
     assert_eq!(api.patch(&path, OPERATOR_TOKEN, &json!({"colour": "red"})).await.expect_error(400), "invalid_body");
     assert_eq!(api.patch(&path, &t.admin, &json!({"name": "Mine"})).await.expect_error(403), "forbidden");
@@ -117,7 +129,10 @@ async fn the_operator_lists_reads_and_changes_tenants(backend: Backend) {
     let own = format!("/v1/tenants/{}", t.id);
     api.patch(&own, OPERATOR_TOKEN, &json!({"name": "Own Group", "timezone": "Asia/Tokyo"})).await.expect(200);
     let me = api.get("/v1/me", &t.member).await.expect(200).clone();
-    assert_eq!((me["tenant"]["name"].as_str(), me["tenant"]["timezone"].as_str()), (Some("Own Group"), Some("Asia/Tokyo")));
+    assert_eq!(
+        (me["tenant"]["name"].as_str(), me["tenant"]["timezone"].as_str()),
+        (Some("Own Group"), Some("Asia/Tokyo"))
+    );
     let audit = api.get("/v1/audit?limit=1000", &t.admin).await.expect(200).clone();
     let entry = audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "tenant.updated").expect("audited");
     assert_eq!(entry["actor"], "operator");
@@ -130,9 +145,13 @@ const SF_CLIENT_ID: &str = "sf-lifecycle-client";
 const SF_CLIENT_SECRET: &str = "sf-lifecycle-secret-0a9d";
 
 async fn fake_org() -> FakeSalesforce {
-    FakeSalesforce::start(Dataset::generate_with(&DatasetSpec::new(1801, 3, 160, 80, 30)), SF_CLIENT_ID, SF_CLIENT_SECRET)
-        .await
-        .expect("the fake Salesforce starts")
+    FakeSalesforce::start(
+        Dataset::generate_with(&DatasetSpec::new(1801, 3, 160, 80, 30)),
+        SF_CLIENT_ID,
+        SF_CLIENT_SECRET,
+    )
+    .await
+    .expect("the fake Salesforce starts")
 }
 
 /// A tenant with a user per CRM user (by e-mail) and Salesforce enabled and synced.
@@ -146,8 +165,12 @@ impl SfTenant {
     async fn start(api: &Api, fake: &FakeSalesforce, name: &str, timezone: &str, currency: &str) -> Self {
         let domain = format!("{}.example", name.to_lowercase().replace(' ', "-"));
         let t = app::Tenant::create(api, name, &domain, timezone, currency).await;
-        let crm: Vec<String> = fake.with(|crm| crm.users().iter().filter(|u| u.is_active).map(|u| u.email.clone()).collect());
+        let crm: Vec<String> =
+            fake.with(|crm| crm.users().iter().filter(|u| u.is_active).map(|u| u.email.clone()).collect());
         let mut emails = BTreeMap::new();
+        for (id, role) in [(&t.admin_id, "admin"), (&t.manager_id, "manager"), (&t.member_id, "member")] {
+            emails.insert(id.clone(), format!("{role}@tenant"));
+        }
         for (i, email) in crm.into_iter().enumerate() {
             let (id, _) = t.add_user(&format!("Rep {i}"), &email, "member").await;
             emails.insert(id, email.to_ascii_lowercase());
@@ -192,6 +215,10 @@ impl SfTenant {
                 row["user_id"] = json!(email.split('@').next().unwrap().to_owned());
             }
         }
+        // Ties are listed in id order, and ids differ between tenants: order by name.
+        if group_by == "user" {
+            body["rows"].as_array_mut().unwrap().sort_by_key(|r| r["user_id"].to_string());
+        }
         body
     }
 
@@ -209,19 +236,18 @@ impl SfTenant {
             let id = str_of(&e["user_id"]);
             e["user_id"] = json!(self.emails.get(&id).cloned().unwrap_or(id));
         }
-        for volatile in ["contest_id", "id", "as_of", "computed_at", "generated_at", "starts_at", "ends_at"] {
-            if let Some(o) = board.as_object_mut() {
-                o.remove(volatile);
-            }
-        }
+        board["entries"].as_array_mut().unwrap().sort_by_key(|e| (e["rank"].as_u64(), e["user_id"].to_string()));
+        board["contest"]["id"] = Json::Null;
         out.insert("leaderboard".to_owned(), board);
         Json::Object(out)
     }
 
     async fn contest(&self, metric: &str) -> String {
-        let users: Vec<&String> = self.emails.keys().collect();
-        let body = json!({"name": "Quarter", "metric": metric, "starts_at": "2025-01-01T00:00:00Z",
-            "ends_at": "2025-06-01T00:00:00Z", "participants": {"users": users}});
+        let users: Vec<&String> =
+            self.emails.iter().filter(|(_, e)| !e.ends_with("@tenant")).map(|(id, _)| id).collect();
+        // Running (a final result keeps the figures it was frozen with).
+        let body = json!({"name": "Season", "metric": metric, "starts_at": "2025-01-01T00:00:00Z",
+            "ends_at": "2100-01-01T00:00:00Z", "participants": {"users": users}});
         str_of(&self.t.api.post("/v1/contests", &self.t.manager, &body).await.expect(201)["id"])
     }
 
@@ -229,6 +255,36 @@ impl SfTenant {
         let rates: serde_json::Map<String, Json> = rates.iter().map(|(c, r)| (c.to_string(), json!(r))).collect();
         self.t.api.put("/v1/fx-rates", &self.t.admin, &json!({"rates": rates})).await.expect(200);
     }
+}
+
+/// Asserts two sets of figures are equal, naming the first figures that differ and how.
+#[track_caller]
+fn same_figures(a: &Json, b: &Json, what: &str) {
+    for (key, x) in a.as_object().unwrap() {
+        let y = &b[key];
+        if x == y {
+            continue;
+        }
+        let rows =
+            |v: &Json| v["rows"].as_array().cloned().or_else(|| v["entries"].as_array().cloned()).unwrap_or_default();
+        let (rx, ry) = (rows(x), rows(y));
+        let differing: Vec<String> =
+            rx.iter().zip(ry.iter()).filter(|(p, q)| p != q).take(5).map(|(p, q)| format!("{p} vs {q}")).collect();
+        let mut xs = x.clone();
+        let mut ys = y.clone();
+        for v in [&mut xs, &mut ys] {
+            if let Some(o) = v.as_object_mut() {
+                o.remove("rows");
+                o.remove("entries");
+            }
+        }
+        panic!(
+            "{what}: `{key}` differs: {xs} vs {ys}; rows {} vs {}; first differing rows: {differing:?}",
+            rx.len(),
+            ry.len()
+        );
+    }
+    assert_eq!(a.as_object().unwrap().len(), b.as_object().unwrap().len());
 }
 
 /// A tenant created in New York with US dollars, then moved to Auckland and euros: every
@@ -264,7 +320,7 @@ async fn a_new_zone_and_currency_give_the_figures_of_a_tenant_created_with_them(
     let fresh = SfTenant::start(&api, &org_b, "Fresh Co", "Pacific/Auckland", "EUR").await;
     let fresh_contest = fresh.contest("revenue").await;
     let after = moved.figures(&contest).await;
-    assert_eq!(after, fresh.figures(&fresh_contest).await, "as if created in Auckland with euros");
+    same_figures(&after, &fresh.figures(&fresh_contest).await, "as if created in Auckland with euros");
     assert_ne!(after["revenue by user"], before["revenue by user"]);
     assert_ne!(after["deals_won by day"], before["deals_won by day"], "close dates are Auckland's days now");
     assert_eq!(after["deals_won by user"]["rows"], before["deals_won by user"]["rows"], "counts do not move");
@@ -275,7 +331,7 @@ async fn a_new_zone_and_currency_give_the_figures_of_a_tenant_created_with_them(
     fresh.set_rates(&rates).await;
     let after = moved.figures(&contest).await;
     assert_eq!(after["revenue by user"]["waiting_for_rate"], 0);
-    assert_eq!(after, fresh.figures(&fresh_contest).await);
+    same_figures(&after, &fresh.figures(&fresh_contest).await, "with the same rates");
 }
 
 /// A tenant with everything a tenant can have: users, teams, tokens, Pipedrive with its
@@ -361,7 +417,10 @@ async fn offboarding_removes_every_row_of_the_tenant_and_nothing_else(backend: B
     let path = format!("/v1/tenants/{}", gone.t.id);
     assert_eq!(api.delete(&path, &gone.t.admin).await.expect_error(403), "forbidden");
     assert_eq!(api.delete(&path, &kept.t.admin).await.expect_error(403), "forbidden");
-    assert_eq!(api.delete("/v1/tenants/00000000-0000-4000-8000-000000000000", OPERATOR_TOKEN).await.expect_error(404), "not_found");
+    assert_eq!(
+        api.delete("/v1/tenants/00000000-0000-4000-8000-000000000000", OPERATOR_TOKEN).await.expect_error(404),
+        "not_found"
+    );
     assert_eq!(db.dump().await, before, "refused offboardings remove nothing");
 
     let report = api.delete(&path, OPERATOR_TOKEN).await.expect(200).clone();
@@ -462,14 +521,17 @@ async fn offboarding_while_a_sync_runs_fences_it(backend: Backend) {
     eventually("the fenced run to stop reading", LONG, || async {
         let n = fake.with(|crm| crm.request_count());
         tokio::time::sleep(Duration::from_secs(3)).await;
-        (fake.with(|crm| crm.request_count()) == n && fake.with(|crm| crm.pending_faults()) == 0).then_some(())
+        (fake.with(|crm| crm.request_count()) == n).then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let forms = id_forms(&t.id);
     for (table, rows) in db.dump().await {
         if table != "operator_audit" {
-            assert!(!rows.iter().any(|r| mentions(r, &forms)), "the offboarded tenant re-appeared in {table}: {rows:?}");
+            assert!(
+                !rows.iter().any(|r| mentions(r, &forms)),
+                "the offboarded tenant re-appeared in {table}: {rows:?}"
+            );
         }
     }
     let logs = service.logs();

@@ -13,6 +13,8 @@
 //! |---|---|
 //! | `GET /rest-services/loginInfo?username=` | `{"oauthUrl": "<base>/oauth", "restUrl": "<base>/rest-services"}` |
 //! | `POST /oauth/token?grant_type=refresh_token&refresh_token=&client_id=&client_secret=` | a new access token (valid 10 minutes) and a new refresh token; the one spent is dead (`400 invalid_grant`) |
+//! | `GET /oauth/authorize?response_type=code&client_id=&redirect_uri=&state=&code_challenge=&code_challenge_method=S256` | consents at once: `302` to `redirect_uri` with `code` and `state` (PKCE S256 required) |
+//! | `POST /oauth/token?grant_type=authorization_code&code=&redirect_uri=&code_verifier=&client_id=&client_secret=` | the code (single-use, its PKCE verifier checked) for an access token and a new refresh token, which replaces the integration's |
 //! | `GET\|POST /rest-services/login?version=*&access_token=` | `{"BhRestToken", "restUrl": "<base>/rest-services/<corpToken>/"}` |
 //! | `GET <restUrl>ping` | `{"sessionExpires"}` |
 //! | `GET <restUrl>search/{Entity}?query=&fields=&sort=&start=&count=` | Lucene subset; `total` always |

@@ -189,9 +189,8 @@ pub(super) async fn callback(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<CallbackQuery>,
 ) -> Result<Response, ApiError> {
-    let invalid = || {
-        ApiError::bad_request("invalid_state", "`state` is not one this server issued, or it was used already")
-    };
+    let invalid =
+        || ApiError::bad_request("invalid_state", "`state` is not one this server issued, or it was used already");
     let raw_state = q.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 256).ok_or_else(invalid)?;
     let pending = state.store.take_oauth_state(&state_hash(raw_state)).await?.ok_or_else(invalid)?;
     if pending.expires_at_ms <= now_ms() {
@@ -208,7 +207,11 @@ pub(super) async fn callback(
         audit(&state, tenant, Actor::User(pending.user), "integration.connect_refused", &id).await?;
         return Err(ApiError::bad_request(
             "authorization_refused",
-            if refused { "the CRM says the consent was refused" } else { "the CRM answered with an error instead of a code" },
+            if refused {
+                "the CRM says the consent was refused"
+            } else {
+                "the CRM answered with an error instead of a code"
+            },
         ));
     }
     let code = q.code.as_deref().filter(|c| !c.is_empty() && c.len() <= 2048).ok_or_else(|| {
@@ -246,20 +249,15 @@ pub(super) async fn callback(
                 ),
             }
         })?;
-    state
-        .store
-        .store_authorized_refresh_token(tenant, &id, &refresh_token, Actor::User(pending.user))
-        .await
-        .map_err(|e| match e {
+    state.store.store_authorized_refresh_token(tenant, &id, &refresh_token, Actor::User(pending.user)).await.map_err(
+        |e| match e {
             StoreError::NotFound { .. } => ApiError::NotFound("integration"),
             other => other.into(),
-        })?;
+        },
+    )?;
     state.scheduler.wake();
     tracing::info!(%tenant, connector = %id, "integration authorised through the OAuth connect flow");
-    Ok((
-        [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(Connected { connector: id, status: "connected" }),
-    )
+    Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(Connected { connector: id, status: "connected" }))
         .into_response())
 }
 

@@ -184,7 +184,14 @@ pub(super) async fn update_tenant(
             let subject = format!("{} {when} timezone", integration.connector_id);
             state
                 .store
-                .append_audit(tenant, &crate::store::AuditEntry { actor: Actor::Operator, action: "integration.resync", subject: &subject })
+                .append_audit(
+                    tenant,
+                    &crate::store::AuditEntry {
+                        actor: Actor::Operator,
+                        action: "integration.resync",
+                        subject: &subject,
+                    },
+                )
                 .await?;
             resync.push(integration.connector_id);
         }

@@ -805,7 +805,14 @@ impl CodeGrant {
     ) -> Result<Self, AuthSetupError> {
         let auth = checked_url(auth_url_key, config(config_values, auth_url_key)?, patterns, allow_loopback_http)?;
         let scheme = Scheme::Bullhorn { token_url: with_segment(&auth, "token"), login_url: auth.clone() };
-        Ok(Self::build(scheme, with_segment(&auth, "authorize"), client_id, client_secret, patterns, allow_loopback_http))
+        Ok(Self::build(
+            scheme,
+            with_segment(&auth, "authorize"),
+            client_id,
+            client_secret,
+            patterns,
+            allow_loopback_http,
+        ))
     }
 
     fn build(

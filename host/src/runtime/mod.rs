@@ -739,12 +739,22 @@ impl Runtime {
         }
         let loopback = self.config.allow_loopback_http;
         let grant = match &manifest.auth {
-            AuthSpec::Oauth2Refresh { token_url_key } => {
-                auth::CodeGrant::oauth2(token_url_key, &values, client_id, client_secret, manifest.host_patterns(), loopback)
-            }
-            AuthSpec::BullhornSession { auth_url_key, .. } => {
-                auth::CodeGrant::bullhorn(auth_url_key, &values, client_id, client_secret, manifest.host_patterns(), loopback)
-            }
+            AuthSpec::Oauth2Refresh { token_url_key } => auth::CodeGrant::oauth2(
+                token_url_key,
+                &values,
+                client_id,
+                client_secret,
+                manifest.host_patterns(),
+                loopback,
+            ),
+            AuthSpec::BullhornSession { auth_url_key, .. } => auth::CodeGrant::bullhorn(
+                auth_url_key,
+                &values,
+                client_id,
+                client_secret,
+                manifest.host_patterns(),
+                loopback,
+            ),
             AuthSpec::None | AuthSpec::ApiKeyHeader { .. } => return Ok(None),
         };
         grant.map(Some).map_err(|e| SyncError::Setup(e.to_string()))

@@ -359,8 +359,10 @@ mod tests {
 
     #[test]
     fn tables_are_emptied_children_first() {
-        let tables: BTreeSet<String> =
-            ["tenants", "users", "api_tokens", "teams", "team_members", "facts"].into_iter().map(String::from).collect();
+        let tables: BTreeSet<String> = ["tenants", "users", "api_tokens", "teams", "team_members", "facts"]
+            .into_iter()
+            .map(String::from)
+            .collect();
         let edges: Vec<(String, String)> = [
             ("users", "tenants"),
             ("api_tokens", "users"),
