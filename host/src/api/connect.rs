@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiQuery, User};
+use super::extract::{ApiQuery, ClientAddr, User};
 use super::openapi::ErrorBody;
 use super::tenants::audit;
 use crate::runtime::auth::{CLIENT_ID, CLIENT_SECRET, ExchangeError};
@@ -184,13 +184,20 @@ pub(super) struct Connected {
         (status = 400, description = "No `state`, or one that is unknown, used already or forged (`invalid_state`); expired (`state_expired`); no `code` (`invalid_query`); the CRM refused the consent (`authorization_refused`) or the code (`code_refused`: an unknown or used code, or a PKCE verifier that does not match).", body = ErrorBody),
         (status = 404, description = "The integration was disabled meanwhile.", body = ErrorBody),
         (status = 422, description = "The CRM's token endpoint did not answer usefully (`token_endpoint_failed`, `no_refresh_token`).", body = ErrorBody),
+        (status = 429, description = "Too many wrong states from this address (`too_many_failed_authentications`), counted with failed authentications; `Retry-After` says when to try again.", body = ErrorBody),
     ))]
 pub(super) async fn callback(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     ApiQuery(q): ApiQuery<CallbackQuery>,
 ) -> Result<Response, ApiError> {
-    let invalid =
-        || ApiError::bad_request("invalid_state", "`state` is not one this server issued, or it was used already");
+    // The state is the credential here: a wrong one counts as a failed authentication.
+    let invalid = || {
+        state.security.failed(
+            addr,
+            ApiError::bad_request("invalid_state", "`state` is not one this server issued, or it was used already"),
+        )
+    };
     let raw_state = q.state.as_deref().filter(|s| !s.is_empty() && s.len() <= 256).ok_or_else(invalid)?;
     let pending = state.store.take_oauth_state(&state_hash(raw_state)).await?.ok_or_else(invalid)?;
     if pending.expires_at_ms <= now_ms() {
