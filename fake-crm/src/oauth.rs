@@ -1,5 +1,10 @@
 //! A fake OAuth 2.0 authorisation server: the refresh-token grant (RFC 6749 section 6) the
-//! way Salesforce and Bullhorn answer it, for the fake CRMs and the host's credential tests.
+//! way Salesforce and Bullhorn answer it, for the fake CRMs and the host's credential tests,
+//! and the authorization-code grant with PKCE S256 (RFC 7636) for the connect flow: an
+//! authorisation endpoint beside the token endpoint (`…/authorize` next to `…/token`) that
+//! consents at once and redirects back with a single-use code, which the token endpoint
+//! exchanges only with the matching `code_verifier` ([`OAuthStats::pkce_failures`] counts
+//! the refusals).
 //!
 //! Two parts, like every fake here:
 //! - [`TokenAuthority`]: the state with no IO — the client, the refresh tokens it issued
@@ -185,6 +190,12 @@ pub struct OAuthStats {
     pub faults: u64,
     /// The most token calls [`FakeTokenServer`] had in flight at once.
     pub max_in_flight: u64,
+    /// Authorisation codes issued by the authorisation endpoint.
+    pub codes_issued: u64,
+    /// Authorisation codes exchanged for tokens.
+    pub codes_redeemed: u64,
+    /// Code exchanges refused because the PKCE `code_verifier` did not match the challenge.
+    pub pkce_failures: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,6 +218,7 @@ struct Inner {
     latency: Duration,
     stats: OAuthStats,
     in_flight: u64,
+    codes: CodeBook,
 }
 
 impl Inner {
@@ -268,6 +280,7 @@ impl TokenAuthority {
             latency: Duration::ZERO,
             stats: OAuthStats::default(),
             in_flight: 0,
+            codes: CodeBook::default(),
         };
         Self { inner: Arc::new(Mutex::new(inner)) }
     }
@@ -411,7 +424,8 @@ impl TokenAuthority {
                 Query::parse(&body_text)
             }
         };
-        if params.get("grant_type") != Some("refresh_token") {
+        let by_code = params.get("grant_type") == Some("authorization_code");
+        if params.get("grant_type") != Some("refresh_token") && !by_code {
             inner.stats.refused += 1;
             return error(400, "unsupported_grant_type", "grant type not supported");
         }
@@ -420,6 +434,37 @@ impl TokenAuthority {
         {
             inner.stats.refused += 1;
             return error(400, "invalid_client", "invalid client credentials");
+        }
+        if by_code {
+            return match inner.codes.redeem(&params) {
+                Ok(()) => {
+                    inner.stats.codes_redeemed += 1;
+                    inner.stats.granted += 1;
+                    let refresh_token = inner.new_refresh_token();
+                    let access_token = inner.new_access_token();
+                    let mut answer = Map::new();
+                    answer.insert("access_token".into(), json!(access_token));
+                    answer.insert("refresh_token".into(), json!(refresh_token));
+                    answer.insert("token_type".into(), json!("Bearer"));
+                    if let Some(ttl) = inner.settings.access_ttl {
+                        answer.insert("expires_in".into(), json!(ttl.as_secs()));
+                    }
+                    if inner.settings.issued_at {
+                        answer.insert("issued_at".into(), json!(now_ms().to_string()));
+                    }
+                    for (key, value) in &inner.settings.extra_fields {
+                        answer.entry(key.clone()).or_insert_with(|| value.clone());
+                    }
+                    Response::json(200, Value::Object(answer).to_string().into_bytes())
+                }
+                Err(refusal) => {
+                    inner.stats.refused += 1;
+                    if refusal == CodeRefusal::Verifier {
+                        inner.stats.pkce_failures += 1;
+                    }
+                    error(400, "invalid_grant", refusal.description())
+                }
+            };
         }
         let presented = params.get("refresh_token").unwrap_or("").to_owned();
         let state = inner.refresh.get(&presented).copied();
@@ -458,6 +503,21 @@ impl TokenAuthority {
         Response::json(200, Value::Object(answer).to_string().into_bytes())
     }
 
+    /// The authorisation endpoint (`GET …/authorize`), with no IO: the admin consents at
+    /// once and is sent back. See [`CodeBook::authorize`].
+    pub fn respond_authorize(&self, method: &str, query: &str) -> Response {
+        let mut inner = self.lock();
+        if !method.eq_ignore_ascii_case("GET") {
+            return error(405, "invalid_request", "the authorisation endpoint takes GET");
+        }
+        let client_id = inner.settings.client_id.clone();
+        let answer = inner.codes.authorize(&client_id, &Query::parse(query));
+        if answer.status == 302 {
+            inner.stats.codes_issued += 1;
+        }
+        answer
+    }
+
     /// Counts a call in flight and returns the delay to wait before answering it.
     fn begin_call(&self) -> Duration {
         let mut inner = self.lock();
@@ -474,6 +534,136 @@ impl TokenAuthority {
         let mut inner = self.lock();
         inner.in_flight = inner.in_flight.saturating_sub(1);
     }
+}
+
+/// How long an authorisation code may wait for its exchange.
+const CODE_TTL: Duration = Duration::from_secs(600);
+
+/// Why a code exchange was refused (each answers `400 invalid_grant`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CodeRefusal {
+    /// No such code, or one used or expired.
+    UnknownCode,
+    /// Another `redirect_uri` than the authorisation request's.
+    RedirectUri,
+    /// The `code_verifier` is missing or does not hash to the `code_challenge`.
+    Verifier,
+}
+
+impl CodeRefusal {
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            CodeRefusal::UnknownCode => "invalid authorization code",
+            CodeRefusal::RedirectUri => "redirect_uri mismatch",
+            CodeRefusal::Verifier => "invalid code verifier",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct PendingCode {
+    redirect_uri: String,
+    challenge: String,
+    issued: Instant,
+}
+
+/// The authorisation codes of the authorization-code grant with PKCE (RFC 6749 section
+/// 4.1, RFC 7636 with S256 only), as the fakes issue and check them. Codes are single-use:
+/// the first exchange spends one whatever its outcome.
+#[derive(Debug, Default)]
+pub(crate) struct CodeBook {
+    codes: HashMap<String, PendingCode>,
+    serial: u64,
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `url` with `pairs` appended to its query.
+fn with_query(url: &str, pairs: &[(&str, &str)]) -> String {
+    let mut out = url.to_owned();
+    let mut sep = if url.contains('?') { '&' } else { '?' };
+    for (k, v) in pairs {
+        out.push(sep);
+        out.push_str(&format!("{k}={}", percent_encode(v)));
+        sep = '&';
+    }
+    out
+}
+
+fn redirect(location: String) -> Response {
+    let mut answer = Response::json(302, Vec::new());
+    answer.headers.push(("location", location));
+    answer
+}
+
+impl CodeBook {
+    /// `GET …/authorize?response_type=code&client_id&redirect_uri&state&code_challenge&
+    /// code_challenge_method=S256`: the admin consents at once; `302` back to `redirect_uri`
+    /// with `code` and `state`. A wrong client or a missing `redirect_uri` is a `400` (the
+    /// redirect URI is not to be trusted then); a request without PKCE S256 or of another
+    /// response type goes back with `error=invalid_request` / `unsupported_response_type`.
+    pub(crate) fn authorize(&mut self, client_id: &str, q: &Query<'_>) -> Response {
+        if q.get("client_id") != Some(client_id) {
+            return error(400, "invalid_client", "unknown client");
+        }
+        let Some(redirect_uri) = q.get("redirect_uri").filter(|r| r.starts_with("http")) else {
+            return error(400, "invalid_request", "redirect_uri is missing");
+        };
+        let state = q.get("state").unwrap_or("");
+        if q.get("response_type") != Some("code") {
+            return redirect(with_query(redirect_uri, &[("error", "unsupported_response_type"), ("state", state)]));
+        }
+        let challenge = q.get("code_challenge").unwrap_or("");
+        if q.get("code_challenge_method") != Some("S256") || challenge.len() != 43 {
+            return redirect(with_query(redirect_uri, &[("error", "invalid_request"), ("state", state)]));
+        }
+        self.serial += 1;
+        let code = format!("fake-code-{:04}-{:016x}", self.serial, Rng::new(self.serial ^ 0xC0DE).next_u64());
+        self.codes.insert(
+            code.clone(),
+            PendingCode {
+                redirect_uri: redirect_uri.to_owned(),
+                challenge: challenge.to_owned(),
+                issued: Instant::now(),
+            },
+        );
+        redirect(with_query(redirect_uri, &[("code", &code), ("state", state)]))
+    }
+
+    /// Checks and spends the `code` of a token request: known, unused, not expired, the same
+    /// `redirect_uri`, and `BASE64URL(SHA-256(code_verifier))` equal to the challenge.
+    pub(crate) fn redeem(&mut self, params: &Query<'_>) -> Result<(), CodeRefusal> {
+        let code = params.get("code").unwrap_or("");
+        let pending = self.codes.remove(code).ok_or(CodeRefusal::UnknownCode)?;
+        if pending.issued.elapsed() > CODE_TTL {
+            return Err(CodeRefusal::UnknownCode);
+        }
+        if params.get("redirect_uri") != Some(pending.redirect_uri.as_str()) {
+            return Err(CodeRefusal::RedirectUri);
+        }
+        let verifier = params.get("code_verifier").unwrap_or("");
+        if verifier.len() < 43 || s256(verifier) != pending.challenge {
+            return Err(CodeRefusal::Verifier);
+        }
+        Ok(())
+    }
+}
+
+/// PKCE's S256: unpadded URL-safe base64 of the SHA-256 of the verifier.
+pub(crate) fn s256(verifier: &str) -> String {
+    use sha2::{Digest, Sha256};
+    crate::base64::encode(&Sha256::digest(verifier.as_bytes()))
 }
 
 /// The largest request body the token server reads.
@@ -565,6 +755,9 @@ async fn token_handler(State(route): State<Arc<TokenRoute>>, request: Request) -
         .iter()
         .filter_map(|(name, value)| Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned())))
         .collect();
+    if route.path.strip_suffix("/token").is_some_and(|base| path == format!("{base}/authorize")) {
+        return to_axum(route.authority.respond_authorize(&method, &query));
+    }
     if path != route.path {
         return to_axum(error(404, "not_found", "no such endpoint"));
     }

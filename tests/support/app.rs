@@ -392,6 +392,7 @@ impl Service {
             "ONEUP_TLS_CERT",
             "ONEUP_TLS_KEY",
             "ONEUP_METRICS_ADDR",
+            "ONEUP_PUBLIC_URL",
         ] {
             cmd.env_remove(var);
         }

@@ -61,6 +61,7 @@ impl Crm {
         let mut session_ok = false;
         let response = match path {
             "/oauth/token" => self.token(method, &q),
+            "/oauth/authorize" => self.authorize(method, &q),
             "/rest-services/loginInfo" => ok(&json!({
                 "oauthUrl": format!("{base}/oauth"),
                 "restUrl": format!("{base}/rest-services"),
@@ -107,6 +108,25 @@ impl Crm {
         }
         match q.get("grant_type") {
             Some("refresh_token") => {}
+            Some("authorization_code") => {
+                if let Err(refusal) = control.codes.redeem(q) {
+                    return oauth_error(400, "invalid_grant", refusal.description());
+                }
+                // The consent replaces the integration's refresh token.
+                let old = std::mem::take(&mut control.refresh_token);
+                control.spent_refresh_tokens.insert(old);
+                let refresh_token = Self::new_token(&mut control, "refresh");
+                control.refresh_token = refresh_token.clone();
+                let access_token = Self::new_token(&mut control, "access");
+                let expires = Instant::now() + control.access_ttl;
+                control.access_tokens.insert(access_token.clone(), expires);
+                return ok(&json!({
+                    "access_token": access_token,
+                    "token_type": "Bearer",
+                    "expires_in": control.access_ttl.as_secs(),
+                    "refresh_token": refresh_token,
+                }));
+            }
             Some(_) => return oauth_error(400, "unsupported_grant_type", "Unsupported grant type"),
             None => return oauth_error(400, "invalid_request", "Missing grant type"),
         }
@@ -129,6 +149,17 @@ impl Crm {
             "expires_in": control.access_ttl.as_secs(),
             "refresh_token": refresh_token,
         }))
+    }
+
+    /// `GET {auth}/authorize?response_type=code&client_id&redirect_uri&state&code_challenge&
+    /// code_challenge_method=S256`: consents at once, `302` back with a code.
+    fn authorize(&self, method: &str, q: &Query<'_>) -> Response {
+        if method != "GET" {
+            return oauth_error(405, "invalid_request", "Use GET");
+        }
+        let mut control = self.control();
+        let client_id = control.client_id.clone();
+        control.codes.authorize(&client_id, q)
     }
 
     /// `{login_url}/login?version=*&access_token=`.

@@ -13,6 +13,8 @@
 //! |---|---|
 //! | `GET /rest-services/loginInfo?username=` | `{"oauthUrl": "<base>/oauth", "restUrl": "<base>/rest-services"}` |
 //! | `POST /oauth/token?grant_type=refresh_token&refresh_token=&client_id=&client_secret=` | a new access token (valid 10 minutes) and a new refresh token; the one spent is dead (`400 invalid_grant`) |
+//! | `GET /oauth/authorize?response_type=code&client_id=&redirect_uri=&state=&code_challenge=&code_challenge_method=S256` | consents at once: `302` to `redirect_uri` with `code` and `state` (PKCE S256 required) |
+//! | `POST /oauth/token?grant_type=authorization_code&code=&redirect_uri=&code_verifier=&client_id=&client_secret=` | the code (single-use, its PKCE verifier checked) for an access token and a new refresh token, which replaces the integration's |
 //! | `GET\|POST /rest-services/login?version=*&access_token=` | `{"BhRestToken", "restUrl": "<base>/rest-services/<corpToken>/"}` |
 //! | `GET <restUrl>ping` | `{"sessionExpires"}` |
 //! | `GET <restUrl>search/{Entity}?query=&fields=&sort=&start=&count=` | Lucene subset; `total` always |
@@ -59,6 +61,12 @@ impl FakeServer<Crm> {
     /// The integration's `auth_url`: `http://127.0.0.1:PORT/oauth`.
     pub fn auth_url(&self) -> String {
         format!("{}/oauth", self.base_url())
+    }
+
+    /// The authorisation endpoint, `http://127.0.0.1:PORT/oauth/authorize`: it consents at
+    /// once and redirects back with a code (PKCE S256 required).
+    pub fn authorize_url(&self) -> String {
+        format!("{}/oauth/authorize", self.base_url())
     }
 
     /// The integration's `login_url`: `http://127.0.0.1:PORT/rest-services`.
@@ -237,6 +245,7 @@ struct Control {
     refreshes: u64,
     logins: u64,
     faults: VecDeque<Fault>,
+    codes: crate::oauth::CodeBook,
     rate_limit_every: Option<u64>,
     rest_calls: u64,
     requests: u64,
@@ -302,6 +311,7 @@ impl Crm {
                 refreshes: 0,
                 logins: 0,
                 faults: VecDeque::new(),
+                codes: crate::oauth::CodeBook::default(),
                 rate_limit_every: None,
                 rest_calls: 0,
                 requests: 0,

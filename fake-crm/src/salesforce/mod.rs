@@ -88,6 +88,13 @@ impl FakeSalesforce {
         self.login.url()
     }
 
+    /// The authorisation endpoint beside the token endpoint,
+    /// `http://127.0.0.1:PORT/services/oauth2/authorize`: it consents at once and redirects
+    /// back with a code (PKCE S256 required).
+    pub fn authorize_url(&self) -> String {
+        format!("{}/services/oauth2/authorize", self.login.base_url())
+    }
+
     /// The connected app's client id.
     pub fn client_id(&self) -> &str {
         &self.client_id

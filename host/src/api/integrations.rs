@@ -137,7 +137,9 @@ pub(super) struct EnableBody {
 
 /// `PUT /v1/integrations/{connector}` (admin): enables it with its settings (the opt-in,
 /// recorded with who, when and which metrics). Nothing is written unless every setting is
-/// valid.
+/// valid. A connector that authenticates with OAuth (Salesforce, Bullhorn) may be enabled
+/// without `refresh_token`: it then waits (`auth_status` `needs_reauthorization`) for the
+/// connect flow (`GET /v1/integrations/{connector}/connect`) to bring one.
 #[utoipa::path(put, path = "/v1/integrations/{connector}", tag = "integrations", operation_id = "enable_integration",
     params(("connector" = String, Path, description = "The connector's id.")),
     request_body = super::openapi::integration_schemas::EnableIntegrationBody,
@@ -178,7 +180,18 @@ pub(super) async fn enable(
             return Err(ApiError::bad_request("missing_config", format!("config `{}` is required", spec.key)));
         }
     }
+    // A connector that refreshes OAuth tokens may be enabled without a refresh token: the
+    // connect flow (`GET …/connect`) brings it, and the integration waits for it.
+    let oauth = matches!(
+        m.auth,
+        crate::runtime::manifest::AuthSpec::Oauth2Refresh { .. }
+            | crate::runtime::manifest::AuthSpec::BullhornSession { .. }
+    );
+    let awaiting_authorization = oauth && !body.secrets.contains_key(crate::runtime::auth::REFRESH_TOKEN);
     for spec in m.secrets.iter().filter(|s| s.required) {
+        if awaiting_authorization && spec.key == crate::runtime::auth::REFRESH_TOKEN {
+            continue;
+        }
         if body.secrets.get(&spec.key).is_none_or(|v| v.is_empty()) {
             return Err(ApiError::bad_request("missing_secret", format!("secret `{}` is required", spec.key)));
         }
@@ -189,9 +202,14 @@ pub(super) async fn enable(
     }
     let tenant_key = state.store.tenant_key(p.tenant_id).await?;
     // Only the settings are checked here; the zone matters once the scheduler syncs.
+    let mut checked_secrets = body.secrets.clone();
+    if awaiting_authorization {
+        // Only the shape is checked: a stand-in where the connect flow will put the token.
+        checked_secrets.insert(crate::runtime::auth::REFRESH_TOKEN.to_owned(), "awaiting-authorization".to_owned());
+    }
     let setup = IntegrationSetup {
         config: body.config.clone(),
-        secrets: body.secrets.clone(),
+        secrets: checked_secrets,
         tenant_key,
         debug: None,
         timezone: crate::runtime::TimeZone::UTC,
@@ -224,22 +242,21 @@ pub(super) async fn enable(
     // The consent covers this component and its grants.
     let digest = loaded.digest_hex();
     let grants = m.grants().to_json();
-    let integration = state
-        .store
-        .enable_integration(
-            p.tenant_id,
-            &EnableIntegration {
-                connector_id: &m.id,
-                config: &body.config,
-                secrets: &secrets,
-                metrics: &metrics,
-                sync_interval_secs: interval,
-                enabled_by: p.user_id,
-                component_digest: Some(&digest),
-                component_grants: Some(&grants),
-            },
-        )
-        .await?;
+    let enable = EnableIntegration {
+        connector_id: &m.id,
+        config: &body.config,
+        secrets: &secrets,
+        metrics: &metrics,
+        sync_interval_secs: interval,
+        enabled_by: p.user_id,
+        component_digest: Some(&digest),
+        component_grants: Some(&grants),
+    };
+    let integration = if awaiting_authorization {
+        state.store.enable_integration_awaiting_authorization(p.tenant_id, &enable).await?
+    } else {
+        state.store.enable_integration(p.tenant_id, &enable).await?
+    };
     audit(
         &state,
         p.tenant_id,

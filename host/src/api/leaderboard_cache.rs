@@ -192,6 +192,18 @@ impl LeaderboardCache {
         }
     }
 
+    /// Drops every answer of `tenant` (offboarded: its names go from memory too).
+    pub(crate) fn forget_tenant(&self, tenant: TenantId) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let gone: Vec<ContestId> =
+            slots.by_contest.iter().filter(|(_, s)| s.key.tenant == tenant).map(|(c, _)| *c).collect();
+        for contest in gone {
+            if let Some(slot) = slots.by_contest.remove(&contest) {
+                slots.bytes -= slot.rendered.weight();
+            }
+        }
+    }
+
     /// The lock of one contest's computation.
     fn computing(&self, contest: ContestId) -> Arc<tokio::sync::Mutex<()>> {
         let mut computing = self.computing.lock().unwrap_or_else(PoisonError::into_inner);

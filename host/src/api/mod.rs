@@ -7,6 +7,7 @@
 //! another tenant answer 404 exactly like unknown ones.
 
 mod calendar;
+mod connect;
 mod contests;
 mod error;
 mod extract;
@@ -14,6 +15,7 @@ mod incentives;
 mod integrations;
 mod kpis;
 mod leaderboard_cache;
+mod lifecycle;
 mod live;
 mod metrics;
 mod observe;
@@ -66,6 +68,9 @@ pub struct App {
     pub live: Live,
     /// The failed-authentication limiter, stream tickets' lifetime, stream caps.
     pub security: security::Security,
+    /// The service's URL as browsers reach it (`--public-url`), for the OAuth callback;
+    /// `None`: the connect flow is unavailable.
+    pub public_url: Option<String>,
 }
 
 impl App {
@@ -108,7 +113,9 @@ impl std::ops::Deref for AppState {
 /// Every route, each registered with its OpenAPI description (see [`openapi`]).
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(tenants::create_tenant))
+        .routes(routes!(tenants::create_tenant, lifecycle::list_tenants))
+        .routes(routes!(lifecycle::get_tenant, lifecycle::update_tenant, lifecycle::offboard_tenant))
+        .routes(routes!(lifecycle::operator_audit))
         .routes(routes!(tenants::create_user, tenants::list_users))
         .routes(routes!(tenants::get_user, tenants::update_user, tenants::delete_user))
         .routes(routes!(tenants::create_token, tenants::list_tokens))
@@ -124,6 +131,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(integrations::sync_now))
         .routes(routes!(integrations::resync))
         .routes(routes!(integrations::approve))
+        .routes(routes!(connect::connect))
+        .routes(routes!(connect::callback))
         .routes(routes!(integrations::list_runs))
         .routes(routes!(integrations::get_run))
         .routes(routes!(integrations::owners, integrations::map_owner))

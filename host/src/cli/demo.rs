@@ -201,6 +201,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         metrics: Metrics::default(),
         live: crate::api::Live::start(&scheduler),
         security: crate::api::security::Security::new(crate::api::security::SecurityConfig::default()),
+        public_url: None,
     }));
     crate::api::start_freezing(&state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

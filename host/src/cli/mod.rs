@@ -44,6 +44,8 @@ pub enum LogFormat {
 }
 
 /// The commands.
+// Parsed once per process: the size of `serve`'s arguments does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work with connector components.

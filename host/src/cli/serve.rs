@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "ONEUP_BIND", default_value = "127.0.0.1:8080")]
     pub bind: SocketAddr,
+    /// The service's URL as browsers reach it (behind a proxy: the proxy's,
+    /// `https://oneup.example.com`); the OAuth connect flow sends the CRM back to
+    /// `<public url>/oauth/callback`. Default: `http://` and the address listened on.
+    #[arg(long, env = "ONEUP_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Folder of connector components: every `*.wasm` there is installed at start.
     #[arg(long, env = "ONEUP_CONNECTORS_DIR")]
     pub connectors: Option<PathBuf>,
@@ -252,6 +257,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             ..SchedulerConfig::default()
         },
     );
+    let listener =
+        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("failed to listen on {}", args.bind))?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
     let state = AppState(Arc::new(App {
         store: store.clone(),
         runtime,
@@ -267,12 +277,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_streams_per_token: args.max_streams_per_token.max(1),
             max_streams_per_tenant: args.max_streams_per_tenant.max(1),
         }),
+        public_url: Some(public_url.trim_end_matches('/').to_owned()),
     }));
     crate::api::start_freezing(&state);
-    let listener =
-        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("failed to listen on {}", args.bind))?;
-    let local = listener.local_addr()?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(addr = %local, scheme, "listening");
     if let Some(addr) = args.metrics_addr {
         let metrics = tokio::net::TcpListener::bind(addr)

@@ -732,6 +732,172 @@ fn rebase(from: &EgressPolicy, onto: &EgressPolicy, url: &Url) -> Result<Url, Ht
     onto.build_url(path, &query).map_err(|_| HttpFailure::Denied)
 }
 
+/// Why exchanging an authorisation code failed. Carries no token, code or verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ExchangeError {
+    /// The token endpoint refused (400/401: an unknown, used or expired code, another
+    /// redirect URI, a PKCE verifier that does not match, wrong client credentials).
+    #[error("the CRM's token endpoint refused the authorisation code")]
+    Refused,
+    /// The answer carried no refresh token (the connected app lacks the offline scope).
+    #[error("the CRM's token endpoint answered without a refresh token")]
+    NoRefreshToken,
+    /// The token endpoint did not answer usefully (unreachable, 5xx after retries, a
+    /// malformed answer); the code is the HTTP failure's.
+    #[error("the CRM's token endpoint did not answer ({0})")]
+    Unavailable(&'static str),
+}
+
+/// The OAuth 2.0 authorisation-code grant with PKCE (RFC 6749 section 4.1, RFC 7636) for a
+/// connector whose scheme refreshes tokens: where an admin is sent to consent, and the
+/// exchange of the code the CRM sends back for the refresh token the scheme then uses.
+///
+/// The authorisation endpoint is the token endpoint's sibling: `…/authorize` beside
+/// `…/token` (Salesforce's `/services/oauth2/authorize`, Bullhorn's `{oauthUrl}/authorize`),
+/// both checked by the integration's egress rules. The exchange is a POST like the refresh
+/// (form body for OAuth 2.0, query string for Bullhorn) with `grant_type=authorization_code`,
+/// the `code`, the `redirect_uri` and the `code_verifier`.
+pub struct CodeGrant {
+    session: AuthSession,
+    authorize: Url,
+}
+
+impl std::fmt::Debug for CodeGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeGrant").field("authorize", &self.authorize.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl CodeGrant {
+    /// The grant of an OAuth 2.0 connector: the token URL in config `token_url_key`, which
+    /// must end in `/token`.
+    pub fn oauth2(
+        token_url_key: &str,
+        config_values: &BTreeMap<String, String>,
+        client_id: &str,
+        client_secret: &str,
+        patterns: &[HostPattern],
+        allow_loopback_http: bool,
+    ) -> Result<Self, AuthSetupError> {
+        let token_url =
+            checked_url(token_url_key, config(config_values, token_url_key)?, patterns, allow_loopback_http)?;
+        let Some(base) = token_url.path().strip_suffix("/token") else {
+            return Err(AuthSetupError::UrlRefused {
+                key: token_url_key.to_owned(),
+                reason: "it does not end in /token, so the authorisation endpoint beside it is unknown".to_owned(),
+            });
+        };
+        let mut authorize = token_url.clone();
+        authorize.set_path(&format!("{base}/authorize"));
+        authorize.set_query(None);
+        let scheme = Scheme::OAuth2 { token_url };
+        Ok(Self::build(scheme, authorize, client_id, client_secret, patterns, allow_loopback_http))
+    }
+
+    /// Bullhorn's grant: `<auth url>/authorize` and `<auth url>/token`.
+    pub fn bullhorn(
+        auth_url_key: &str,
+        config_values: &BTreeMap<String, String>,
+        client_id: &str,
+        client_secret: &str,
+        patterns: &[HostPattern],
+        allow_loopback_http: bool,
+    ) -> Result<Self, AuthSetupError> {
+        let auth = checked_url(auth_url_key, config(config_values, auth_url_key)?, patterns, allow_loopback_http)?;
+        let scheme = Scheme::Bullhorn { token_url: with_segment(&auth, "token"), login_url: auth.clone() };
+        Ok(Self::build(
+            scheme,
+            with_segment(&auth, "authorize"),
+            client_id,
+            client_secret,
+            patterns,
+            allow_loopback_http,
+        ))
+    }
+
+    fn build(
+        scheme: Scheme,
+        authorize: Url,
+        client_id: &str,
+        client_secret: &str,
+        patterns: &[HostPattern],
+        allow_loopback_http: bool,
+    ) -> Self {
+        let session = AuthSession {
+            scheme,
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            patterns: patterns.to_vec(),
+            allow_loopback_http,
+            vault: Arc::new(MemoryVault::new("")),
+            own_cache: GrantCache::default(),
+            refused: AtomicBool::new(false),
+        };
+        Self { session, authorize }
+    }
+
+    /// Where to send the admin: the authorisation endpoint with `response_type=code`, the
+    /// client id, `redirect_uri`, `state` and the S256 `code_challenge`.
+    pub fn authorize_url(&self, redirect_uri: &str, state: &str, code_challenge: &str) -> Url {
+        let mut url = self.authorize.clone();
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.session.client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state)
+            .append_pair("code_challenge", code_challenge)
+            .append_pair("code_challenge_method", "S256");
+        url
+    }
+
+    /// Exchanges `code` (with the PKCE `verifier` and the same `redirect_uri`) for the
+    /// refresh token.
+    pub async fn exchange(
+        &self,
+        http: &HttpClient,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<String, ExchangeError> {
+        let s = &self.session;
+        let params = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier),
+            ("client_id", s.client_id.as_str()),
+            ("client_secret", s.client_secret.as_str()),
+        ];
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("application/json"));
+        let (url, body) = match &s.scheme {
+            Scheme::OAuth2 { token_url } => {
+                headers.insert(
+                    reqwest::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+                let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+                (token_url.clone(), body.into_bytes())
+            }
+            Scheme::Bullhorn { token_url, .. } => {
+                let mut url = token_url.clone();
+                url.query_pairs_mut().extend_pairs(params);
+                (url, Vec::new())
+            }
+        };
+        let fetched = match s.call(http, reqwest::Method::POST, url, &headers, body, "code exchange").await {
+            Ok(fetched) => fetched,
+            Err(CallError::Refused) => return Err(ExchangeError::Refused),
+            Err(CallError::Failed(failure)) => return Err(ExchangeError::Unavailable(failure.code())),
+        };
+        let answer = serde_json::from_slice::<TokenAnswer>(&fetched.body).map_err(|_| {
+            tracing::warn!(code = "token_answer_malformed", "the token endpoint's answer has no access token");
+            ExchangeError::Unavailable("token_answer_malformed")
+        })?;
+        answer.refresh_token.filter(|t| !t.is_empty()).ok_or(ExchangeError::NoRefreshToken)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

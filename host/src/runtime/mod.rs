@@ -723,6 +723,58 @@ impl Runtime {
         self.session_for(connector, probe, None, None).map(drop)
     }
 
+    /// The OAuth authorisation-code grant of `connector` with these settings (the config's
+    /// defaults applied), for the connect flow; `Ok(None)` when its scheme refreshes no
+    /// token (an API key, say). Refused settings are [`SyncError::Setup`].
+    pub fn code_grant(
+        &self,
+        connector: &LoadedConnector,
+        config: &BTreeMap<String, String>,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<Option<auth::CodeGrant>, SyncError> {
+        let manifest = &connector.manifest;
+        let mut values = config.clone();
+        for spec in &manifest.config {
+            if let Some(default) = &spec.default {
+                values.entry(spec.key.clone()).or_insert_with(|| default.clone());
+            }
+        }
+        let loopback = self.config.allow_loopback_http;
+        let grant = match &manifest.auth {
+            AuthSpec::Oauth2Refresh { token_url_key } => auth::CodeGrant::oauth2(
+                token_url_key,
+                &values,
+                client_id,
+                client_secret,
+                manifest.host_patterns(),
+                loopback,
+            ),
+            AuthSpec::BullhornSession { auth_url_key, .. } => auth::CodeGrant::bullhorn(
+                auth_url_key,
+                &values,
+                client_id,
+                client_secret,
+                manifest.host_patterns(),
+                loopback,
+            ),
+            AuthSpec::None | AuthSpec::ApiKeyHeader { .. } => return Ok(None),
+        };
+        grant.map(Some).map_err(|e| SyncError::Setup(e.to_string()))
+    }
+
+    /// Exchanges an authorisation code for a refresh token through `grant` (see
+    /// [`auth::CodeGrant::exchange`]).
+    pub async fn exchange_code(
+        &self,
+        grant: &auth::CodeGrant,
+        code: &str,
+        verifier: &str,
+        redirect_uri: &str,
+    ) -> Result<String, auth::ExchangeError> {
+        grant.exchange(&self.http, code, verifier, redirect_uri).await
+    }
+
     /// Instantiates the connector in a fresh store and drops it without calling it: a health
     /// check after install, and what the benchmark times per sync.
     pub async fn probe(&self, connector: &LoadedConnector) -> Result<(), SyncError> {

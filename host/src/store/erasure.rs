@@ -565,7 +565,7 @@ impl Store {
 
 /// Rewrites the SQLite file without the bytes of deleted rows (`VACUUM`), then copies the
 /// write-ahead log into it and truncates the log to nothing, retrying while readers hold it.
-async fn scrub_sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
+pub(super) async fn scrub_sqlite(pool: &sqlx::SqlitePool) -> Result<(), StoreError> {
     sqlx::query("VACUUM").execute(pool).await?;
     for _ in 0..50 {
         // (busy, frames in the log, frames checkpointed); busy = 1: a reader held the log.

@@ -231,6 +231,27 @@ impl Store {
         tenant: TenantId,
         enable: &EnableIntegration<'_>,
     ) -> Result<Integration, StoreError> {
+        self.enable_integration_with(tenant, enable, false).await
+    }
+
+    /// [`Store::enable_integration`] for an integration whose refresh token the OAuth
+    /// connect flow is to bring (`GET /v1/integrations/{connector}/connect`): it waits,
+    /// marked `needs_reauthorization` from the same statement on (the scheduler queues no
+    /// run for it), until [`Store::store_authorized_refresh_token`] stores one.
+    pub async fn enable_integration_awaiting_authorization(
+        &self,
+        tenant: TenantId,
+        enable: &EnableIntegration<'_>,
+    ) -> Result<Integration, StoreError> {
+        self.enable_integration_with(tenant, enable, true).await
+    }
+
+    async fn enable_integration_with(
+        &self,
+        tenant: TenantId,
+        enable: &EnableIntegration<'_>,
+        awaiting_authorization: bool,
+    ) -> Result<Integration, StoreError> {
         if enable.sync_interval_secs == 0 {
             return Err(StoreError::Invalid { what: "sync interval" });
         }
@@ -243,14 +264,15 @@ impl Store {
             sqlx::query(
                 "INSERT INTO integrations (tenant_id, connector_id, enabled, config, secrets, cursor, \
                  sync_interval_secs, metrics, enabled_by, enabled_at, disabled_at, next_sync_at, \
-                 component_digest, component_grants, approval_digest) \
-                 VALUES ($1, $2, TRUE, $3, $4, NULL, $5, $6, $7, $8, NULL, $8, $9, $10, NULL) \
+                 component_digest, component_grants, approval_digest, auth_status, auth_status_at) \
+                 VALUES ($1, $2, TRUE, $3, $4, NULL, $5, $6, $7, $8, NULL, $8, $9, $10, NULL, $11, $12) \
                  ON CONFLICT (tenant_id, connector_id) DO UPDATE SET enabled = TRUE, config = excluded.config, \
                  secrets = excluded.secrets, \
                  cursor = CASE WHEN integrations.config = excluded.config THEN integrations.cursor ELSE NULL END, \
                  sync_interval_secs = excluded.sync_interval_secs, metrics = excluded.metrics, \
                  enabled_by = excluded.enabled_by, enabled_at = excluded.enabled_at, disabled_at = NULL, \
-                 next_sync_at = excluded.next_sync_at, auth_status = NULL, auth_status_at = NULL, \
+                 next_sync_at = excluded.next_sync_at, auth_status = excluded.auth_status, \
+                 auth_status_at = excluded.auth_status_at, \
                  component_digest = excluded.component_digest, component_grants = excluded.component_grants, \
                  approval_digest = NULL",
             )
@@ -264,6 +286,8 @@ impl Store {
             .bind(now)
             .bind(enable.component_digest)
             .bind(enable.component_grants)
+            .bind(awaiting_authorization.then_some("needs_reauthorization"))
+            .bind(awaiting_authorization.then_some(now))
             .execute(pool)
             .await
             .map_err(not_found_on_foreign_key("tenant"))?;

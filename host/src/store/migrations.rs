@@ -35,6 +35,7 @@ const POSTGRES: &[Embedded] = &[
     (12, "identity and master key", include_str!("../../migrations/postgres/0012_identity_and_master_key.sql")),
     (13, "component approval", include_str!("../../migrations/postgres/0013_component_approval.sql")),
     (14, "runs truth", include_str!("../../migrations/postgres/0014_runs_truth.sql")),
+    (18, "tenant lifecycle", include_str!("../../migrations/postgres/0018_tenant_lifecycle.sql")),
 ];
 
 /// The SQLite migrations, in order.
@@ -53,6 +54,7 @@ const SQLITE: &[Embedded] = &[
     (12, "identity and master key", include_str!("../../migrations/sqlite/0012_identity_and_master_key.sql")),
     (13, "component approval", include_str!("../../migrations/sqlite/0013_component_approval.sql")),
     (14, "runs truth", include_str!("../../migrations/sqlite/0014_runs_truth.sql")),
+    (18, "tenant lifecycle", include_str!("../../migrations/sqlite/0018_tenant_lifecycle.sql")),
 ];
 
 /// A list of embedded migrations, as a source for sqlx's migrator.

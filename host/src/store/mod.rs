@@ -19,6 +19,8 @@
 //! * [`calendar`]: a tenant's working calendar and its users' join dates.
 //! * [`standings`]: contests' running totals, kept by the writes that change facts.
 //! * [`audit`]: the append-only audit log.
+//! * [`lifecycle`]: listing, changing and offboarding tenants; the operator's audit.
+//! * [`oauth`]: the OAuth connect flow's pending authorisations.
 //! * [`crypto`]: the master key and sealing of secrets at rest.
 //! * [`fx`]: exact exchange-rate arithmetic.
 //! * [`ops`]: readiness (the schema applied) and the counts `/metrics` shows.
@@ -103,7 +105,9 @@ pub mod facts;
 pub mod fx;
 pub mod integrations;
 pub mod keys;
+pub mod lifecycle;
 mod migrations;
+pub mod oauth;
 pub mod ops;
 pub mod runs;
 pub mod standings;
