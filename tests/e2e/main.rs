@@ -34,6 +34,7 @@ mod keys;
 mod live;
 mod pipedrive;
 mod privacy;
+mod retention;
 mod runs;
 mod salesforce;
 mod sandbox;

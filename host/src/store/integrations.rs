@@ -748,7 +748,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                         let subject = mapping_subject(connector_id, *owner, Some(UserId::from_uuid(user)), None);
-                        audit_in_tx!(tx, t, super::types::Actor::System, "owner.mapped_auto", &subject);
+                        audit_in_tx!(&self.key, tx, t, super::types::Actor::System, "owner.mapped_auto", &subject);
                         report.mapped += 1;
                         continue;
                     }
@@ -771,7 +771,7 @@ impl Store {
                     // A new pending conflict (not one already listed): audited once.
                     let subject = mapping_subject(connector_id, *owner, Some(UserId::from_uuid(user)), current);
                     let subject = format!("{subject} reason={}", reason.as_str());
-                    audit_in_tx!(tx, t, super::types::Actor::System, "owner.mapping_pending", &subject);
+                    audit_in_tx!(&self.key, tx, t, super::types::Actor::System, "owner.mapping_pending", &subject);
                 }
             }
             tx.commit().await?;
@@ -845,7 +845,7 @@ impl Store {
             let previous = previous.map(UserId::from_uuid);
             let action = if source == MappingSource::Confirmed { "owner.confirmed" } else { "owner.mapped" };
             let subject = mapping_subject(connector_id, owner, Some(user), previous);
-            audit_in_tx!(tx, t, actor, action, &subject);
+            audit_in_tx!(&self.key, tx, t, actor, action, &subject);
             tx.commit().await?;
             previous
         });
@@ -877,7 +877,7 @@ impl Store {
             .await?;
             let previous = UserId::from_uuid(previous.ok_or(StoreError::NotFound { what: "owner mapping" })?);
             let subject = mapping_subject(connector_id, owner, None, Some(previous));
-            audit_in_tx!(tx, t, actor, "owner.unmapped", &subject);
+            audit_in_tx!(&self.key, tx, t, actor, "owner.unmapped", &subject);
             tx.commit().await?;
             previous
         });
