@@ -177,7 +177,7 @@ async fn settings_are_checked_and_the_register_is_the_tenants_own(backend: Backe
     assert_eq!(consent["enabled"], true);
     assert_eq!(consent["enabled_by"], json!(t.admin_id), "who consented: {consent}");
     assert!(consent["enabled_at_ms"].as_i64().is_some(), "when: {consent}");
-    assert_eq!(consent["metrics"], json!(["calls", "deals_won", "meetings", "revenue"]), "{consent}");
+    assert_eq!(consent["metrics"], json!(["deals_won", "revenue", "calls", "meetings"]), "{consent}");
     assert!(consent["component_digest"].as_str().is_some_and(|d| d.len() == 64), "which component: {consent}");
     let figures = register["categories"].as_array().unwrap().iter().find(|c| c["category"] == "performance figures");
     assert!(str_of(&figures.expect("figures")["retention"]).contains("400 days"), "{register}");
@@ -199,7 +199,8 @@ async fn settings_are_checked_and_the_register_is_the_tenants_own(backend: Backe
     assert_eq!(refused.status, 400, "{}", refused.text);
     assert_eq!(db.dump().await, before, "refused settings wrote nothing");
 
-    let body = json!({"dpo_contact": "Dana Protect, dpo@register.example", "settle_days": 120, "support_messenger": true});
+    let body =
+        json!({"dpo_contact": "Dana Protect, dpo@register.example", "settle_days": 120, "support_messenger": true});
     let set = api.put("/v1/privacy/settings", &t.admin, &body).await.expect(200).clone();
     assert_eq!(set["settle_days"], 120);
     assert_eq!(set["unmatched_days"], 30, "left out, kept");
@@ -267,7 +268,11 @@ async fn settled_facts_are_sealed_and_every_figure_reads_the_same(backend: Backe
     let after = source_hashes(&db, settle_ms).await;
     assert_eq!(after.len(), old_hashes.len());
     assert!(after.iter().all(|h| old_hashes.binary_search(h).is_err()), "no settled source hash is left");
-    assert_eq!(db.scalar_i64(&format!("SELECT COUNT(*) FROM facts WHERE occurred_at < {settle_ms} AND sealed_at IS NULL")).await, 0);
+    assert_eq!(
+        db.scalar_i64(&format!("SELECT COUNT(*) FROM facts WHERE occurred_at < {settle_ms} AND sealed_at IS NULL"))
+            .await,
+        0
+    );
     let state = api.get("/v1/privacy/retention", &t.admin).await.expect(200).clone();
     assert_eq!(state["last_run"], run, "{state}");
     assert_eq!(state["settings"]["settle_days"], 30);

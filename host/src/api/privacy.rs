@@ -220,16 +220,15 @@ pub(super) async fn retention(State(state): State<AppState>, user: User) -> Resu
 pub(super) async fn run_retention(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
     let p = user.require_admin()?;
     let holder = format!("api-{}", hex::encode(crate::store::types::random_bytes::<8>()));
-    let run = state
-        .store
-        .run_retention(p.tenant_id, RetentionKind::Manual, Actor::User(p.user_id), &holder)
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => {
-                ApiError::conflict("retention_running", "a purge of this tenant is running; try again when it ends")
-            }
-            e => e.into(),
-        })?;
+    let run =
+        state.store.run_retention(p.tenant_id, RetentionKind::Manual, Actor::User(p.user_id), &holder).await.map_err(
+            |e| match e {
+                StoreError::Conflict { .. } => {
+                    ApiError::conflict("retention_running", "a purge of this tenant is running; try again when it ends")
+                }
+                e => e.into(),
+            },
+        )?;
     Ok(axum::Json(RetentionRunView::from(&run)))
 }
 

@@ -34,7 +34,12 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             None => println!("tenant {tenant}: {} entries verify; head {}", v.entries, v.head),
             Some(b) => {
                 broken += 1;
-                println!("tenant {tenant}: BROKEN at entry {} ({}); {} entries read", b.seq, b.reason.code(), v.entries);
+                println!(
+                    "tenant {tenant}: BROKEN at entry {} ({}); {} entries read",
+                    b.seq,
+                    b.reason.code(),
+                    v.entries
+                );
             }
         }
     }

@@ -76,7 +76,15 @@ pub(crate) fn chain_key(master: &MasterKey, tenant: Uuid, sealed_tenant_key: &[u
 }
 
 /// One link of the chain: the `chain` of the entry with these fields after `prev`.
-pub(crate) fn link(key: &[u8; 32], prev: &[u8; 32], seq: i64, at: i64, actor: &str, action: &str, subject: &str) -> [u8; 32] {
+pub(crate) fn link(
+    key: &[u8; 32],
+    prev: &[u8; 32],
+    seq: i64,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(b"oneup/audit/v1\0");
     mac.update(prev);
