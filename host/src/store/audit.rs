@@ -150,6 +150,9 @@ pub struct AuditVerification {
     pub first_broken: Option<BrokenEntry>,
 }
 
+/// An entry as the chain reads it: seq, at, actor, action, subject, chain.
+type ChainRow = (i64, i64, String, String, String, Option<Vec<u8>>);
+
 /// Entries read per page while verifying.
 const VERIFY_PAGE: i64 = 5_000;
 
@@ -189,7 +192,6 @@ impl Store {
     /// Recomputes the tenant's audit chain from its first entry and names the first entry
     /// that does not verify (see the module docs). Reads only.
     pub async fn verify_audit(&self, tenant: TenantId) -> Result<AuditVerification, StoreError> {
-        type ChainRow = (i64, i64, String, String, String, Option<Vec<u8>>);
         let t = tenant.as_uuid();
         let found: Option<(Vec<u8>, i64)> = on_pool!(self, pool => {
             sqlx::query_as("SELECT pseudonym_key, audit_seq FROM tenants WHERE tenant_id = $1")
@@ -272,7 +274,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let key = chain_key(&self.key, t, &sealed)?;
-                let rows: Vec<(i64, i64, String, String, String, Option<Vec<u8>>)> = sqlx::query_as(
+                let rows: Vec<ChainRow> = sqlx::query_as(
                     "SELECT seq, at, actor, action, subject, chain FROM audit_log WHERE tenant_id = $1 ORDER BY seq",
                 )
                 .bind(t)

@@ -211,6 +211,9 @@ fn settings_from(row: &SettingsRow) -> PrivacySettings {
     }
 }
 
+/// A recorded purge as read: id, kind, started, finished, report.
+type StoredRun = (Uuid, String, i64, i64, String);
+
 /// The counts of finished runs folded into one day.
 #[derive(Default)]
 struct DayCounts {
@@ -290,7 +293,7 @@ impl Store {
     /// The tenant's retention settings, current horizon, purge state and latest purge.
     pub async fn retention_state(&self, tenant: TenantId) -> Result<RetentionState, StoreError> {
         let t = tenant.as_uuid();
-        let (row, last): (Option<SettingsRow>, Option<(Uuid, String, i64, i64, String)>) = on_pool!(self, pool => {
+        let (row, last): (Option<SettingsRow>, Option<StoredRun>) = on_pool!(self, pool => {
             let row = sqlx::query_as(SELECT_SETTINGS).bind(t).fetch_optional(pool).await?;
             let last = sqlx::query_as(
                 "SELECT id, kind, started_at, finished_at, report FROM retention_runs WHERE tenant_id = $1 \
@@ -375,19 +378,13 @@ impl Store {
                     sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound { what: "tenant" },
                     _ => StoreError::Database(e),
                 })?;
-            let next = match kind {
-                RetentionKind::Scheduled => Some(started + DAY_MS),
-                RetentionKind::Manual => None,
-            };
             let claimed = sqlx::query(
-                "UPDATE privacy_settings SET retention_lease_holder = $2, retention_lease_until = $3, \
-                 next_retention_at = COALESCE($4, next_retention_at) \
-                 WHERE tenant_id = $1 AND (retention_lease_until IS NULL OR retention_lease_until <= $5)",
+                "UPDATE privacy_settings SET retention_lease_holder = $2, retention_lease_until = $3 \
+                 WHERE tenant_id = $1 AND (retention_lease_until IS NULL OR retention_lease_until <= $4)",
             )
             .bind(t)
             .bind(holder)
             .bind(started + RETENTION_LEASE_MS)
-            .bind(next)
             .bind(started)
             .execute(&mut *tx)
             .await?
@@ -606,12 +603,18 @@ impl Store {
                 report.runs_summarised,
             );
             audit_in_tx!(&self.key, tx, t, actor, "retention.purged", &subject);
+            // A scheduled purge is due again in a day (a failed one at the next tick).
+            let next = match kind {
+                RetentionKind::Scheduled => Some(finished + DAY_MS),
+                RetentionKind::Manual => None,
+            };
             sqlx::query(
-                "UPDATE privacy_settings SET retention_lease_holder = NULL, retention_lease_until = NULL \
-                 WHERE tenant_id = $1 AND retention_lease_holder = $2",
+                "UPDATE privacy_settings SET retention_lease_holder = NULL, retention_lease_until = NULL, \
+                 next_retention_at = COALESCE($3, next_retention_at) WHERE tenant_id = $1 AND retention_lease_holder = $2",
             )
             .bind(t)
             .bind(holder)
+            .bind(next)
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
