@@ -12,8 +12,6 @@
 -- then only their daily counts (run_days). dpo_contact: the data protection officer, as
 -- the register shows it. support_messenger: whether the tenant switched the support
 -- messenger on (the register lists it as a processor only then).
--- sealed_before: the latest horizon a purge sealed up to; commits treat every fact before
--- it as settled even if settle_days grows later, so sealed facts are never counted twice.
 -- retention_lease_*: the purge in flight (one at a time per tenant, across nodes);
 -- next_retention_at: when the scheduler purges next.
 CREATE TABLE privacy_settings (
@@ -24,7 +22,6 @@ CREATE TABLE privacy_settings (
     runs_days              BIGINT NOT NULL DEFAULT 90 CHECK (runs_days BETWEEN 1 AND 3650),
     support_messenger      BOOLEAN NOT NULL DEFAULT FALSE,
     updated_at             BIGINT,
-    sealed_before          BIGINT,
     retention_lease_holder TEXT,
     retention_lease_until  BIGINT,
     next_retention_at      BIGINT
@@ -32,6 +29,12 @@ CREATE TABLE privacy_settings (
 
 -- When a fact was sealed (NULL: not sealed; its source hash is the record's keyed hash).
 ALTER TABLE facts ADD COLUMN sealed_at BIGINT;
+
+-- The horizon up to which a purge sealed the integration's facts (NULL: none sealed; a
+-- purge of the integration's facts resets it). Commits apply no change dated before it
+-- (counted `settled`), so a sealed fact is never changed or counted twice, even if
+-- settle_days grows later; a first import is never cut short.
+ALTER TABLE integrations ADD COLUMN sealed_before BIGINT;
 
 -- Changes a run ignored because they concern settled facts.
 ALTER TABLE sync_runs ADD COLUMN settled BIGINT NOT NULL DEFAULT 0;

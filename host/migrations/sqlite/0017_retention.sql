@@ -9,13 +9,14 @@ CREATE TABLE privacy_settings (
     runs_days              INTEGER NOT NULL DEFAULT 90 CHECK (runs_days BETWEEN 1 AND 3650),
     support_messenger      INTEGER NOT NULL DEFAULT 0 CHECK (support_messenger IN (0, 1)),
     updated_at             INTEGER,
-    sealed_before          INTEGER,
     retention_lease_holder TEXT,
     retention_lease_until  INTEGER,
     next_retention_at      INTEGER
 ) STRICT;
 
 ALTER TABLE facts ADD COLUMN sealed_at INTEGER;
+
+ALTER TABLE integrations ADD COLUMN sealed_before INTEGER;
 
 ALTER TABLE sync_runs ADD COLUMN settled INTEGER NOT NULL DEFAULT 0;
 

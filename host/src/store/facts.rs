@@ -43,7 +43,7 @@
 //! one read of its contest list.
 //!
 //! # Settled facts
-//! Before anything is written, the commit reads the tenant's settle horizon
+//! Before anything is written, the commit reads the integration's sealed horizon
 //! ([`super::retention`]): upserts dated before it and retractions of stored facts dated
 //! before it are dropped from the batch and counted on the run as `settled`, and a
 //! snapshot's window is cut at it (sealed facts are never candidates), so nothing a purge
@@ -828,7 +828,7 @@ async fn commit_pg(
     let mapped = load_mapped(&mut tx, tenant, connector).await?;
     let now = now_ms();
     // Settled facts are not touched again (see retention.rs).
-    let horizon = super::retention::settle_horizon(&mut tx, tenant, now).await?;
+    let horizon = super::retention::settle_horizon(&mut tx, tenant, connector).await?;
     batch.settle(horizon);
     if !batch.retractions.is_empty() {
         let metrics: Vec<&str> = batch.retractions.iter().map(|(m, _)| *m).collect();
@@ -1077,7 +1077,7 @@ async fn commit_sqlite(
     let mapped = load_mapped(&mut tx, tenant, connector).await?;
     let now = now_ms();
     // Settled facts are not touched again (see retention.rs).
-    let horizon = super::retention::settle_horizon(&mut tx, tenant, now).await?;
+    let horizon = super::retention::settle_horizon(&mut tx, tenant, connector).await?;
     batch.settle(horizon);
     let mut settled = HashSet::new();
     for (metric, source) in &batch.retractions {

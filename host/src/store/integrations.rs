@@ -386,7 +386,8 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE integrations SET enabled = FALSE, secrets = NULL, next_sync_at = NULL, \
-                 disabled_at = $3, cursor = CASE WHEN $4 THEN NULL ELSE cursor END \
+                 disabled_at = $3, cursor = CASE WHEN $4 THEN NULL ELSE cursor END, \
+                 sealed_before = CASE WHEN $4 THEN NULL ELSE sealed_before END \
                  WHERE tenant_id = $1 AND connector_id = $2",
             )
             .bind(tenant.as_uuid())

@@ -9,15 +9,17 @@
 //! `sealed_at` set. Its metric, owner, instant and value stay, so every total, target and
 //! standing reads as before; contest totals are keyed by owner and do not change.
 //!
-//! The settle horizon of a tenant at `now` is `max(now - settle_days, sealed_before)`,
-//! `sealed_before` being the latest horizon a purge sealed up to: a longer window set later
-//! does not reopen what was sealed. Every ingestion commit applies it (see
-//! [`super::facts`]): an upsert dated before it, or a retraction of a stored fact dated
-//! before it, is not applied and is counted on the run as `settled`; a snapshot's window is
-//! cut at it and never retracts a sealed fact. So a later change to a sealed record is
-//! ignored, never counted twice, whether the purge sealed it already or not yet. One limit:
-//! a change that moves a sealed record's date from before the horizon to after it arrives
-//! as a new record (nothing links it to the sealed fact) and counts again.
+//! The purge seals every fact that occurred before `now - settle_days` and records that
+//! horizon on each integration with facts (`integrations.sealed_before`; it never moves
+//! back, so a longer window set later does not reopen what was sealed). Every ingestion
+//! commit applies its integration's horizon (see [`super::facts`]): an upsert dated before
+//! it, or a retraction of a stored fact dated before it, is not applied and is counted on
+//! the run as `settled`; a snapshot's window is cut at it and never retracts a sealed fact.
+//! So a later change to a sealed record is ignored and never counted twice, while a first
+//! import (an integration with nothing sealed) takes the whole history, sealed at the next
+//! purge. Limits: a record created in the CRM with a date before the horizon is settled
+//! too, and a change that moves a sealed record's date from before the horizon to after it
+//! arrives as a new record (nothing links it to the sealed fact) and counts again.
 //!
 //! # Unmatched owners
 //! Each purge notes the CRM owners with facts and no user (`unmatched_owners`, since when);
@@ -163,39 +165,41 @@ pub struct RetentionState {
     pub last_run: Option<RetentionRun>,
 }
 
-/// The settle horizon (see the module docs).
-fn horizon(now: i64, settle_days: i64, sealed_before: Option<i64>) -> i64 {
-    now.saturating_sub(settle_days.saturating_mul(DAY_MS)).max(sealed_before.unwrap_or(i64::MIN))
+/// Facts that occurred before this instant are settled at `now` (the purge's horizon).
+fn horizon(now: i64, settle_days: i64) -> i64 {
+    now.saturating_sub(settle_days.saturating_mul(DAY_MS))
 }
 
-/// The tenant's settle horizon at `now`, read inside a transaction (the ingestion commit).
+/// The integration's sealed horizon, read inside a transaction (the ingestion commit):
+/// changes dated before it are settled (`i64::MIN` while nothing is sealed).
 pub(crate) async fn settle_horizon<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,
     tenant: Uuid,
-    now: i64,
+    connector: &str,
 ) -> Result<i64, StoreError>
 where
     DB: sqlx::Database,
     for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     Uuid: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    (i64, Option<i64>): for<'r> sqlx::FromRow<'r, DB::Row>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (Option<i64>,): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
-    let row: Option<(i64, Option<i64>)> =
-        sqlx::query_as("SELECT settle_days, sealed_before FROM privacy_settings WHERE tenant_id = $1")
+    let row: Option<(Option<i64>,)> =
+        sqlx::query_as("SELECT sealed_before FROM integrations WHERE tenant_id = $1 AND connector_id = $2")
             .bind(tenant)
+            .bind(connector)
             .fetch_optional(&mut **tx)
             .await?;
-    let (days, sealed_before) = row.unwrap_or((i64::from(SETTLE_DAYS.2), None));
-    Ok(horizon(now, days, sealed_before))
+    Ok(row.and_then(|(at,)| at).unwrap_or(i64::MIN))
 }
 
-/// `privacy_settings` as read: dpo, settle, unmatched, runs, messenger, updated, sealed
-/// before, lease until, next run.
-type SettingsRow = (Option<String>, i64, i64, i64, bool, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+/// `privacy_settings` as read: dpo, settle, unmatched, runs, messenger, updated, lease
+/// until, next run.
+type SettingsRow = (Option<String>, i64, i64, i64, bool, Option<i64>, Option<i64>, Option<i64>);
 
 const SELECT_SETTINGS: &str = "SELECT dpo_contact, settle_days, unmatched_days, runs_days, support_messenger, \
-     updated_at, sealed_before, retention_lease_until, next_retention_at FROM privacy_settings WHERE tenant_id = $1";
+     updated_at, retention_lease_until, next_retention_at FROM privacy_settings WHERE tenant_id = $1";
 
 fn days(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
@@ -321,15 +325,15 @@ impl Store {
             Some(row) => RetentionState {
                 settings: settings_from(&row),
                 updated_at_ms: row.5,
-                settled_before_ms: horizon(now, row.1, row.6),
-                next_run_at_ms: row.8,
-                running: row.7.is_some_and(|until| until > now),
+                settled_before_ms: horizon(now, row.1),
+                next_run_at_ms: row.7,
+                running: row.6.is_some_and(|until| until > now),
                 last_run,
             },
             None => RetentionState {
                 settings: PrivacySettings::default(),
                 updated_at_ms: None,
-                settled_before_ms: horizon(now, i64::from(SETTLE_DAYS.2), None),
+                settled_before_ms: horizon(now, i64::from(SETTLE_DAYS.2)),
                 next_run_at_ms: None,
                 running: false,
                 last_run,
@@ -443,7 +447,7 @@ impl Store {
             let row = row.ok_or(StoreError::NotFound { what: "privacy settings" })?;
             let settings = settings_from(&row);
             let now = now_ms();
-            let mut report = RetentionReport { settled_before_ms: horizon(now, row.1, row.6), ..Default::default() };
+            let mut report = RetentionReport { settled_before_ms: horizon(now, row.1), ..Default::default() };
 
             // Settled facts: the source hash goes, the fact stays.
             let random = match self.pool {
@@ -460,11 +464,17 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            sqlx::query("UPDATE privacy_settings SET sealed_before = $2 WHERE tenant_id = $1")
-                .bind(t)
-                .bind(report.settled_before_ms)
-                .execute(&mut *tx)
-                .await?;
+            // Integrations with facts: nothing before the horizon changes again. (One without
+            // facts has nothing sealed: its first import takes the whole history.)
+            sqlx::query(
+                "UPDATE integrations SET sealed_before = $2 WHERE tenant_id = $1 \
+                 AND (sealed_before IS NULL OR sealed_before < $2) AND EXISTS (SELECT 1 FROM facts f \
+                 WHERE f.tenant_id = integrations.tenant_id AND f.connector_id = integrations.connector_id)",
+            )
+            .bind(t)
+            .bind(report.settled_before_ms)
+            .execute(&mut *tx)
+            .await?;
 
             // Unmatched owners: noted, forgotten once mapped, discarded once expired.
             sqlx::query(
@@ -644,11 +654,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_horizon_never_moves_back_before_what_was_sealed() {
+    fn the_horizon_is_the_window_back_from_now() {
         let now = 1_000 * DAY_MS;
-        assert_eq!(horizon(now, 400, None), 600 * DAY_MS);
-        // A longer window set after a purge sealed up to day 900 does not reopen it.
-        assert_eq!(horizon(now, 400, Some(900 * DAY_MS)), 900 * DAY_MS);
-        assert_eq!(horizon(now, 30, Some(900 * DAY_MS)), 970 * DAY_MS);
+        assert_eq!(horizon(now, 400), 600 * DAY_MS);
+        assert_eq!(horizon(now, 30), 970 * DAY_MS);
+        assert_eq!(horizon(i64::MIN + 1, 3650), i64::MIN);
     }
 }
