@@ -36,6 +36,7 @@ mod live;
 mod ops;
 mod pipedrive;
 mod privacy;
+mod retention;
 mod runs;
 mod salesforce;
 mod sandbox;

@@ -653,6 +653,10 @@ async fn audit_log_only_grows(db: &TestDb) {
         seqs.insert(task.await.unwrap());
     }
     assert_eq!(seqs, (6..=13).collect());
+    // Concurrent appends chain one after the other: the whole log verifies.
+    let verified = store.verify_audit(a.tenant.id).await.unwrap();
+    assert_eq!((verified.entries, verified.first_broken), (13, None));
+    assert_eq!(store.verify_audit(b.tenant.id).await.unwrap().first_broken, None);
     assert!(matches!(
         store.append_audit(TenantId::new(), &AuditEntry { actor: Actor::System, action: "x", subject: "" }).await,
         Err(StoreError::NotFound { .. })

@@ -238,19 +238,39 @@ impl TestDatabase {
         bytes
     }
 
-    /// Runs one SQL statement that returns nothing (a test breaking the database on purpose).
+    /// Runs SQL statements (`;`-separated) as someone with direct access to the database
+    /// would: an attacker editing rows, or time passing faster than it does.
     pub async fn execute(&self, sql: &str) {
         match self.backend {
             Backend::Postgres => {
                 let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("the test database answers");
-                sqlx::query(sql).execute(&mut conn).await.expect("the statement runs");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect("the statements run");
                 conn.close().await.ok();
             }
             Backend::Sqlite => {
                 let url = self.url.replace("mode=rwc", "mode=rw");
                 let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("the test database opens");
-                sqlx::query(sql).execute(&mut conn).await.expect("the statement runs");
+                sqlx::raw_sql(sql).execute(&mut conn).await.expect("the statements run");
                 conn.close().await.ok();
+            }
+        }
+    }
+
+    /// Runs one SQL statement returning one text column, every row.
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        match self.backend {
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.expect("the test database answers");
+                let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut conn).await.expect("the query runs");
+                conn.close().await.ok();
+                rows
+            }
+            Backend::Sqlite => {
+                let url = self.url.replace("mode=rwc", "mode=rw");
+                let mut conn = sqlx::SqliteConnection::connect(&url).await.expect("the test database opens");
+                let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&mut conn).await.expect("the query runs");
+                conn.close().await.ok();
+                rows
             }
         }
     }

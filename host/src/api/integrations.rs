@@ -382,6 +382,7 @@ fn run_json(run: &Run) -> Value {
         "rejected": run.rejected,
         "unmapped": run.unmapped,
         "waiting_for_rate": run.waiting_rate,
+        "settled": run.settled,
         "checkpoints": run.checkpoints,
         "attempts": run.attempts,
         "created_at_ms": run.created_at_ms,

@@ -21,6 +21,7 @@ mod metrics;
 mod observe;
 pub mod openapi;
 mod paging;
+mod privacy;
 pub mod security;
 mod system;
 mod targets;
@@ -158,7 +159,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(incentives::user_points))
         .routes(routes!(incentives::my_points))
         .routes(routes!(system::audit))
-        .routes(routes!(system::privacy_register))
+        .routes(routes!(system::audit_verify))
+        .routes(routes!(privacy::register))
+        .routes(routes!(privacy::set_settings))
+        .routes(routes!(privacy::retention))
+        .routes(routes!(privacy::run_retention))
         .routes(routes!(system::healthz))
         .routes(routes!(system::livez))
         .routes(routes!(system::readyz))

@@ -402,6 +402,9 @@ pub mod integration_schemas {
         pub unmapped: u64,
         /// Money facts waiting for an exchange rate.
         pub waiting_for_rate: u64,
+        /// Changes ignored because they concern settled facts (dated before the tenant's
+        /// settle window; see `GET /v1/privacy/retention`).
+        pub settled: u64,
         /// Checkpoints committed.
         pub checkpoints: u64,
         /// Attempts (a run resumes on another node after a lost lease).
@@ -485,7 +488,8 @@ pub mod integration_schemas {
         (name = "contests", description = "Contests and their leaderboards."),
         (name = "targets", description = "Targets and their progress; the tenant calendar and join dates they use."),
         (name = "incentives", description = "Rewards for targets and contest placements, and each user's points ledger."),
-        (name = "system", description = "Liveness and readiness probes, Prometheus metrics, the processing register, the audit log, this document."),
+        (name = "privacy", description = "The tenant's processing register, its privacy settings and the retention purge."),
+        (name = "system", description = "Liveness and readiness probes, Prometheus metrics, the audit log and its verification, this document."),
     ),
     components(schemas(ErrorBody, ErrorDetail)),
 )]

@@ -1,4 +1,4 @@
-//! Liveness and readiness probes, metrics, the processing register, the audit log, and the 404 and 405 fallbacks.
+//! Liveness and readiness probes, metrics, the audit log and its verification, and the 404 and 405 fallbacks.
 
 use axum::extract::State;
 use axum::http::header;
@@ -136,69 +136,6 @@ pub(super) async fn metrics_open(State(state): State<AppState>) -> impl IntoResp
     ([(header::CONTENT_TYPE, crate::telemetry::CONTENT_TYPE)], state.metrics.render())
 }
 
-/// The processing register (any user).
-///
-/// Machine-readable: the categories of personal data processed, their purposes, legal
-/// bases, retention and the processors they go to.
-#[utoipa::path(get, path = "/v1/privacy/register", tag = "system", operation_id = "privacy_register",
-    responses((status = 200, description = "The register.", body = Object)))]
-pub(super) async fn privacy_register(_: User) -> impl IntoResponse {
-    axum::Json(json!({
-        "controller_role": "processor for each tenant",
-        "categories": [
-            {
-                "category": "account data",
-                "data": ["name", "work e-mail", "role", "team memberships", "date joined (for pro-rated targets)", "API token hashes"],
-                "subjects": "the tenant's users",
-                "purpose": "sign-in, attributing performance figures to the user, navigating the platform",
-                "legal_basis": "contract",
-                "retention": "as long as the account exists; erased with it (DELETE /v1/users/{id})",
-            },
-            {
-                "category": "performance figures",
-                "data": ["metric", "value (count or money)", "time", "keyed hash of the CRM owner id", "keyed hash of the CRM record id"],
-                "subjects": "the tenant's users",
-                "purpose": "KPIs, targets, contests and incentives inside the tenant",
-                "legal_basis": "legitimate interest of the tenant (operational performance management)",
-                "retention": "while the integration exists; purged on request (DELETE /v1/integrations/{id}?purge=true); on erasure of the user, kept for their teams' totals under an anonymous former member with random hashes, never linked to the person or their CRM id again",
-                "source": "the tenant's CRM, opt-in per integration, read-only",
-                "not_kept": ["names, e-mails or details of customers or contacts", "deal titles, notes, free text", "raw CRM ids", "CRM users' e-mails (compared, then dropped)"],
-            },
-            {
-                "category": "targets, contests and rewards",
-                "data": ["targets assigned to the user or their teams", "contest participations and standings (rank, value)", "points ledger (awards and revocations, with the target or contest they were for)"],
-                "subjects": "the tenant's users",
-                "purpose": "motivation and recognition inside the tenant",
-                "legal_basis": "legitimate interest of the tenant (operational performance management)",
-                "retention": "while the target, contest or account exists; a person's own targets, participations and points are deleted with their account; final contest standings keep only the erased user's old id, which names nobody",
-                "visible_to": "members see their own figures and the contests they take part in; managers and admins see the tenant's",
-            },
-            {
-                "category": "integration credentials",
-                "data": ["CRM API tokens or OAuth refresh tokens"],
-                "purpose": "reading the tenant's CRM",
-                "retention": "encrypted at rest; destroyed when the integration is disabled",
-            },
-            {
-                "category": "audit log",
-                "data": ["who (user id), what, when, to which ids"],
-                "purpose": "accountability for consent and administration",
-                "retention": "append-only, for the life of the tenant",
-            },
-        ],
-        "processors": [
-            {
-                "name": "Intercom (customer messaging)",
-                "data": ["name", "e-mail address"],
-                "purpose": "support conversations with the user",
-                "direction": "outbound: the one flow of personal data out of the platform",
-            }
-        ],
-        "sharing": "performance data is visible inside the tenant only, to the roles the tenant allows; never sold or shared",
-        "integrations": "opt-in; data flows from the CRM to oneup only; nothing is ever written to a CRM",
-    }))
-}
-
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -271,6 +208,52 @@ pub(super) async fn audit(
                 subject: e.subject.clone(),
             })
             .collect(),
+    }))
+}
+
+/// `GET /v1/audit/verify`'s answer.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct AuditVerifyView {
+    /// Whether every entry verifies.
+    verified: bool,
+    /// Entries read.
+    entries: u64,
+    /// The chain hash of the newest entry (64 hex digits; zeros for an empty log). Keep it
+    /// outside the service to detect, later, the removal of the newest entries.
+    head: String,
+    /// The first entry that does not verify, if any.
+    first_broken: Option<BrokenEntryView>,
+}
+
+/// The first entry of the audit log that does not verify.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct BrokenEntryView {
+    /// Its sequence number (for `truncated`: the first missing one).
+    seq: u64,
+    /// `mismatch` (its chain hash is not what its fields and the previous entry give: it
+    /// was edited, or one before it was removed or reordered), `unchained` (no chain hash),
+    /// `gap` (entries before it are missing), `truncated` (the newest entries are missing).
+    #[schema(value_type = String)]
+    reason: crate::store::ChainBreak,
+}
+
+/// Verifies the tenant's audit chain (admin).
+///
+/// Recomputes the keyed hash chain over every entry, oldest first, and names the first
+/// entry that does not verify: an entry edited, removed or inserted underneath the service.
+#[utoipa::path(get, path = "/v1/audit/verify", tag = "system", operation_id = "audit_verify",
+    responses(
+        (status = 200, description = "The verdict.", body = AuditVerifyView),
+        (status = 403, description = "Not an admin.", body = ErrorBody),
+    ))]
+pub(super) async fn audit_verify(State(state): State<AppState>, user: User) -> Result<impl IntoResponse, ApiError> {
+    let p = user.require_admin()?;
+    let v = state.store.verify_audit(p.tenant_id).await?;
+    Ok(axum::Json(AuditVerifyView {
+        verified: v.first_broken.is_none(),
+        entries: v.entries,
+        head: v.head,
+        first_broken: v.first_broken.map(|b| BrokenEntryView { seq: b.seq, reason: b.reason }),
     }))
 }
 

@@ -1,6 +1,7 @@
 //! The `oneup` command line: thin wrappers that parse arguments, build the runtime and
 //! call into the library.
 
+mod audit;
 mod check;
 mod demo;
 mod describe;
@@ -67,6 +68,17 @@ pub enum Command {
     /// GET a probe URL (default `http://127.0.0.1:8080/readyz`) and exit 0 on a 2xx answer:
     /// a container health check without curl.
     Probe(probe::ProbeArgs),
+    /// Check the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Audit log commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute each tenant's audit chain and name the first entry that does not verify
+    /// (edited, removed or inserted underneath the service); exits 1 if one does not.
+    Verify(audit::VerifyArgs),
 }
 
 /// Master key commands.
@@ -173,6 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Migrate(args) => serve::migrate(args).await,
         Command::Keys(KeysCommand::Rotate(args)) => keys::rotate(args).await,
         Command::Probe(args) => probe::run(args).await,
+        Command::Audit(AuditCommand::Verify(args)) => audit::verify(args).await,
         Command::FakeCrm(FakeCrmCommand::Pipedrive(args)) => fake::run(args).await,
         Command::FakeCrm(FakeCrmCommand::Salesforce(args)) => fake::run_salesforce(args).await,
         Command::FakeCrm(FakeCrmCommand::Bullhorn(args)) => fake::run_bullhorn(args).await,

@@ -26,6 +26,7 @@
 //! Fairness: a node runs at most [`SchedulerConfig::max_per_tenant`] syncs of one tenant at
 //! once, and claims round-robin across tenants (`Store::claim_run_fair`).
 
+mod retention;
 mod sink;
 
 use std::collections::BTreeMap;
@@ -172,6 +173,8 @@ impl Scheduler {
             changes,
         });
         tokio::spawn(run_loop(inner.clone()));
+        // The daily retention purge, a separate tick.
+        tokio::spawn(retention::run_daily(inner.store.clone(), inner.config.node.clone(), inner.stop.subscribe()));
         Scheduler { inner }
     }
 

@@ -327,23 +327,8 @@ impl Store {
                 // ones, so no erased hash stays in them.
                 tx.rebuild_standings(tenant.as_uuid(), None).await?;
             }
-            let seq: i64 = sqlx::query_scalar(
-                "UPDATE tenants SET audit_seq = audit_seq + 1 WHERE tenant_id = $1 RETURNING audit_seq",
-            )
-            .bind(tenant.as_uuid())
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO audit_log (tenant_id, seq, at, actor, action, subject) \
-                 VALUES ($1, $2, $3, $4, 'user.erased', $5)",
-            )
-            .bind(tenant.as_uuid())
-            .bind(seq)
-            .bind(now)
-            .bind(actor.to_stored())
-            .bind(user.to_string())
-            .execute(&mut *tx)
-            .await?;
+            let subject = user.to_string();
+            let seq = audit_in_tx!(&self.key, tx, tenant.as_uuid(), actor, "user.erased", &subject);
             erasure.audit_seq = to_u64(seq);
             tx.commit().await?;
             erasure

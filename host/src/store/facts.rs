@@ -42,6 +42,13 @@
 //! is applied to `contest_totals` before the cursor moves. A tenant without contests pays
 //! one read of its contest list.
 //!
+//! # Settled facts
+//! Before anything is written, the commit reads the integration's sealed horizon
+//! ([`super::retention`]): upserts dated before it and retractions of stored facts dated
+//! before it are dropped from the batch and counted on the run as `settled`, and a
+//! snapshot's window is cut at it (sealed facts are never candidates), so nothing a purge
+//! sealed is changed, withdrawn or counted twice.
+//!
 //! # Money
 //! An amount in the tenant currency is kept as it is; another currency is converted with
 //! the tenant's rate (see [`super::fx`]) when committed. Without a rate the amount is kept
@@ -91,6 +98,10 @@ pub struct CommitCounts {
     pub unmapped: u64,
     /// Facts written whose amount waits for an exchange rate.
     pub waiting_rate: u64,
+    /// Changes ignored because they concern settled facts: upserts dated before the
+    /// tenant's settle horizon, retractions of stored facts dated before it (see
+    /// [`super::retention`]).
+    pub settled: u64,
 }
 
 /// A stored fact, as read back (tests, exports, operators' checks).
@@ -207,6 +218,28 @@ impl<'a> Batch<'a> {
         Self { upserts, retractions, counts }
     }
 
+    /// Drops the upserts dated before `horizon`: they concern settled facts (see
+    /// [`super::retention`]) and are only counted.
+    fn settle(&mut self, horizon: i64) {
+        let before = self.upserts.len();
+        self.upserts.retain(|f| f.occurred_at_ms >= horizon);
+        let dropped = (before - self.upserts.len()) as u64;
+        self.counts.upserts = self.counts.upserts.saturating_sub(dropped);
+        self.counts.settled += dropped;
+    }
+
+    /// Drops the retractions of `settled` keys (stored facts dated before the horizon).
+    fn keep_retractions_of_unsettled(&mut self, settled: &HashSet<(String, Vec<u8>)>) {
+        if settled.is_empty() {
+            return;
+        }
+        let before = self.retractions.len();
+        self.retractions.retain(|(m, s)| !settled.contains(&((*m).to_owned(), s.to_vec())));
+        let dropped = (before - self.retractions.len()) as u64;
+        self.counts.retractions = self.counts.retractions.saturating_sub(dropped);
+        self.counts.settled += dropped;
+    }
+
     /// The keys of the batch (upserted or retracted) whose metric some contest counts.
     fn counted_keys(&self, counted: &Counted) -> Vec<(&'a str, [u8; 16])> {
         if counted.is_empty() {
@@ -298,8 +331,8 @@ const SELECT_LEASED_RUN: &str = "SELECT r.rejected, i.enabled FROM sync_runs r \
      JOIN integrations i ON i.tenant_id = r.tenant_id AND i.connector_id = r.connector_id \
      WHERE r.tenant_id = $1 AND r.id = $2 AND r.status = 'running' AND r.lease_owner = $3";
 const UPDATE_RUN_COUNTS: &str = "UPDATE sync_runs SET checkpoints = checkpoints + 1, upserts = upserts + $3, \
-     retractions = retractions + $4, unmapped = unmapped + $5, waiting_rate = waiting_rate + $6, rejected = $7 \
-     WHERE tenant_id = $1 AND id = $2";
+     retractions = retractions + $4, unmapped = unmapped + $5, waiting_rate = waiting_rate + $6, rejected = $7, \
+     settled = settled + $8 WHERE tenant_id = $1 AND id = $2";
 
 impl Store {
     /// Commits one batch of a run: its changes, the cursor that follows them (if any) and
@@ -604,6 +637,7 @@ async fn unseen_sources<'c, DB>(
     connector_id: &str,
     snapshot: &Snapshot,
     metric: &str,
+    horizon: i64,
 ) -> Result<Vec<Unseen>, StoreError>
 where
     DB: sqlx::Database,
@@ -616,12 +650,14 @@ where
 {
     let stored: Vec<UnseenRow> = sqlx::query_as(&format!(
         "SELECT f.source_hash, f.owner_hash, f.occurred_at, {FACT_VALUE} FROM facts f WHERE f.tenant_id = $1 \
-         AND f.connector_id = $2 AND f.metric = $3 AND f.occurred_at >= $4 AND f.occurred_at < $5",
+         AND f.connector_id = $2 AND f.metric = $3 AND f.occurred_at >= $4 AND f.occurred_at < $5 \
+         AND f.sealed_at IS NULL",
     ))
     .bind(tenant)
     .bind(connector_id)
     .bind(metric)
-    .bind(snapshot.window.from_ms())
+    // Reconciliation never reaches past the settle horizon (see `super::retention`).
+    .bind(snapshot.window.from_ms().max(horizon))
     .bind(snapshot.window.to_ms())
     .fetch_all(&mut **tx)
     .await?;
@@ -643,11 +679,12 @@ async fn resolve_snapshots_pg(
     snapshots: &[Snapshot],
     counted: &Counted,
     deltas: &mut Deltas,
+    horizon: i64,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for snapshot in snapshots {
         for metric in snapshot.window.metrics() {
-            let unseen = unseen_sources(tx, tenant, connector_id, snapshot, metric).await?;
+            let unseen = unseen_sources(tx, tenant, connector_id, snapshot, metric, horizon).await?;
             for u in &unseen {
                 deltas.add(counted, metric, u.owner, u.at, u.value, -1);
             }
@@ -678,11 +715,12 @@ async fn resolve_snapshots_sqlite(
     snapshots: &[Snapshot],
     counted: &Counted,
     deltas: &mut Deltas,
+    horizon: i64,
 ) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for snapshot in snapshots {
         for metric in snapshot.window.metrics() {
-            for unseen in unseen_sources(tx, tenant, connector_id, snapshot, metric).await? {
+            for unseen in unseen_sources(tx, tenant, connector_id, snapshot, metric, horizon).await? {
                 deltas.add(counted, metric, unseen.owner, unseen.at, unseen.value, -1);
                 let source = unseen.source;
                 deleted += sqlx::query(
@@ -789,6 +827,25 @@ async fn commit_pg(
     let money = load_money_context(&mut tx, tenant).await?;
     let mapped = load_mapped(&mut tx, tenant, connector).await?;
     let now = now_ms();
+    // Settled facts are not touched again (see retention.rs).
+    let horizon = super::retention::settle_horizon(&mut tx, tenant, connector).await?;
+    batch.settle(horizon);
+    if !batch.retractions.is_empty() {
+        let metrics: Vec<&str> = batch.retractions.iter().map(|(m, _)| *m).collect();
+        let sources: Vec<[u8; 16]> = batch.retractions.iter().map(|(_, s)| *s).collect();
+        let settled: Vec<(String, Vec<u8>)> = sqlx::query_as(
+            "SELECT metric, source_hash FROM facts WHERE tenant_id = $1 AND connector_id = $2 \
+             AND occurred_at < $3 AND (metric, source_hash) IN (SELECT * FROM UNNEST($4::text[], $5::bytea[]))",
+        )
+        .bind(tenant)
+        .bind(connector)
+        .bind(horizon)
+        .bind(&metrics)
+        .bind(&sources)
+        .fetch_all(&mut *tx)
+        .await?;
+        batch.keep_retractions_of_unsettled(&settled.into_iter().collect());
+    }
     // Stored standings (see standings.rs): the old values of the keys a contest counts.
     let counted = tx.counted(tenant).await?;
     let mut deltas = Deltas::default();
@@ -825,7 +882,7 @@ async fn commit_pg(
     add_new_rows(&counted, &mut deltas, &rows);
 
     batch.counts.snapshot_deleted =
-        resolve_snapshots_pg(&mut tx, tenant, connector, snapshots, &counted, &mut deltas).await?;
+        resolve_snapshots_pg(&mut tx, tenant, connector, snapshots, &counted, &mut deltas, horizon).await?;
     tx.apply_deltas(tenant, connector, &counted, deltas).await?;
     finish_commit_pg(&mut tx, lease, &batch.counts, cursor, &stored_rejected, rejected).await?;
     tx.commit().await?;
@@ -991,6 +1048,7 @@ async fn finish_commit_pg(
         .bind(to_i64(counts.unmapped))
         .bind(to_i64(counts.waiting_rate))
         .bind(merge_rejected(stored_rejected, rejected)?)
+        .bind(to_i64(counts.settled))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -1018,6 +1076,26 @@ async fn commit_sqlite(
     let money = load_money_context(&mut tx, tenant).await?;
     let mapped = load_mapped(&mut tx, tenant, connector).await?;
     let now = now_ms();
+    // Settled facts are not touched again (see retention.rs).
+    let horizon = super::retention::settle_horizon(&mut tx, tenant, connector).await?;
+    batch.settle(horizon);
+    let mut settled = HashSet::new();
+    for (metric, source) in &batch.retractions {
+        let old: Option<i64> = sqlx::query_scalar(
+            "SELECT occurred_at FROM facts WHERE tenant_id = $1 AND connector_id = $2 AND metric = $3 \
+             AND source_hash = $4",
+        )
+        .bind(tenant)
+        .bind(connector)
+        .bind(*metric)
+        .bind(&source[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        if old.is_some_and(|at| at < horizon) {
+            settled.insert(((*metric).to_owned(), source.to_vec()));
+        }
+    }
+    batch.keep_retractions_of_unsettled(&settled);
     // Stored standings (see standings.rs): the old values of the keys a contest counts.
     let counted = tx.counted(tenant).await?;
     let mut deltas = Deltas::default();
@@ -1077,7 +1155,7 @@ async fn commit_sqlite(
     }
     add_new_rows(&counted, &mut deltas, &rows);
     batch.counts.snapshot_deleted =
-        resolve_snapshots_sqlite(&mut tx, tenant, connector, snapshots, &counted, &mut deltas).await?;
+        resolve_snapshots_sqlite(&mut tx, tenant, connector, snapshots, &counted, &mut deltas, horizon).await?;
     tx.apply_deltas(tenant, connector, &counted, deltas).await?;
 
     if let Some(cursor) = cursor {
@@ -1096,6 +1174,7 @@ async fn commit_sqlite(
         .bind(to_i64(batch.counts.unmapped))
         .bind(to_i64(batch.counts.waiting_rate))
         .bind(merge_rejected(&stored_rejected, rejected)?)
+        .bind(to_i64(batch.counts.settled))
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

@@ -410,7 +410,8 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             let done = sqlx::query(
                 "UPDATE integrations SET enabled = FALSE, secrets = NULL, next_sync_at = NULL, \
-                 disabled_at = $3, cursor = CASE WHEN $4 THEN NULL ELSE cursor END \
+                 disabled_at = $3, cursor = CASE WHEN $4 THEN NULL ELSE cursor END, \
+                 sealed_before = CASE WHEN $4 THEN NULL ELSE sealed_before END \
                  WHERE tenant_id = $1 AND connector_id = $2",
             )
             .bind(tenant.as_uuid())
@@ -772,7 +773,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                         let subject = mapping_subject(connector_id, *owner, Some(UserId::from_uuid(user)), None);
-                        audit_in_tx!(tx, t, super::types::Actor::System, "owner.mapped_auto", &subject);
+                        audit_in_tx!(&self.key, tx, t, super::types::Actor::System, "owner.mapped_auto", &subject);
                         report.mapped += 1;
                         continue;
                     }
@@ -795,7 +796,7 @@ impl Store {
                     // A new pending conflict (not one already listed): audited once.
                     let subject = mapping_subject(connector_id, *owner, Some(UserId::from_uuid(user)), current);
                     let subject = format!("{subject} reason={}", reason.as_str());
-                    audit_in_tx!(tx, t, super::types::Actor::System, "owner.mapping_pending", &subject);
+                    audit_in_tx!(&self.key, tx, t, super::types::Actor::System, "owner.mapping_pending", &subject);
                 }
             }
             tx.commit().await?;
@@ -869,7 +870,7 @@ impl Store {
             let previous = previous.map(UserId::from_uuid);
             let action = if source == MappingSource::Confirmed { "owner.confirmed" } else { "owner.mapped" };
             let subject = mapping_subject(connector_id, owner, Some(user), previous);
-            audit_in_tx!(tx, t, actor, action, &subject);
+            audit_in_tx!(&self.key, tx, t, actor, action, &subject);
             tx.commit().await?;
             previous
         });
@@ -901,7 +902,7 @@ impl Store {
             .await?;
             let previous = UserId::from_uuid(previous.ok_or(StoreError::NotFound { what: "owner mapping" })?);
             let subject = mapping_subject(connector_id, owner, None, Some(previous));
-            audit_in_tx!(tx, t, actor, "owner.unmapped", &subject);
+            audit_in_tx!(&self.key, tx, t, actor, "owner.unmapped", &subject);
             tx.commit().await?;
             previous
         });

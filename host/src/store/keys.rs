@@ -198,7 +198,7 @@ impl Store {
             .await?;
             for (tenant, count) in &per_tenant {
                 let subject = format!("key={} secrets={count}", short(&new_fingerprint));
-                audit_in_tx!(tx, tenant, Actor::Operator, "master_key.rotated", &subject);
+                audit_in_tx!(new, tx, *tenant, Actor::Operator, "master_key.rotated", &subject);
             }
             tx.commit().await?;
             Rotation::Rotated { tenant_keys: tenants.len() as u64, secrets: secrets.len() as u64 }

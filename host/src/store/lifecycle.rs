@@ -208,7 +208,7 @@ impl Store {
             }
             if !fields.is_empty() {
                 let subject = format!("{tenant} {}", fields.join(","));
-                audit_in_tx!(tx, t, actor, "tenant.updated", &subject);
+                audit_in_tx!(&self.key, tx, t, actor, "tenant.updated", &subject);
             }
             tx.commit().await?;
             (deleted, waiting)

@@ -35,6 +35,8 @@ const POSTGRES: &[Embedded] = &[
     (12, "identity and master key", include_str!("../../migrations/postgres/0012_identity_and_master_key.sql")),
     (13, "component approval", include_str!("../../migrations/postgres/0013_component_approval.sql")),
     (14, "runs truth", include_str!("../../migrations/postgres/0014_runs_truth.sql")),
+    (16, "audit chain", include_str!("../../migrations/postgres/0016_audit_chain.sql")),
+    (17, "retention", include_str!("../../migrations/postgres/0017_retention.sql")),
     (18, "tenant lifecycle", include_str!("../../migrations/postgres/0018_tenant_lifecycle.sql")),
 ];
 
@@ -54,6 +56,8 @@ const SQLITE: &[Embedded] = &[
     (12, "identity and master key", include_str!("../../migrations/sqlite/0012_identity_and_master_key.sql")),
     (13, "component approval", include_str!("../../migrations/sqlite/0013_component_approval.sql")),
     (14, "runs truth", include_str!("../../migrations/sqlite/0014_runs_truth.sql")),
+    (16, "audit chain", include_str!("../../migrations/sqlite/0016_audit_chain.sql")),
+    (17, "retention", include_str!("../../migrations/sqlite/0017_retention.sql")),
     (18, "tenant lifecycle", include_str!("../../migrations/sqlite/0018_tenant_lifecycle.sql")),
 ];
 

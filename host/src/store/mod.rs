@@ -18,9 +18,11 @@
 //! * [`engine`]: contests, targets and the dated facts they are measured by.
 //! * [`calendar`]: a tenant's working calendar and its users' join dates.
 //! * [`standings`]: contests' running totals, kept by the writes that change facts.
-//! * [`audit`]: the append-only audit log.
+//! * [`audit`]: the append-only, hash-chained audit log.
 //! * [`lifecycle`]: listing, changing and offboarding tenants; the operator's audit.
 //! * [`oauth`]: the OAuth connect flow's pending authorisations.
+//! * [`retention`]: privacy settings and the purge (settled facts sealed, unmatched owners'
+//!   facts discarded, old runs folded into daily counts).
 //! * [`crypto`]: the master key and sealing of secrets at rest.
 //! * [`fx`]: exact exchange-rate arithmetic.
 //! * [`ops`]: readiness (the schema applied) and the counts `/metrics` shows.
@@ -70,27 +72,47 @@ macro_rules! on_pool {
     };
 }
 
-/// Appends an audit entry inside the open transaction `$tx` (the same numbering as
-/// [`Store::append_audit`]), so that a change and its audit entry commit together.
+/// Appends an audit entry inside the open transaction `$tx` (numbered
+/// under the tenant row's lock and chained to the previous entry with the tenant key as
+/// unsealed by the master key `$key`, see [`audit`]), so that a
+/// change and its audit entry commit together. Evaluates to the entry's sequence number.
 macro_rules! audit_in_tx {
-    ($tx:expr, $tenant:expr, $actor:expr, $action:expr, $subject:expr) => {{
-        let seq: Option<i64> =
-            sqlx::query_scalar("UPDATE tenants SET audit_seq = audit_seq + 1 WHERE tenant_id = $1 RETURNING audit_seq")
-                .bind($tenant)
+    ($key:expr, $tx:expr, $tenant:expr, $actor:expr, $action:expr, $subject:expr) => {{
+        let tenant: uuid::Uuid = $tenant;
+        let numbered: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "UPDATE tenants SET audit_seq = audit_seq + 1 WHERE tenant_id = $1 RETURNING audit_seq, pseudonym_key",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        let (seq, sealed) = numbered.ok_or($crate::store::StoreError::NotFound { what: "tenant" })?;
+        let prev: Option<Option<Vec<u8>>> =
+            sqlx::query_scalar("SELECT chain FROM audit_log WHERE tenant_id = $1 AND seq = $2")
+                .bind(tenant)
+                .bind(seq - 1)
                 .fetch_optional(&mut *$tx)
                 .await?;
-        let seq = seq.ok_or($crate::store::StoreError::NotFound { what: "tenant" })?;
+        let prev = $crate::store::audit::stored_chain(prev.flatten()).unwrap_or($crate::store::audit::GENESIS);
+        let key = $crate::store::audit::chain_key($key, tenant, &sealed)?;
+        let at = $crate::store::types::now_ms();
+        let actor = $actor.to_stored();
+        let action: &str = $action;
+        let subject: &str = $subject;
+        let chain = $crate::store::audit::link(&key, &prev, seq, at, &actor, action, subject);
         sqlx::query(
-            "INSERT INTO audit_log (tenant_id, seq, at, actor, action, subject) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit_log (tenant_id, seq, at, actor, action, subject, chain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind($tenant)
+        .bind(tenant)
         .bind(seq)
-        .bind($crate::store::types::now_ms())
-        .bind($actor.to_stored())
-        .bind($action)
-        .bind($subject)
+        .bind(at)
+        .bind(&actor)
+        .bind(action)
+        .bind(subject)
+        .bind(&chain[..])
         .execute(&mut *$tx)
         .await?;
+        seq
     }};
 }
 
@@ -109,13 +131,14 @@ pub mod lifecycle;
 mod migrations;
 pub mod oauth;
 pub mod ops;
+pub mod retention;
 pub mod runs;
 pub mod standings;
 pub mod tenants;
 pub mod tokens;
 pub mod types;
 
-pub use self::audit::{AuditEntry, AuditRecord};
+pub use self::audit::{AuditEntry, AuditRecord, AuditVerification, BrokenEntry, ChainBreak};
 pub use self::crypto::MasterKey;
 pub use self::engine::{Assignee, Contest, DatedFact, NewContest, NewTarget, Participants, Target};
 pub use self::error::StoreError;
@@ -125,6 +148,7 @@ pub use self::integrations::{
     ConflictReason, EnableIntegration, Integration, MappingSource, OwnerConflict, OwnerMapping, RosterMapping, Secrets,
 };
 pub use self::ops::{OpsCounts, SchemaState};
+pub use self::retention::{PrivacySettings, RetentionKind, RetentionReport, RetentionRun, RetentionState};
 pub use self::runs::{Lease, Resync, Run, RunReason, RunStatus};
 pub use self::tenants::{CreatedTenant, IssuedToken, NewTenant, NewUser, Principal, Team, Tenant, User, UserUpdate};
 pub use self::tokens::{NewToken, Scope, TokenInfo};
@@ -277,7 +301,8 @@ impl Store {
             Pool::Postgres(pool) => migrations::postgres().await?.run(pool).await?,
             Pool::Sqlite(pool) => migrations::sqlite().await?.run(pool).await?,
         }
-        Ok(())
+        // Entries written before the audit chain existed get theirs (migration 0016).
+        self.chain_audit_backlog().await
     }
 
     /// The backend this store talks to.

@@ -172,7 +172,7 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            audit_in_tx!(tx, t, actor, "integration.authorized", connector_id);
+            audit_in_tx!(&self.key, tx, t, actor, "integration.authorized", connector_id);
             tx.commit().await?;
         });
         Ok(())

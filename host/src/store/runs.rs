@@ -103,6 +103,8 @@ pub struct Run {
     pub unmapped: u64,
     /// Upserted amounts whose currency had no rate when committed.
     pub waiting_rate: u64,
+    /// Changes ignored because they concern settled facts (see [`super::retention`]).
+    pub settled: u64,
     /// Changes rejected by the validator, by reason code.
     pub rejected: BTreeMap<String, u64>,
     /// The error code of a failed run (a host code or one the connector declared).
@@ -160,10 +162,26 @@ impl fmt::Debug for Lease {
 }
 
 const SELECT_RUN: &str = "SELECT id, connector_id, status, created_at, started_at, finished_at, attempts, \
-     checkpoints, upserts, retractions, unmapped, waiting_rate, rejected, error_code, reasons FROM sync_runs";
+     checkpoints, upserts, retractions, unmapped, waiting_rate, rejected, error_code, reasons, settled FROM sync_runs";
 
-type RunRow =
-    (Uuid, String, String, i64, Option<i64>, Option<i64>, i64, i64, i64, i64, i64, i64, String, Option<String>, String);
+type RunRow = (
+    Uuid,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    String,
+    i64,
+);
 
 fn run_from_row(row: RunRow) -> Result<Run, StoreError> {
     let (
@@ -182,6 +200,7 @@ fn run_from_row(row: RunRow) -> Result<Run, StoreError> {
         rejected,
         error_code,
         reasons,
+        settled,
     ) = row;
     Ok(Run {
         id: RunId::from_uuid(id),
@@ -196,6 +215,7 @@ fn run_from_row(row: RunRow) -> Result<Run, StoreError> {
         retractions: to_u64(retractions),
         unmapped: to_u64(unmapped),
         waiting_rate: to_u64(waiting),
+        settled: to_u64(settled),
         rejected: parse_rejected(&rejected)?,
         error_code,
         reasons: serde_json::from_str(&reasons).map_err(|_| StoreError::Corrupt { what: "run reasons" })?,
