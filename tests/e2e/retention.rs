@@ -164,6 +164,8 @@ async fn settings_are_checked_and_the_register_is_the_tenants_own(backend: Backe
     let t = app::Tenant::create(&api, "Register Co", "register.example", "UTC", CURRENCY).await;
     let other = app::Tenant::create(&api, "Other Co", "other.example", "UTC", CURRENCY).await;
     t.enable_pipedrive(&fake.base_url(), TOKEN).await.expect(200);
+    // The first sync ends before the "nothing written" checks below.
+    t.sync_pipedrive().await;
 
     let register = api.get("/v1/privacy/register", &t.member).await.expect(200).clone();
     assert_eq!(register["dpo_contact"], Json::Null, "{register}");
