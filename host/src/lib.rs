@@ -7,8 +7,10 @@
 pub mod api;
 pub mod cli;
 pub mod engine;
+pub mod format;
 pub mod ingest;
 pub mod runtime;
 pub mod scheduler;
+pub mod scoring;
 pub mod store;
 pub mod telemetry;

@@ -479,7 +479,8 @@ impl Installed {
     async fn setup(&self, store: &Store) -> IntegrationSetup {
         let integration = store.integration(self.tenant.tenant.id, CONNECTOR_ID).await.expect("integration");
         let secrets = store.integration_secrets(self.tenant.tenant.id, CONNECTOR_ID).await.expect("secrets");
-        let vault: Arc<dyn TokenVault> = Arc::new(store.token_vault(self.tenant.tenant.id, CONNECTOR_ID));
+        let vault: Arc<dyn TokenVault> =
+            Arc::new(oneup::scheduler::IntegrationVault::new(store.clone(), self.tenant.tenant.id, CONNECTOR_ID));
         let config: Vec<(String, String)> = integration.config.into_iter().collect();
         let secrets: Vec<(String, String)> = secrets.into_inner().into_iter().collect();
         setup_with(&config, &secrets, Some(vault)).0

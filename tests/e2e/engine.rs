@@ -1421,9 +1421,15 @@ async fn incentives_award_points_once_and_revoke_on_retraction(backend: Backend)
     assert_eq!(api.get("/v1/incentives", t.token(u0)).await.expect_error(403), "forbidden");
     assert_eq!(api.get("/v1/incentives", &b.manager).await.expect(200)["incentives"], json!([]));
 
-    // Nobody has read anything: the points read awards what is due. u0: 2nd place is
-    // within 2 places (50), a value of 3 ≥ 2 (5), the target (100), not the 150 % tier.
-    let p0 = points(&api, "/v1/me/points", t.token(u0), 50).await;
+    // Nobody has read anything: the target's awards were made when its incentives were
+    // created, the contest's when the freezing tick froze it (within about a second of its
+    // incentives' creation, its end being long past). u0: 2nd place is within 2 places
+    // (50), a value of 3 ≥ 2 (5), the target (100), not the 150 % tier.
+    let p0 = eventually("the contest to be frozen and awarded", Duration::from_secs(10), || async {
+        let p = points(&api, "/v1/me/points", t.token(u0), 50).await;
+        (p.0 == 155).then_some(p)
+    })
+    .await;
     let mut want = vec![
         (5, "awarded".to_owned(), contest.clone()),
         (50, "awarded".to_owned(), contest.clone()),

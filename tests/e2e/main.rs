@@ -25,6 +25,7 @@ macro_rules! on_both_stores {
 
 mod approval;
 mod auth;
+mod awards;
 mod bullhorn;
 mod check_cli;
 mod commits;

@@ -15,10 +15,10 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::contests::{instant, tenant_zone};
 use super::error::ApiError;
 use super::extract::{ApiJson, User};
 use super::openapi::ErrorBody;
+use super::shared::{instant, tenant_zone};
 use super::tenants::{audit, parse_id};
 use crate::engine::WorkCalendar;
 use crate::engine::calendar::{WEEKDAYS, parse_weekday, weekday_name};
@@ -146,6 +146,8 @@ pub(super) async fn set_calendar(
     let (_, tz) = tenant_zone(&state, &p).await?;
     let stored = state.store.set_calendar(p.tenant_id, &calendar, p.user_id).await?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "calendar.updated", "calendar").await?;
+    // Figures or goals may have moved: points are settled now, not at a read.
+    super::shared::settled(state.scoring.settle_tenant(p.tenant_id).await);
     Ok(axum::Json(view(&stored, &tz)))
 }
 
@@ -186,6 +188,8 @@ pub(super) async fn set_joined_on(
     };
     state.store.set_joined_on(p.tenant_id, id, joined_on).await?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "user.joined_on_set", &id.to_string()).await?;
+    // Figures or goals may have moved: points are settled now, not at a read.
+    super::shared::settled(state.scoring.settle_tenant(p.tenant_id).await);
     Ok(axum::Json(JoinedOnBody { joined_on: joined_on.map(|d| d.to_string()) }))
 }
 

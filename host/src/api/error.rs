@@ -195,3 +195,16 @@ impl From<anyhow::Error> for ApiError {
         ApiError::Internal(err)
     }
 }
+
+impl From<crate::scoring::ScoringError> for ApiError {
+    fn from(err: crate::scoring::ScoringError) -> Self {
+        use crate::scoring::ScoringError;
+        match err {
+            ScoringError::Store(e) => e.into(),
+            ScoringError::NotFound(what) => ApiError::NotFound(what),
+            ScoringError::Forbidden(why) => ApiError::Forbidden(why),
+            ScoringError::Refused { code, message } => ApiError::Unprocessable { code, message },
+            ScoringError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}

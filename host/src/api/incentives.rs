@@ -7,26 +7,16 @@
 //!
 //! A target's tier is measured against the goal its progress shows for that period (the
 //! effective goal: pro-rated by working days for a user who joined during the period,
-//! [`super::targets::effective_goal`]), not the goal as set; a period whose effective goal
+//! [`crate::scoring::goals::effective_goal`]), not the goal as set; a period whose effective goal
 //! is zero (the user joined after it ended) earns nothing.
 //!
 //! # When points are awarded
-//! Lazily and idempotently: [`award_due`] runs on `GET …/points`, the incentives of one
-//! target when its progress is read, and those of one contest when its leaderboard is read.
-//! No scheduler tick is needed, and a reward is never missed by a read that comes late: the
-//! ledger reflects the facts as of the last read. Every award is a ledger row keyed by
-//! (incentive, user, period start for a target or 0 for a contest, sequence number) under a
-//! unique constraint, so two readers racing write it once.
-//!
-//! # Retractions
-//! * **Targets**: the periods evaluated (a one-off target's period; for a recurring one the
-//!   current and the previous period) are re-evaluated at each read. When a retracted fact
-//!   takes a period back below the tier, a `revoked` row of minus the points is appended;
-//!   reaching it again awards it again.
-//! * **Contests**: awarded from the frozen final standing only, and never revoked: a fact
-//!   retracted after the freeze does not change the result, it shows as a flag on the
-//!   leaderboard (`flags`). Before the freeze nothing is awarded, so nothing needs revoking.
-//! * A team's award goes to each of its members at the time of the read.
+//! When the numbers change, never on a read (see [`crate::scoring::awards`]): after each
+//! sync's commit, when an incentive is created or its target edited, when a contest is
+//! frozen, after a remap or a change of team members, join dates, calendar or FX rates.
+//! Reading points only reads the ledger. A retraction that takes a target period back
+//! below its tier appends a `revoked` row; a contest's awards come from its frozen result
+//! and are never revoked (later changes show as leaderboard flags).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -36,19 +26,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AppState;
-use super::contests::{instant, standing, tenant_zone};
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, User};
-use super::metrics::{Unit, resolve};
+use super::metrics::Figures;
 use super::openapi::{Created, ErrorBody};
 use super::paging::{PageQuery, finish};
+use super::shared::{instant, settled, tenant_zone};
 use super::targets::parse_goal;
 use super::tenants::{audit, check_name, parse_id};
-use crate::store::engine::{Incentive, IncentiveSource, LedgerEntry};
-use crate::store::types::now_ms;
-use crate::store::{
-    Actor, Assignee, Contest, ContestId, Participants, Principal, Role, StoreError, Target, TargetId, TenantId, UserId,
-};
+use crate::store::engine::{IncentiveSource, LedgerEntry};
+use crate::store::{Actor, ContestId, Principal, Role, StoreError, TargetId, UserId};
 
 /// The largest tier, in percent of the goal.
 const MAX_TIER_PERCENT: i64 = 10_000;
@@ -163,7 +150,7 @@ pub(super) async fn create_incentive(
                 None => None,
                 Some(v) => {
                     let unit =
-                        resolve(&state, p.tenant_id, &found.metric).await?.ok_or(ApiError::NotFound("metric"))?;
+                        state.scoring.resolve(p.tenant_id, &found.metric).await?.ok_or(ApiError::NotFound("metric"))?;
                     let currency = state.store.tenant(p.tenant_id).await?.currency;
                     Some(parse_goal(v, unit.unit, currency.as_str())?)
                 }
@@ -180,6 +167,8 @@ pub(super) async fn create_incentive(
             },
         )?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "incentive.created", &incentive.id.to_string()).await?;
+    // What it rewards may be earned already: awarded now, not at someone's next read.
+    settled(state.scoring.settle_incentive(p.tenant_id, &incentive).await);
     Ok((StatusCode::CREATED, axum::Json(Created { id: incentive.id })))
 }
 
@@ -244,8 +233,8 @@ pub(super) async fn list_incentives(
                     None => Value::Null,
                     Some(min) => {
                         let metric = state.store.contest(p.tenant_id, contest).await?.metric;
-                        match resolve(&state, p.tenant_id, &metric).await? {
-                            Some(m) => m.unit.figure(i128::from(min), tenant.currency.as_str()),
+                        match state.scoring.unit_of(p.tenant_id, &metric).await? {
+                            Some(unit) => unit.figure(i128::from(min), tenant.currency.as_str()),
                             None => serde_json::json!(min),
                         }
                     }
@@ -268,169 +257,6 @@ pub(super) async fn list_incentives(
     Ok(axum::Json(IncentiveList { incentives, next_cursor }))
 }
 
-/// Brings one user's award of one incentive for one key in line: awarded when `earned`
-/// and not currently held, revoked when held and no longer earned (only if `revocable`).
-async fn settle(
-    state: &AppState,
-    tenant: TenantId,
-    incentive: &Incentive,
-    user: UserId,
-    key: i64,
-    earned: bool,
-    revocable: bool,
-) -> Result<(), ApiError> {
-    let (count, net) = state.store.ledger_state(tenant, incentive.id, user, key).await?;
-    if earned && net <= 0 {
-        state.store.append_ledger(tenant, incentive, user, key, count, incentive.points, "awarded").await?;
-    } else if !earned && revocable && net > 0 {
-        state.store.append_ledger(tenant, incentive, user, key, count, -net, "revoked").await?;
-    }
-    Ok(())
-}
-
-/// Awards (or revokes) the incentives of one target over its evaluated periods: a one-off
-/// target's period; a recurring target's current and previous periods.
-pub(super) async fn award_target(state: &AppState, tenant: TenantId, target: &Target) -> Result<(), ApiError> {
-    let incentives = state.store.incentives(tenant, None, Some(target.id)).await?;
-    if incentives.is_empty() {
-        return Ok(());
-    }
-    let Some(metric) = resolve(state, tenant, &target.metric).await? else { return Ok(()) };
-    let tz = zone(state, tenant).await?;
-    let internal = |e: crate::engine::PeriodError| ApiError::Internal(e.into());
-    let now = now_ms();
-    // The target's period now and, for a recurring one, the period before (awarded or
-    // revoked late when facts arrive after it ended). Custom ranges and week starts come
-    // from the target itself.
-    let first = super::targets::first_period(target, &tz).map_err(internal)?;
-    let current = super::targets::current_period(target, now, &tz).map_err(internal)?;
-    let mut periods = vec![];
-    if current.start_ms > first.start_ms {
-        periods.push(current.previous(&tz).map_err(internal)?);
-    }
-    periods.push(current);
-    let members: Vec<UserId> = match target.assignee {
-        Assignee::User(u) => vec![u],
-        Assignee::Team(t) => state.store.team_members(tenant, t).await?,
-    };
-    let calendar = state.store.calendar(tenant).await?.calendar;
-    let joined = state.store.joined_on(tenant).await?;
-    for period in periods {
-        // The goal progress shows for this period (pro-rated for a joiner); a period owed
-        // nothing (joined after it ended) earns nothing.
-        let goal = super::targets::effective_goal(target.goal, target.assignee, &period, &calendar, &joined);
-        let value: i128 = metric
-            .dated(state, tenant, period.start_ms, period.end_ms)
-            .await?
-            .into_iter()
-            .filter(|f| members.contains(&f.user_id))
-            .map(|f| f.value)
-            .sum();
-        for incentive in &incentives {
-            let IncentiveSource::Target { tier_percent, .. } = incentive.source else { continue };
-            let earned = goal > 0 && value * 100 >= goal * i128::from(tier_percent);
-            for &user in &members {
-                settle(state, tenant, incentive, user, period.start_ms, earned, true).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Awards the placement incentives of a final contest from its frozen `entries`. Never
-/// revokes: the frozen result stands (later changes show as leaderboard flags).
-pub(super) async fn award_contest(
-    state: &AppState,
-    tenant: TenantId,
-    contest: &Contest,
-    entries: &[Value],
-) -> Result<(), ApiError> {
-    let incentives = state.store.incentives(tenant, Some(contest.id), None).await?;
-    if incentives.is_empty() {
-        return Ok(());
-    }
-    let unit: Option<Unit> = resolve(state, tenant, &contest.metric).await?.map(|m| m.unit);
-    let currency = state.store.tenant(tenant).await?.currency;
-    let key = match contest.participants {
-        Participants::Users(_) => "user_id",
-        Participants::Teams(_) => "team_id",
-    };
-    for incentive in &incentives {
-        let IncentiveSource::Contest { places, min_value, .. } = incentive.source else { continue };
-        for entry in entries {
-            let rank = entry["rank"].as_i64().unwrap_or(i64::MAX);
-            if rank > places {
-                continue;
-            }
-            if let Some(min) = min_value {
-                // A value at or below zero does not parse as a positive amount: below any
-                // minimum.
-                let reached =
-                    unit.and_then(|u| parse_goal(&entry["value"], u, currency.as_str()).ok()).is_some_and(|v| v >= min);
-                if !reached {
-                    continue;
-                }
-            }
-            let Some(id) = entry[key].as_str() else { continue };
-            let users: Vec<UserId> = match contest.participants {
-                Participants::Users(_) => id.parse().into_iter().collect(),
-                Participants::Teams(_) => match id.parse() {
-                    Ok(team) => state.store.team_members(tenant, team).await?,
-                    Err(_) => vec![],
-                },
-            };
-            for user in users {
-                settle(state, tenant, incentive, user, 0, true, false).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Awards everything due in the tenant: reads (and so freezes and awards) every ended
-/// contest that has incentives, and settles every target incentive.
-pub(super) async fn award_due(state: &AppState, tenant: TenantId) -> Result<(), ApiError> {
-    let now = now_ms();
-    let mut contests_done = std::collections::BTreeSet::new();
-    let mut targets_done = std::collections::BTreeSet::new();
-    for incentive in state.store.incentives(tenant, None, None).await? {
-        match incentive.source {
-            IncentiveSource::Contest { contest, .. } => {
-                if contests_done.insert(contest) {
-                    let found = state.store.contest(tenant, contest).await?;
-                    if let Some(frozen) = &found.frozen {
-                        // Final already: award from the stored result, no recomputation.
-                        let entries: Vec<Value> = serde_json::from_str(frozen)
-                            .map_err(|e| ApiError::Internal(anyhow::anyhow!("a frozen standing is malformed: {e}")))?;
-                        award_contest(state, tenant, &found, &entries).await?;
-                    } else if now >= found.ends_at_ms {
-                        // Reading the standing freezes the result and awards its incentives;
-                        // a contest whose metric is gone cannot be frozen, and awards nothing.
-                        match standing(state, tenant, contest).await {
-                            Err(ApiError::Unprocessable { .. }) => {}
-                            other => {
-                                other?;
-                            }
-                        }
-                    }
-                }
-            }
-            IncentiveSource::Target { target, .. } => {
-                if targets_done.insert(target) {
-                    let found = state.store.target(tenant, target).await?;
-                    award_target(state, tenant, &found).await?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn zone(state: &AppState, tenant: TenantId) -> Result<TimeZone, ApiError> {
-    let tenant = state.store.tenant(tenant).await?;
-    TimeZone::get(&tenant.timezone).map_err(|e| ApiError::Internal(anyhow::anyhow!("tenant zone: {e}")))
-}
-
 fn entry_view(e: LedgerEntry, tz: &TimeZone) -> PointsEntry {
     PointsEntry {
         id: e.id,
@@ -448,7 +274,6 @@ fn entry_view(e: LedgerEntry, tz: &TimeZone) -> PointsEntry {
 async fn points_of(state: &AppState, p: &Principal, user: UserId, q: &PageQuery) -> Result<Points, ApiError> {
     let (limit, after) = q.parse()?;
     state.store.user(p.tenant_id, user).await?;
-    award_due(state, p.tenant_id).await?;
     let (_, tz) = tenant_zone(state, p).await?;
     let balance = state.store.points_balance(p.tenant_id, user).await?;
     let rows = state.store.points_history(p.tenant_id, user, after, limit + 1).await?;
@@ -463,7 +288,7 @@ async fn points_of(state: &AppState, p: &Principal, user: UserId, q: &PageQuery)
 
 /// A user's points: balance and history, newest first (that user, or manager+).
 ///
-/// Awards what is due first (see the module docs: awarding is lazy and idempotent).
+/// Reads the ledger only: points are awarded when the numbers change (see the module docs).
 #[utoipa::path(get, path = "/v1/users/{id}/points", tag = "incentives", operation_id = "user_points",
     params(("id" = uuid::Uuid, Path, description = "The user."), PageQuery),
     responses(

@@ -588,6 +588,8 @@ pub(super) async fn map_owner(
         .store
         .set_owner_mapping(p.tenant_id, &id, owner, target, MappingSource::Manual, Actor::User(p.user_id))
         .await?;
+    // Figures or goals may have moved: points are settled now, not at a read.
+    super::shared::settled(state.scoring.settle_tenant(p.tenant_id).await);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -629,6 +631,8 @@ pub(super) async fn confirm_owner(
         .store
         .set_owner_mapping(p.tenant_id, &id, owner, target, MappingSource::Confirmed, Actor::User(p.user_id))
         .await?;
+    // Figures or goals may have moved: points are settled now, not at a read.
+    super::shared::settled(state.scoring.settle_tenant(p.tenant_id).await);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -651,5 +655,7 @@ pub(super) async fn unmap_owner(
     state.store.integration(p.tenant_id, &id).await?;
     let owner = parse_owner(&owner)?;
     state.store.remove_owner_mapping(p.tenant_id, &id, owner, Actor::User(p.user_id)).await?;
+    // Figures or goals may have moved: points are settled now, not at a read.
+    super::shared::settled(state.scoring.settle_tenant(p.tenant_id).await);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,11 +7,11 @@ use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::contests::tenant_zone;
 use super::error::ApiError;
 use super::extract::{ApiQuery, User};
-use super::metrics::{Figure, Unit, resolve};
+use super::metrics::{Figure, Figures, Unit};
 use super::openapi::ErrorBody;
+use super::shared::tenant_zone;
 use crate::engine::period::local_date;
 use crate::store::{Owner, TeamId, UserId};
 
@@ -159,7 +159,7 @@ async fn answer(
     q: &KpiQuery,
     manager: bool,
 ) -> Result<KpiAnswer, ApiError> {
-    let metric = resolve(state, p.tenant_id, &q.metric).await?.ok_or(ApiError::NotFound("metric"))?;
+    let metric = state.scoring.resolve(p.tenant_id, &q.metric).await?.ok_or(ApiError::NotFound("metric"))?;
     let (tenant, tz) = tenant_zone(state, &p).await?;
     let currency = tenant.currency.as_str();
     let from = start_of_day_ms("from", &q.from, &tz)?;
@@ -186,7 +186,7 @@ async fn answer(
             if q.group_by == GroupBy::Team && !manager {
                 return Err(ApiError::Forbidden("team figures need the manager or admin role"));
             }
-            let totals = metric.totals(state, p.tenant_id, from, to).await?;
+            let totals = metric.totals(&state.store, p.tenant_id, from, to).await?;
             let mut per_user: BTreeMap<UserId, i128> = BTreeMap::new();
             let mut unattributed: i128 = 0;
             let mut waiting_rate: u64 = 0;
@@ -269,7 +269,7 @@ async fn answer(
                 (None, None) if manager => None,
                 (None, None) => Some(vec![p.user_id]),
             };
-            let facts = metric.dated(state, p.tenant_id, from, to).await?;
+            let facts = metric.dated(&state.store, p.tenant_id, from, to).await?;
             let mut per_day: BTreeMap<jiff::civil::Date, i128> = BTreeMap::new();
             for f in facts {
                 if only.as_ref().is_none_or(|users| users.contains(&f.user_id)) {

@@ -69,7 +69,6 @@ use tokio::sync::{broadcast, watch};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiQuery, ClientAddr, User, bearer_principal, principal_of_token};
-use super::leaderboard_cache::LeaderboardCache;
 use super::openapi::ErrorBody;
 use super::security::StreamSlot;
 use super::tenants::parse_id;
@@ -96,8 +95,6 @@ pub struct Live {
     /// `true` once the node shuts down: every stream ends (clients reconnect elsewhere),
     /// so that draining HTTP connections does not wait for them.
     stopping: watch::Receiver<bool>,
-    /// The node's rendered leaderboard answers, shared by the route and the streams.
-    pub(super) leaderboards: LeaderboardCache,
 }
 
 impl Live {
@@ -107,7 +104,7 @@ impl Live {
     pub fn start(scheduler: &Scheduler) -> Self {
         let feeds = Arc::new(Mutex::new(HashMap::new()));
         tokio::spawn(dispatch(scheduler.changes().subscribe(), Arc::downgrade(&feeds)));
-        Live { feeds, poll: POLL, stopping: scheduler.stopping(), leaderboards: LeaderboardCache::default() }
+        Live { feeds, poll: POLL, stopping: scheduler.stopping() }
     }
 
     /// The shared feed of a contest, created for its first viewer.
@@ -229,9 +226,9 @@ struct Standing {
 
 /// The current standing of a contest of `tenant`: the leaderboard route's own answer,
 /// freezing included, from the node's cache while nothing it depends on changed
-/// ([`super::leaderboard_cache`]).
+/// ([`crate::scoring::leaderboard_cache`]).
 async fn compute(state: &AppState, tenant: TenantId, contest: ContestId) -> Result<Standing, ApiError> {
-    let rendered = super::leaderboard_cache::rendered(state, tenant, contest, None).await?;
+    let rendered = super::leaderboard::rendered(state, tenant, contest, None).await?;
     Ok(Standing { is_final: rendered.is_final, ends_at_ms: Some(rendered.ends_at_ms), body: rendered.text.clone() })
 }
 
@@ -340,9 +337,9 @@ pub(super) async fn leaderboard_stream(
     let p = viewer(&state, addr, &headers, &id, &q).await?;
     let id: ContestId = parse_id("contest", &id)?;
     let contest = state.store.contest(p.tenant_id, id).await?;
-    super::contests::may_see_participants(&state, &p, &contest.participants).await?;
+    state.scoring.may_see(&p, &contest.participants).await?;
     let slot = state.security.open_stream(&p)?;
-    let mut metrics: BTreeSet<String> = match super::metrics::resolve(&state, p.tenant_id, &contest.metric).await? {
+    let mut metrics: BTreeSet<String> = match state.scoring.resolve(p.tenant_id, &contest.metric).await? {
         Some(resolved) => resolved.terms.into_iter().map(|t| t.metric).collect(),
         None => BTreeSet::new(),
     };
@@ -428,7 +425,7 @@ pub(super) async fn create_stream_ticket(
     let p = user.0;
     let id: ContestId = parse_id("contest", &id)?;
     let contest = state.store.contest(p.tenant_id, id).await?;
-    super::contests::may_see_participants(&state, &p, &contest.participants).await?;
+    state.scoring.may_see(&p, &contest.participants).await?;
     let ttl = i64::try_from(state.security.config().stream_ticket_ttl.as_millis()).unwrap_or(60_000);
     let (ticket, expires) = state.store.issue_stream_ticket(p.tenant_id, p.token_id, id, ttl).await?;
     Ok((axum::http::StatusCode::CREATED, axum::Json(StreamTicket { ticket, expires_at: super::tenants::utc(expires) })))
@@ -565,7 +562,7 @@ impl Viewer {
     async fn still_allowed(&self) -> Result<(), ApiError> {
         let p = self.principal;
         let p = self.state.store.token_principal(p.tenant_id, p.token_id).await?.ok_or(ApiError::Unauthorized)?;
-        super::contests::may_see_participants(&self.state, &p, &self.participants).await
+        Ok(self.state.scoring.may_see(&p, &self.participants).await?)
     }
 
     /// Ends the stream with an `error` event, unless the trouble may pass (the database):

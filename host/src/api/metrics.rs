@@ -1,9 +1,6 @@
-//! Metrics as the API measures them: a connector's metric (count or money), or a composite
-//! score defined by an admin as a weighted sum of count metrics.
-//!
-//! Everything that measures (KPIs, targets, contests) goes through [`resolve`] and the
-//! [`Resolved`] metric's [`Resolved::totals`] and [`Resolved::dated`], so a composite metric
-//! is usable wherever a connector metric is.
+//! Metrics as the API shows them: a connector's metric (count or money), or a composite
+//! score defined by an admin as a weighted sum of count metrics (resolved by
+//! [`crate::scoring::metrics`]), and the rendering of their figures.
 //!
 //! # Units
 //! Counts are whole numbers, money is micros of the tenant currency (as in the store), and
@@ -17,21 +14,9 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
-use crate::cli::output::money_to_decimal;
+use crate::format::money_to_decimal;
 use crate::ingest::MetricKind;
-use crate::store::{DatedFact, KpiTotal, Owner, TenantId};
-
-/// What a metric's values are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(super) enum Unit {
-    /// Whole numbers of things.
-    Count,
-    /// Micros of the tenant currency.
-    Money,
-    /// Micro-points of a composite metric.
-    Score,
-}
+pub(super) use crate::scoring::metrics::Unit;
 
 /// The schema of [`Unit`] (documentation only).
 #[allow(dead_code)]
@@ -50,22 +35,19 @@ pub(super) enum UnitSchema {
 /// A figure as the API answers it.
 pub(super) type Figure = Value;
 
-impl Unit {
+/// Rendering a value of a unit.
+pub(super) trait Figures {
     /// Counts as integers; money as a decimal string in the tenant currency, rounded to its
     /// minor units; scores as numbers (integers when whole).
-    pub(super) fn figure(self, value: i128, currency: &str) -> Figure {
+    fn figure(self, value: i128, currency: &str) -> Figure;
+}
+
+impl Figures for Unit {
+    fn figure(self, value: i128, currency: &str) -> Figure {
         match self {
             Unit::Count => json!(value),
             Unit::Money => json!(money_to_decimal(value, currency)),
             Unit::Score => score_json(value),
-        }
-    }
-
-    /// From a connector metric's kind.
-    pub(super) fn of(kind: MetricKind) -> Self {
-        match kind {
-            MetricKind::Count => Unit::Count,
-            MetricKind::Money => Unit::Money,
         }
     }
 }
@@ -76,120 +58,22 @@ pub(super) fn score_json(micros: i128) -> Value {
     if micros % 1_000_000 == 0 {
         return json!(micros / 1_000_000);
     }
-    let text = crate::cli::output::micros_to_decimal(micros);
+    let text = crate::format::micros_to_decimal(micros);
     serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))
 }
 
-/// One term of a metric: a connector metric and its weight in millionths.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Term {
-    /// The connector metric's slug.
-    pub metric: String,
-    /// Its weight, in millionths (1 000 000 = ×1).
-    pub weight_micros: i128,
-}
-
-/// A metric ready to measure.
-#[derive(Debug, Clone)]
-pub(super) struct Resolved {
-    /// Its slug.
-    pub slug: String,
-    /// What its values are.
-    pub unit: Unit,
-    /// For a connector metric, itself with weight 1 (and the values are the raw ones); for
-    /// a composite, its weighted count metrics.
-    pub terms: Vec<Term>,
+/// A race's goal as a figure of the metric's unit (the raw number if the metric is gone).
+pub(super) fn goal_figure(goal: Option<i64>, unit: Option<Unit>, currency: &str) -> Value {
+    match (goal, unit) {
+        (None, _) => Value::Null,
+        (Some(g), Some(unit)) => unit.figure(i128::from(g), currency),
+        (Some(g), None) => json!(g),
+    }
 }
 
 /// The kind of a connector metric, from the installed connectors that declare it.
 pub(super) fn connector_metric_kind(state: &AppState, metric: &str) -> Option<MetricKind> {
-    state.registry.iter().find_map(|c| c.manifest().metrics.iter().find(|m| m.slug == metric).map(|m| m.kind))
-}
-
-/// A metric of the tenant by slug: an installed connector's, or one of the tenant's
-/// composite metrics; `None` if neither.
-pub(super) async fn resolve(state: &AppState, tenant: TenantId, slug: &str) -> Result<Option<Resolved>, ApiError> {
-    if let Some(kind) = connector_metric_kind(state, slug) {
-        return Ok(Some(Resolved {
-            slug: slug.to_owned(),
-            unit: Unit::of(kind),
-            terms: vec![Term { metric: slug.to_owned(), weight_micros: 1 }],
-        }));
-    }
-    let Some(composite) = state.store.composite_metric(tenant, slug).await? else { return Ok(None) };
-    Ok(Some(Resolved {
-        slug: composite.slug,
-        unit: Unit::Score,
-        terms: composite
-            .terms
-            .into_iter()
-            .map(|t| Term { metric: t.metric, weight_micros: i128::from(t.weight_micros) })
-            .collect(),
-    }))
-}
-
-/// [`resolve`] for a stored contest or target: 422 if the metric has gone (its connector
-/// uninstalled, or the composite deleted).
-pub(super) async fn resolve_stored(state: &AppState, tenant: TenantId, slug: &str) -> Result<Resolved, ApiError> {
-    resolve(state, tenant, slug).await?.ok_or_else(|| {
-        ApiError::unprocessable(
-            "metric_unavailable",
-            "this metric is not available any more (connector or definition gone)",
-        )
-    })
-}
-
-impl Resolved {
-    /// Totals per owner over `[from_ms, to_ms)`, as [`crate::store::Store::kpi_totals`]
-    /// answers them, weighted and merged for a composite.
-    pub(super) async fn totals(
-        &self,
-        state: &AppState,
-        tenant: TenantId,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<KpiTotal>, ApiError> {
-        if self.unit != Unit::Score {
-            return Ok(state.store.kpi_totals(tenant, &self.slug, from_ms, to_ms).await?);
-        }
-        let mut merged: BTreeMap<Owner, KpiTotal> = BTreeMap::new();
-        for term in &self.terms {
-            for t in state.store.kpi_totals(tenant, &term.metric, from_ms, to_ms).await? {
-                let entry = merged.entry(t.owner.clone()).or_insert_with(|| KpiTotal {
-                    owner: t.owner.clone(),
-                    value: 0,
-                    facts: 0,
-                    waiting_rate: 0,
-                });
-                entry.value += t.value * term.weight_micros;
-                entry.facts += t.facts;
-                entry.waiting_rate += t.waiting_rate;
-            }
-        }
-        Ok(merged.into_values().collect())
-    }
-
-    /// Dated facts of mapped owners over `[from_ms, to_ms)` (per user and instant), as
-    /// [`crate::store::Store::dated_facts`] answers them, weighted and merged for a
-    /// composite.
-    pub(super) async fn dated(
-        &self,
-        state: &AppState,
-        tenant: TenantId,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<DatedFact>, ApiError> {
-        if self.unit != Unit::Score {
-            return Ok(state.store.dated_facts(tenant, &self.slug, from_ms, to_ms).await?);
-        }
-        let mut merged: BTreeMap<(crate::store::UserId, i64), i128> = BTreeMap::new();
-        for term in &self.terms {
-            for f in state.store.dated_facts(tenant, &term.metric, from_ms, to_ms).await? {
-                *merged.entry((f.user_id, f.at_ms)).or_default() += f.value * term.weight_micros;
-            }
-        }
-        Ok(merged.into_iter().map(|((user_id, at_ms), value)| DatedFact { user_id, at_ms, value }).collect())
-    }
+    state.scoring.connector_metric_kind(metric)
 }
 
 // ----- the routes ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ mod extract;
 mod incentives;
 mod integrations;
 mod kpis;
-mod leaderboard_cache;
+mod leaderboard;
 mod lifecycle;
 mod live;
 mod metrics;
@@ -22,7 +22,9 @@ mod observe;
 pub mod openapi;
 mod paging;
 mod privacy;
+mod progress;
 pub mod security;
+mod shared;
 mod system;
 mod targets;
 mod tenants;
@@ -37,12 +39,12 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use self::contests::start_freezing;
 pub use self::error::ApiError;
 pub use self::live::Live;
 use crate::runtime::Runtime;
 use crate::runtime::registry::Registry;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::scoring::Scoring;
 use crate::store::Store;
 
 /// The largest request body the API reads; a larger one answers 413 with the usual error
@@ -57,8 +59,10 @@ pub struct App {
     pub runtime: Arc<Runtime>,
     /// The installed connectors.
     pub registry: Arc<Registry>,
-    /// The sync scheduler of this node.
+    /// The sync scheduler of this node (with the freezing tick and the award pass).
     pub scheduler: Scheduler,
+    /// The scoring rules of this node (the scheduler's).
+    pub scoring: Scoring,
     /// SHA-256 of `ONEUP_OPERATOR_TOKEN`, when one is set.
     pub operator_token_hash: Option<[u8; 32]>,
     /// How long `?wait=true` waits for a run at most.
@@ -74,7 +78,41 @@ pub struct App {
     pub public_url: Option<String>,
 }
 
+/// What a service instance is started with besides its store, runtime and connectors.
+pub struct AppOptions {
+    /// How the scheduler runs.
+    pub scheduler: SchedulerConfig,
+    /// SHA-256 of `ONEUP_OPERATOR_TOKEN`, when one is set.
+    pub operator_token_hash: Option<[u8; 32]>,
+    /// How long `?wait=true` waits for a run at most.
+    pub sync_wait: Duration,
+    /// The failed-authentication limit, stream tickets, stream caps.
+    pub security: security::SecurityConfig,
+    /// The service's URL as browsers reach it (the OAuth connect flow's callback base).
+    pub public_url: Option<String>,
+}
+
 impl App {
+    /// Starts a service instance on the current tokio runtime: the scheduler (syncs, the
+    /// freezing tick, the award pass), the live leaderboards, and the state the API serves
+    /// from. `oneup serve`, `oneup demo` (and so every end-to-end test) start here.
+    pub fn start(store: Store, runtime: Arc<Runtime>, registry: Arc<Registry>, options: AppOptions) -> AppState {
+        let scheduler = Scheduler::start(store.clone(), runtime.clone(), registry.clone(), options.scheduler);
+        AppState(Arc::new(App {
+            store,
+            runtime,
+            registry,
+            scoring: scheduler.scoring().clone(),
+            live: Live::start(&scheduler),
+            scheduler,
+            operator_token_hash: options.operator_token_hash,
+            sync_wait: options.sync_wait,
+            metrics: Metrics::default(),
+            security: security::Security::new(options.security),
+            public_url: options.public_url,
+        }))
+    }
+
     /// Hashes the operator token for constant-time comparison.
     pub fn hash_operator_token(token: &str) -> [u8; 32] {
         Sha256::digest(token.as_bytes()).into()
@@ -145,14 +183,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics::get_metric, metrics::delete_metric))
         .routes(routes!(contests::create_contest, contests::list_contests))
         .routes(routes!(contests::get_contest, contests::update_contest, contests::delete_contest))
-        .routes(routes!(contests::leaderboard))
+        .routes(routes!(leaderboard::leaderboard))
         .routes(routes!(live::leaderboard_stream))
         .routes(routes!(live::create_stream_ticket))
         .routes(routes!(live::tv_page))
         .routes(routes!(targets::create_target, targets::list_targets))
         .routes(routes!(targets::get_target, targets::update_target, targets::delete_target))
-        .routes(routes!(targets::progress))
-        .routes(routes!(targets::team_progress))
+        .routes(routes!(progress::progress))
+        .routes(routes!(progress::team_progress))
         .routes(routes!(calendar::get_calendar, calendar::set_calendar))
         .routes(routes!(calendar::set_joined_on))
         .routes(routes!(incentives::create_incentive, incentives::list_incentives))

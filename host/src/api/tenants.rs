@@ -701,6 +701,8 @@ pub(super) async fn add_member(
     let member: UserId = parse_id("user", &member)?;
     state.store.add_team_member(p.tenant_id, team, member).await?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "team.member_added", &format!("{team} {member}")).await?;
+    // Figures or goals may have moved: points are settled now, not at a read.
+    super::shared::settled(state.scoring.settle_tenant(p.tenant_id).await);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -722,6 +724,8 @@ pub(super) async fn remove_member(
     let member: UserId = parse_id("user", &member)?;
     state.store.remove_team_member(p.tenant_id, team, member).await?;
     audit(&state, p.tenant_id, Actor::User(p.user_id), "team.member_removed", &format!("{team} {member}")).await?;
+    // Figures or goals may have moved: points are settled now, not at a read.
+    super::shared::settled(state.scoring.settle_tenant(p.tenant_id).await);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -792,6 +796,8 @@ pub(super) async fn set_fx_rates(
     let codes: Vec<&str> = rates.iter().map(|(c, _)| c.as_str()).collect();
     audit(&state, p.tenant_id, Actor::User(p.user_id), "fx_rates.set", &codes.join(",")).await?;
     let all = state.store.fx_rates(p.tenant_id).await?;
+    // Figures or goals may have moved: points are settled now, not at a read.
+    super::shared::settled(state.scoring.settle_tenant(p.tenant_id).await);
     Ok(axum::Json(json!({
         "rates": rates_json(&all),
         "converted": converted,
@@ -910,7 +916,7 @@ pub(super) async fn export_me(
     user: User,
     ApiQuery(_): ApiQuery<ExportQuery>,
 ) -> Result<axum::response::Response, ApiError> {
-    use crate::cli::output::{micros_to_decimal, rfc3339_ms};
+    use crate::format::{micros_to_decimal, rfc3339_ms};
     let p = user.0;
     let data = state.store.personal_export(p.tenant_id, p.user_id).await?;
     let tenant = state.store.tenant(p.tenant_id).await?;

@@ -11,9 +11,10 @@ use anyhow::Context;
 use clap::Args;
 
 use super::facts::{FactTable, TableSink};
-use super::output::{change_json, micros_to_decimal, rfc3339_ms};
+use super::output::change_json;
 use super::toolkit::Toolkit;
 use super::{SandboxArgs, parse_key_value};
+use crate::format::{micros_to_decimal, rfc3339_ms};
 use crate::ingest::pseudonym::TenantKey;
 use crate::runtime::auth::{MemoryVault, TokenVault};
 use crate::runtime::{IntegrationSetup, LoadError};

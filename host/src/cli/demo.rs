@@ -26,10 +26,10 @@ use oneup_fake_crm::salesforce::{self, FakeSalesforce};
 use serde_json::{Value, json};
 
 use super::sweep::{Control, Place, sweep};
-use crate::api::{App, AppState, Metrics};
+use crate::api::{App, AppOptions};
 use crate::runtime::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
-use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::scheduler::SchedulerConfig;
 use crate::store::{MasterKey, Store};
 
 /// Arguments of `oneup demo`.
@@ -184,26 +184,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         let m = c.manifest();
         println!("installed connector {} {} (contract {}), sandboxed", m.id, m.version, m.contract);
     }
-    let scheduler = Scheduler::start(
-        store.clone(),
-        runtime.clone(),
-        registry.clone(),
-        SchedulerConfig { poll: Duration::from_millis(200), ..SchedulerConfig::default() },
-    );
     let operator_token = hex::encode(crate::ingest::TenantKey::random().expose_bytes());
-    let state = AppState(Arc::new(App {
-        store: store.clone(),
+    let state = App::start(
+        store.clone(),
         runtime,
         registry,
-        scheduler: scheduler.clone(),
-        operator_token_hash: Some(App::hash_operator_token(&operator_token)),
-        sync_wait: Duration::from_secs(300),
-        metrics: Metrics::default(),
-        live: crate::api::Live::start(&scheduler),
-        security: crate::api::security::Security::new(crate::api::security::SecurityConfig::default()),
-        public_url: None,
-    }));
-    crate::api::start_freezing(&state);
+        AppOptions {
+            scheduler: SchedulerConfig { poll: Duration::from_millis(200), ..SchedulerConfig::default() },
+            operator_token_hash: Some(App::hash_operator_token(&operator_token)),
+            sync_wait: Duration::from_secs(300),
+            security: crate::api::security::SecurityConfig::default(),
+            public_url: None,
+        },
+    );
+    let scheduler = state.scheduler.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let service = crate::api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -10,11 +10,11 @@ use anyhow::Context;
 use clap::Args;
 
 use super::SandboxArgs;
-use crate::api::security::{Security, SecurityConfig};
-use crate::api::{App, AppState, Metrics};
+use crate::api::security::SecurityConfig;
+use crate::api::{App, AppOptions};
 use crate::runtime::Runtime;
 use crate::runtime::registry::Registry;
-use crate::scheduler::{Scheduler, SchedulerConfig, default_node_name};
+use crate::scheduler::{SchedulerConfig, default_node_name};
 use crate::store::{MasterKey, Store, StoreError};
 
 /// Where the data lives.
@@ -244,42 +244,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(connector = %m.id, version = %m.version, contract = %m.contract, "connector installed");
     }
     let registry = Arc::new(registry);
-    let scheduler = Scheduler::start(
-        store.clone(),
-        runtime.clone(),
-        registry.clone(),
-        SchedulerConfig {
-            node: args.node_name.clone().unwrap_or_else(default_node_name),
-            lease: Duration::from_secs(args.lease_secs.max(3)),
-            poll: Duration::from_secs(args.poll_secs.max(1)),
-            max_concurrent: args.max_syncs.max(1),
-            max_per_tenant: args.max_syncs_per_tenant.max(1),
-            ..SchedulerConfig::default()
-        },
-    );
     let listener =
         tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("failed to listen on {}", args.bind))?;
     let local = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = args.public_url.clone().unwrap_or_else(|| format!("{scheme}://{local}"));
-    let state = AppState(Arc::new(App {
-        store: store.clone(),
+    let state = App::start(
+        store.clone(),
         runtime,
         registry,
-        scheduler: scheduler.clone(),
-        operator_token_hash: operator_token.map(App::hash_operator_token),
-        sync_wait: Duration::from_secs(args.sync_wait_secs),
-        metrics: Metrics::default(),
-        live: crate::api::Live::start(&scheduler),
-        security: Security::new(SecurityConfig {
-            auth_failures_per_minute: args.auth_failures_per_minute,
-            stream_ticket_ttl: Duration::from_secs(args.stream_ticket_secs),
-            max_streams_per_token: args.max_streams_per_token.max(1),
-            max_streams_per_tenant: args.max_streams_per_tenant.max(1),
-        }),
-        public_url: Some(public_url.trim_end_matches('/').to_owned()),
-    }));
-    crate::api::start_freezing(&state);
+        AppOptions {
+            scheduler: SchedulerConfig {
+                node: args.node_name.clone().unwrap_or_else(default_node_name),
+                lease: Duration::from_secs(args.lease_secs.max(3)),
+                poll: Duration::from_secs(args.poll_secs.max(1)),
+                max_concurrent: args.max_syncs.max(1),
+                max_per_tenant: args.max_syncs_per_tenant.max(1),
+                ..SchedulerConfig::default()
+            },
+            operator_token_hash: operator_token.map(App::hash_operator_token),
+            sync_wait: Duration::from_secs(args.sync_wait_secs),
+            security: SecurityConfig {
+                auth_failures_per_minute: args.auth_failures_per_minute,
+                stream_ticket_ttl: Duration::from_secs(args.stream_ticket_secs),
+                max_streams_per_token: args.max_streams_per_token.max(1),
+                max_streams_per_tenant: args.max_streams_per_tenant.max(1),
+            },
+            public_url: Some(public_url.trim_end_matches('/').to_owned()),
+        },
+    );
+    let scheduler = state.scheduler.clone();
     tracing::info!(addr = %local, scheme, "listening");
     if let Some(addr) = args.metrics_addr {
         let metrics = tokio::net::TcpListener::bind(addr)

@@ -25,9 +25,16 @@
 //!
 //! Fairness: a node runs at most [`SchedulerConfig::max_per_tenant`] syncs of one tenant at
 //! once, and claims round-robin across tenants (`Store::claim_run_fair`).
+//!
+//! The node's other background work lives here too ([`background`]): the freezing tick
+//! (contests past their end get their final standing stored and their placements awarded,
+//! every [`FREEZE_TICK`]) and the award pass (after each commit, the target incentives of
+//! the metrics it touched are settled), both through the node's [`Scoring`].
 
+mod background;
 mod retention;
 mod sink;
+mod vault;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,13 +44,16 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tracing::Instrument;
 
+pub use self::background::{FREEZE_BATCH, FREEZE_TICK};
 pub use self::sink::StoreSink;
+pub use self::vault::IntegrationVault;
 use crate::ingest::model::{Change, Cursor, Snapshot};
 use crate::runtime::http::{PaceLedger, RateGate};
 use crate::runtime::registry::Registry;
 use crate::runtime::{
     BoxFuture, IntegrationSetup, Runtime, SyncError, SyncOutcome, SyncScope, SyncSink, SyncStats, TimeZone,
 };
+use crate::scoring::Scoring;
 use crate::store::{Lease, RunReason, Store, StoreError, TenantId};
 
 /// How long after a budget-exhausted sync the next one is due when the connector gave no
@@ -129,6 +139,11 @@ struct Inner {
     stop: watch::Sender<bool>,
     /// Where each successful commit is announced (see [`FactsCommitted`]).
     changes: broadcast::Sender<FactsCommitted>,
+    /// The scoring rules of this node (freezing, awards).
+    scoring: Scoring,
+    /// The award pass's queue: a tenant and the metrics one commit touched (none: every
+    /// incentive of the tenant, after the roster mapped an owner).
+    awards: tokio::sync::mpsc::UnboundedSender<(TenantId, Arc<[String]>)>,
 }
 
 /// Facts of a tenant changed: one successful commit of a sync (a checkpoint, or its end)
@@ -156,10 +171,17 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the loop on the current tokio runtime.
+    /// Starts the loop, the freezing tick and the award pass on the current tokio runtime,
+    /// with the node's [`Scoring`] over `store` and the metrics of `registry`'s connectors.
     pub fn start(store: Store, runtime: Arc<Runtime>, registry: Arc<Registry>, config: SchedulerConfig) -> Self {
         let (stop, _) = watch::channel(false);
         let (changes, _) = broadcast::channel(CHANGE_FEED_CAPACITY);
+        let metrics: Vec<(String, crate::ingest::MetricKind)> = registry
+            .iter()
+            .flat_map(|c| c.manifest().metrics.iter().map(|m| (m.slug.clone(), m.kind)).collect::<Vec<_>>())
+            .collect();
+        let scoring = Scoring::new(store.clone(), metrics);
+        let (awards, queued) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store,
             runtime,
@@ -171,11 +193,20 @@ impl Scheduler {
             idle: Notify::new(),
             stop,
             changes,
+            scoring,
+            awards,
         });
         tokio::spawn(run_loop(inner.clone()));
         // The daily retention purge, a separate tick.
         tokio::spawn(retention::run_daily(inner.store.clone(), inner.config.node.clone(), inner.stop.subscribe()));
+        tokio::spawn(background::freezing_tick(inner.scoring.clone(), inner.stop.subscribe()));
+        tokio::spawn(background::award_pass(inner.scoring.clone(), queued, inner.stop.subscribe()));
         Scheduler { inner }
+    }
+
+    /// The node's scoring rules (shared with the API).
+    pub fn scoring(&self) -> &Scoring {
+        &self.inner.scoring
     }
 
     /// The change feed: every successful commit of this node's syncs, announced right after
@@ -511,7 +542,8 @@ async fn sync_with(
     // The API checks the zone when the tenant is created; the bundled database has it.
     let timezone = TimeZone::get(&zone).map_err(|_| fail("invalid_timezone"))?;
     // The refresh token and refresh lock of OAuth-style credentials; roster and sync share it.
-    let vault: Arc<dyn crate::runtime::auth::TokenVault> = Arc::new(store.token_vault(tenant, &lease.connector_id));
+    let vault: Arc<dyn crate::runtime::auth::TokenVault> =
+        Arc::new(IntegrationVault::new(store.clone(), tenant, &lease.connector_id));
     let setup = || IntegrationSetup {
         config: integration.config.clone(),
         secrets: secrets.expose().clone(),
@@ -528,6 +560,10 @@ async fn sync_with(
             let roster: Vec<_> = roster.into_iter().map(|r| (r.owner, r.email)).collect();
             let mapped = store.map_roster(tenant, &lease.connector_id, &roster).await.map_err(|e| fail(e.code()))?;
             tracing::info!(mapped = mapped.mapped, pending = mapped.pending, "roster compared");
+            if mapped.mapped > 0 {
+                // Facts waiting under an owner now count for someone: settle the whole tenant.
+                let _ = inner.awards.send((tenant, Arc::from(Vec::new())));
+            }
         }
         Err(e) => {
             tracing::warn!(code = %e.code(), "roster failed; owners keep their current mapping");
@@ -536,7 +572,13 @@ async fn sync_with(
     }
 
     let (sink, committed) = StoreSink::new(store.clone(), lease.clone());
-    let sink = Announcing { sink, changes: inner.changes.clone(), tenant, connector_id: lease.connector_id.clone() };
+    let sink = Announcing {
+        sink,
+        changes: inner.changes.clone(),
+        awards: inner.awards.clone(),
+        tenant,
+        connector_id: lease.connector_id.clone(),
+    };
     // Only the metrics the integration opted into are kept.
     let scope = SyncScope { gate: Some(gate), opted_in: Some(&integration.metrics) };
     let report = inner.runtime.sync_with(connector, setup(), integration.cursor.as_ref(), Box::new(sink), scope).await;
@@ -603,10 +645,12 @@ async fn component_approved(
     Ok(true)
 }
 
-/// A [`StoreSink`] that announces each successful commit on the change feed.
+/// A [`StoreSink`] that announces each successful commit on the change feed and queues
+/// it for the award pass.
 struct Announcing {
     sink: StoreSink,
     changes: broadcast::Sender<FactsCommitted>,
+    awards: tokio::sync::mpsc::UnboundedSender<(TenantId, Arc<[String]>)>,
     tenant: TenantId,
     connector_id: String,
 }
@@ -632,11 +676,14 @@ impl SyncSink for Announcing {
         Box::pin(async move {
             self.sink.commit(changes, snapshots, cursor, stats).await?;
             if !metrics.is_empty() {
+                let metrics: Arc<[String]> = metrics.into_iter().collect();
+                // The award pass ends only with the node.
+                let _ = self.awards.send((self.tenant, metrics.clone()));
                 // No subscriber (no open stream) is not an error.
                 let _ = self.changes.send(FactsCommitted {
                     tenant_id: self.tenant,
                     connector_id: self.connector_id.clone(),
-                    metrics: metrics.into_iter().collect(),
+                    metrics,
                 });
             }
             Ok(())

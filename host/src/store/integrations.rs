@@ -12,11 +12,9 @@ use uuid::Uuid;
 use super::crypto::secrets_aad;
 use super::error::{StoreError, not_found_on_foreign_key};
 use super::standings::StandingsTx;
-use super::types::{TenantId, UserId, now_ms, random_bytes, to_i64, to_u64};
+use super::types::{TenantId, UserId, now_ms, to_i64, to_u64};
 use super::{BeginWrite, Store};
 use crate::ingest::{Cursor, KeyedHash};
-use crate::runtime::BoxFuture;
-use crate::runtime::auth::{GrantCache, REFRESH_TOKEN, RefreshLock, TokenVault, VaultError};
 
 /// An integration's credentials by declared secret key. Sealed at rest; `Debug` shows
 /// the keys only, so a stray log line cannot leak a value.
@@ -973,38 +971,44 @@ pub(crate) fn keyed_hash(bytes: &[u8]) -> Result<KeyedHash, StoreError> {
 /// How long a refresh may hold an integration's refresh lease before another node may take
 /// it over (a refresh takes a few token calls of at most 15 seconds each).
 const REFRESH_LEASE: Duration = Duration::from_secs(120);
-/// How long a refresh waits for another one of the same integration to finish.
-const REFRESH_WAIT: Duration = Duration::from_secs(130);
 
-/// The database side of an integration's refreshing credentials, for the runtime's
-/// [`TokenVault`]: the refresh token lives in the integration's sealed secrets, and a
-/// lease on the integration row (`refresh_lease_holder`, `refresh_lease_until`) lets one
-/// refresh at a time run, across every node of the database. No transaction stays open
-/// while the token endpoint answers: taking the lease is one conditional `UPDATE`, and
-/// every later write is fenced by the holder and by the sealed secrets it read, so a lease
-/// that expired and was taken over, or secrets an admin replaced meanwhile, make the write
-/// a no-op that reports [`VaultError::LockLost`].
-///
-/// One vault serves one run (its roster and sync calls share the access grant through it).
-#[derive(Debug)]
-pub struct IntegrationVault {
-    store: Store,
-    tenant: TenantId,
-    connector_id: String,
-    cache: GrantCache,
+/// A held refresh lease on an integration row (`refresh_lease_holder`,
+/// `refresh_lease_until`): one refresh of its credentials at a time, across every node of
+/// the database. Every write under it is fenced by the holder and by the sealed secrets it
+/// read, so a lease that expired and was taken over, or secrets an admin replaced
+/// meanwhile, make the write a no-op (`false`). The scheduler's token vault is built on it.
+#[derive(Debug, Clone)]
+pub struct RefreshLease {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The integration's connector.
+    pub connector_id: String,
+    /// Who holds it (random per refresh).
+    pub holder: String,
+    /// The sealed secrets as read when the lease was taken (or last written under it).
+    pub sealed: Vec<u8>,
 }
 
-impl Store {
-    /// The refresh-token vault of an integration, for one run.
-    pub fn token_vault(&self, tenant: TenantId, connector_id: &str) -> IntegrationVault {
-        IntegrationVault {
-            store: self.clone(),
-            tenant,
-            connector_id: connector_id.to_owned(),
-            cache: GrantCache::default(),
-        }
-    }
+/// Why a refresh lease could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRefusal {
+    /// Another refresh holds it: wait.
+    Held,
+    /// The integration is gone, disabled or without secrets.
+    Gone,
+    /// Its grant was refused: it needs re-authorisation.
+    NeedsReauthorization,
+}
 
+const STORE_ROTATED: &str = "UPDATE integrations SET secrets = $5 \
+     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
+const MARK_REFUSED: &str = "UPDATE integrations SET auth_status = 'needs_reauthorization', auth_status_at = $5, \
+     refresh_lease_holder = NULL, refresh_lease_until = NULL \
+     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
+const RELEASE: &str = "UPDATE integrations SET refresh_lease_holder = NULL, refresh_lease_until = NULL \
+     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
+
+impl Store {
     /// Marks an integration as needing re-authorisation (what a refused refresh does
     /// through its vault). Enabling it again clears the mark.
     pub async fn mark_needs_reauthorization(&self, tenant: TenantId, connector_id: &str) -> Result<(), StoreError> {
@@ -1026,13 +1030,13 @@ impl Store {
         Ok(())
     }
 
-    /// Takes the refresh lease if it is free; the sealed secrets when taken.
-    async fn take_refresh_lease(
+    /// Takes the refresh lease of an integration for `holder` if it is free.
+    pub async fn take_refresh_lease(
         &self,
         tenant: TenantId,
         connector_id: &str,
         holder: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<RefreshLease>, StoreError> {
         let now = now_ms();
         let until = now.saturating_add(REFRESH_LEASE.as_millis() as i64);
         let sealed: Option<Option<Vec<u8>>> = on_pool!(self, pool => {
@@ -1050,11 +1054,20 @@ impl Store {
             .fetch_optional(pool)
             .await?
         });
-        Ok(sealed.flatten())
+        Ok(sealed.flatten().map(|sealed| RefreshLease {
+            tenant,
+            connector_id: connector_id.to_owned(),
+            holder: holder.to_owned(),
+            sealed,
+        }))
     }
 
-    /// Why the lease could not be taken: `Ok(())` if only because another holds it.
-    async fn refresh_lease_refusal(&self, tenant: TenantId, connector_id: &str) -> Result<(), VaultError> {
+    /// Why the refresh lease could not be taken.
+    pub async fn refresh_lease_refusal(
+        &self,
+        tenant: TenantId,
+        connector_id: &str,
+    ) -> Result<LeaseRefusal, StoreError> {
         let row: Option<(bool, bool, Option<String>)> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT enabled, secrets IS NOT NULL, auth_status FROM integrations \
@@ -1063,20 +1076,58 @@ impl Store {
             .bind(tenant.as_uuid())
             .bind(connector_id)
             .fetch_optional(pool)
-            .await
-            .map_err(|e| VaultError::Store(StoreError::from(e).code().to_owned()))?
+            .await?
         });
-        match row {
-            None | Some((false, _, _)) | Some((_, false, _)) => Err(VaultError::Gone),
-            Some((_, _, Some(_))) => Err(VaultError::NeedsReauthorization),
-            Some((true, true, None)) => Ok(()),
+        Ok(match row {
+            None | Some((false, _, _)) | Some((_, false, _)) => LeaseRefusal::Gone,
+            Some((_, _, Some(_))) => LeaseRefusal::NeedsReauthorization,
+            Some((true, true, None)) => LeaseRefusal::Held,
+        })
+    }
+
+    /// The secrets sealed under a lease.
+    pub fn open_leased_secrets(&self, lease: &RefreshLease) -> Result<BTreeMap<String, String>, StoreError> {
+        let aad = secrets_aad(lease.tenant.as_uuid(), &lease.connector_id);
+        let plain = self.key.open(&aad, &lease.sealed)?;
+        serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt { what: "integration secrets" })
+    }
+
+    /// Replaces the secrets under a held lease (a rotated refresh token); `false` if the
+    /// lease was lost (then nothing is written). The lease then fences on the new secrets.
+    pub async fn store_leased_secrets(
+        &self,
+        lease: &mut RefreshLease,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<bool, StoreError> {
+        let plain = serde_json::to_vec(secrets).map_err(|_| StoreError::Corrupt { what: "integration secrets" })?;
+        let sealed = self.key.seal(&secrets_aad(lease.tenant.as_uuid(), &lease.connector_id), &plain);
+        let done = self.fenced_update(STORE_ROTATED, lease, Some(Fifth::Sealed(&sealed))).await?;
+        if done {
+            lease.sealed = sealed;
         }
+        Ok(done)
+    }
+
+    /// Marks the integration as needing re-authorisation and frees the lease; `false` if
+    /// the lease was lost.
+    pub async fn refuse_under_lease(&self, lease: &RefreshLease) -> Result<bool, StoreError> {
+        self.fenced_update(MARK_REFUSED, lease, Some(Fifth::Now)).await
+    }
+
+    /// Frees a refresh lease; `false` if it was lost already.
+    pub async fn release_refresh_lease(&self, lease: &RefreshLease) -> Result<bool, StoreError> {
+        self.fenced_update(RELEASE, lease, None).await
     }
 
     /// Runs one `UPDATE` of the row fenced by the lease holder and the sealed secrets it
     /// read; whether it matched. `$1` tenant, `$2` connector, `$3` holder, `$4` sealed
     /// secrets read, `$5` the new sealed secrets or the time, as `sql` uses them.
-    async fn fenced_update(&self, sql: &str, lock: &StoreRefreshLock, fifth: Fifth<'_>) -> Result<bool, StoreError> {
+    async fn fenced_update(
+        &self,
+        sql: &str,
+        lock: &RefreshLease,
+        fifth: Option<Fifth<'_>>,
+    ) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => {
             let query = sqlx::query(sql)
                 .bind(lock.tenant.as_uuid())
@@ -1084,9 +1135,9 @@ impl Store {
                 .bind(&lock.holder)
                 .bind(&lock.sealed);
             let query = match fifth {
-                Fifth::Sealed(sealed) => query.bind(sealed),
-                Fifth::Now => query.bind(now_ms()),
-                Fifth::Nothing => query,
+                Some(Fifth::Sealed(sealed)) => query.bind(sealed),
+                Some(Fifth::Now) => query.bind(now_ms()),
+                None => query,
             };
             query.execute(pool).await?.rows_affected()
         });
@@ -1095,156 +1146,8 @@ impl Store {
 }
 
 /// The fifth parameter of a fenced update.
+#[derive(Clone, Copy)]
 enum Fifth<'a> {
     Sealed(&'a [u8]),
     Now,
-    Nothing,
-}
-
-fn vault_error(e: StoreError) -> VaultError {
-    VaultError::Store(e.code().to_owned())
-}
-
-impl TokenVault for IntegrationVault {
-    fn acquire(&self) -> BoxFuture<'_, Result<Box<dyn RefreshLock>, VaultError>> {
-        Box::pin(async move {
-            let holder = hex::encode(random_bytes::<12>());
-            let started = std::time::Instant::now();
-            let mut pause = Duration::from_millis(25);
-            loop {
-                let taken = self
-                    .store
-                    .take_refresh_lease(self.tenant, &self.connector_id, &holder)
-                    .await
-                    .map_err(vault_error)?;
-                if let Some(sealed) = taken {
-                    let aad = secrets_aad(self.tenant.as_uuid(), &self.connector_id);
-                    let opened = self.store.key.open(&aad, &sealed).map_err(vault_error).and_then(|plain| {
-                        serde_json::from_slice::<BTreeMap<String, String>>(&plain)
-                            .map_err(|_| VaultError::Store("corrupt".into()))
-                    });
-                    let mut lock = StoreRefreshLock {
-                        store: self.store.clone(),
-                        tenant: self.tenant,
-                        connector_id: self.connector_id.clone(),
-                        holder,
-                        sealed,
-                        secrets: BTreeMap::new(),
-                        released: false,
-                    };
-                    match opened {
-                        Ok(secrets) => {
-                            lock.secrets = secrets;
-                            return Ok(Box::new(lock) as Box<dyn RefreshLock>);
-                        }
-                        Err(e) => {
-                            Box::new(lock).release().await;
-                            return Err(e);
-                        }
-                    }
-                }
-                self.store.refresh_lease_refusal(self.tenant, &self.connector_id).await?;
-                if started.elapsed() >= REFRESH_WAIT {
-                    return Err(VaultError::Busy);
-                }
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(400));
-            }
-        })
-    }
-
-    fn grant_cache(&self) -> Option<&GrantCache> {
-        Some(&self.cache)
-    }
-}
-
-/// A held refresh lease of one integration.
-struct StoreRefreshLock {
-    store: Store,
-    tenant: TenantId,
-    connector_id: String,
-    holder: String,
-    /// The sealed secrets as read when the lease was taken (or last written by it).
-    sealed: Vec<u8>,
-    secrets: BTreeMap<String, String>,
-    released: bool,
-}
-
-const STORE_ROTATED: &str = "UPDATE integrations SET secrets = $5 \
-     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
-const MARK_REFUSED: &str = "UPDATE integrations SET auth_status = 'needs_reauthorization', auth_status_at = $5, \
-     refresh_lease_holder = NULL, refresh_lease_until = NULL \
-     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
-const RELEASE: &str = "UPDATE integrations SET refresh_lease_holder = NULL, refresh_lease_until = NULL \
-     WHERE tenant_id = $1 AND connector_id = $2 AND refresh_lease_holder = $3 AND secrets = $4";
-
-impl StoreRefreshLock {
-    async fn run(&self, sql: &str, fifth: Fifth<'_>) -> Result<bool, StoreError> {
-        self.store.fenced_update(sql, self, fifth).await
-    }
-}
-
-impl RefreshLock for StoreRefreshLock {
-    fn refresh_token(&self) -> &str {
-        self.secrets.get(REFRESH_TOKEN).map(String::as_str).unwrap_or_default()
-    }
-
-    fn store_rotated<'a>(&'a mut self, token: &'a str) -> BoxFuture<'a, Result<(), VaultError>> {
-        Box::pin(async move {
-            let mut secrets = self.secrets.clone();
-            secrets.insert(REFRESH_TOKEN.to_owned(), token.to_owned());
-            let plain = serde_json::to_vec(&secrets).expect("a map of strings serialises");
-            let sealed = self.store.key.seal(&secrets_aad(self.tenant.as_uuid(), &self.connector_id), &plain);
-            if !self.run(STORE_ROTATED, Fifth::Sealed(&sealed)).await.map_err(vault_error)? {
-                return Err(VaultError::LockLost);
-            }
-            self.sealed = sealed;
-            self.secrets = secrets;
-            Ok(())
-        })
-    }
-
-    fn refuse(mut self: Box<Self>) -> BoxFuture<'static, Result<(), VaultError>> {
-        self.released = true;
-        Box::pin(async move {
-            if self.run(MARK_REFUSED, Fifth::Now).await.map_err(vault_error)? {
-                Ok(())
-            } else {
-                Err(VaultError::LockLost)
-            }
-        })
-    }
-
-    fn release(mut self: Box<Self>) -> BoxFuture<'static, ()> {
-        self.released = true;
-        Box::pin(async move {
-            if let Err(e) = self.run(RELEASE, Fifth::Nothing).await {
-                tracing::warn!(code = e.code(), "could not release a refresh lease; it will expire");
-            }
-        })
-    }
-}
-
-impl Drop for StoreRefreshLock {
-    fn drop(&mut self) {
-        if self.released {
-            return;
-        }
-        // Dropped mid-refresh (the sync was cancelled): free the lease in the background
-        // rather than make the next refresh wait for it to expire.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let lock = StoreRefreshLock {
-                store: self.store.clone(),
-                tenant: self.tenant,
-                connector_id: std::mem::take(&mut self.connector_id),
-                holder: std::mem::take(&mut self.holder),
-                sealed: std::mem::take(&mut self.sealed),
-                secrets: BTreeMap::new(),
-                released: true,
-            };
-            handle.spawn(async move {
-                let _ = lock.run(RELEASE, Fifth::Nothing).await;
-            });
-        }
-    }
 }

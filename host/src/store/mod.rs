@@ -145,7 +145,8 @@ pub use self::error::StoreError;
 pub use self::facts::{CommitCounts, KpiTotal, Owner, StoredFact, UnmappedOwner};
 pub use self::fx::FxRate;
 pub use self::integrations::{
-    ConflictReason, EnableIntegration, Integration, MappingSource, OwnerConflict, OwnerMapping, RosterMapping, Secrets,
+    ConflictReason, EnableIntegration, Integration, LeaseRefusal, MappingSource, OwnerConflict, OwnerMapping,
+    RefreshLease, RosterMapping, Secrets,
 };
 pub use self::ops::{OpsCounts, SchemaState};
 pub use self::retention::{PrivacySettings, RetentionKind, RetentionReport, RetentionRun, RetentionState};

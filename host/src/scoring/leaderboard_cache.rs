@@ -24,27 +24,17 @@
 //! (a change landing meanwhile), never older, and the next read sees the new key.
 //!
 //! Bounded by entries ([`MAX_ENTRIES`]) and bytes ([`MAX_BYTES`]), the least recently used
-//! evicted first. Used by `GET /v1/contests/{id}/leaderboard` and the live streams.
+//! evicted first. Used by `GET /v1/contests/{id}/leaderboard` and the live streams, which
+//! pass the rendering (the answer's text is theirs; the cache keeps it as it is).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
-
-use super::AppState;
-use super::error::ApiError;
+use super::standings::{Format, Standing, Status};
+use super::{Result, Scoring};
 use crate::store::standings::LeaderboardVersions;
 use crate::store::types::now_ms;
 use crate::store::{ContestId, Participants, Principal, TenantId};
-
-/// The formats whose answer depends on nothing but the inputs versioned in the database
-/// and the phase. Another format's answer (one that moves with the clock, say, or reads a
-/// table no trigger versions) is computed at every read until it is checked and listed.
-/// `percent_of_target` reads targets, join dates and the calendar besides: all versioned
-/// (its effective goals do not move with the clock).
-const CACHED_FORMATS: [&str; 5] = ["leaderboard", "race", "head_to_head", "team_vs_team", "percent_of_target"];
 
 /// The most contests cached per node.
 pub const MAX_ENTRIES: usize = 256;
@@ -73,9 +63,11 @@ impl Key {
     /// The key of an answer read now, `None` when it must not be cached (past the end and
     /// not frozen yet: the read freezes it; or no tenant version to key it by).
     fn of(tenant: TenantId, v: &LeaderboardVersions, now: i64) -> Option<Key> {
-        if !CACHED_FORMATS.contains(&v.format.as_str()) {
-            return None;
-        }
+        // Every format's answer depends on nothing but the inputs versioned in the
+        // database and the phase (`percent_of_target` reads targets, join dates and the
+        // calendar besides: all versioned; its effective goals do not move with the clock).
+        // An unknown format is computed at every read.
+        Format::parse(&v.format)?;
         let phase = if v.frozen {
             Phase::Final
         } else if now < v.starts_at_ms {
@@ -91,7 +83,7 @@ impl Key {
 
 /// A rendered answer of `GET /v1/contests/{id}/leaderboard`.
 #[derive(Debug)]
-pub(crate) struct Rendered {
+pub struct Rendered {
     /// The JSON body.
     pub text: Arc<str>,
     /// Who takes part (for the visibility check of later reads).
@@ -106,21 +98,6 @@ impl Rendered {
     /// Bytes held in the cache for it.
     fn weight(&self) -> usize {
         self.text.len() + self.participants.len() * 16 + 64
-    }
-
-    /// The answer, `application/json`, without copying the body.
-    pub(crate) fn response(&self) -> Response {
-        let body = Body::from(Bytes::from_owner(Text(self.text.clone())));
-        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
-    }
-}
-
-/// A shared body as bytes.
-struct Text(Arc<str>);
-
-impl AsRef<[u8]> for Text {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
     }
 }
 
@@ -137,7 +114,7 @@ struct Slots {
     clock: u64,
 }
 
-/// The node's cache (one per [`super::live::Live`], i.e. per service instance).
+/// The node's cache (one per [`Scoring`], i.e. per service instance).
 pub struct LeaderboardCache {
     slots: Mutex<Slots>,
     /// One lock per contest being computed, so that concurrent misses compute it once.
@@ -154,7 +131,7 @@ impl Default for LeaderboardCache {
 
 impl LeaderboardCache {
     /// A cache holding at most `max_entries` answers and `max_bytes` bytes.
-    pub(crate) fn with_bounds(max_entries: usize, max_bytes: usize) -> Self {
+    pub fn with_bounds(max_entries: usize, max_bytes: usize) -> Self {
         LeaderboardCache { slots: Mutex::default(), computing: Mutex::default(), max_entries, max_bytes }
     }
 
@@ -219,56 +196,59 @@ impl LeaderboardCache {
     }
 }
 
-/// A contest's leaderboard answer: the cached one if its inputs have not changed since, else
-/// computed ([`super::contests::standing_of`], freezing included) and cached. With `viewer`,
-/// checks first that they may see it (403 otherwise), against the participants of the
-/// answer served.
-pub(crate) async fn rendered(
-    state: &AppState,
-    tenant: TenantId,
-    contest: ContestId,
-    viewer: Option<&Principal>,
-) -> Result<Arc<Rendered>, ApiError> {
-    let cache = &state.live.leaderboards;
-    let versions = state.store.leaderboard_versions(tenant, contest).await?;
-    let mut key = Key::of(tenant, &versions, now_ms());
-    if let Some(hit) = key.as_ref().and_then(|k| cache.get(contest, k)) {
-        return checked(state, viewer, hit).await;
-    }
-    // A miss: one computation at a time per contest; who waited for it reads the versions
-    // again and most likely finds the answer just computed.
-    let lock = cache.computing(contest);
-    let _computing = lock.lock().await;
-    if key.is_some() {
-        let versions = state.store.leaderboard_versions(tenant, contest).await?;
-        key = Key::of(tenant, &versions, now_ms());
+impl Scoring {
+    /// A contest's leaderboard answer: the cached one if its inputs have not changed since,
+    /// else computed ([`Scoring::standing`], freezing included), rendered by `render` and
+    /// cached. With `viewer`, checks first that they may see it, against the participants
+    /// of the answer served.
+    pub async fn rendered(
+        &self,
+        tenant: TenantId,
+        contest: ContestId,
+        viewer: Option<&Principal>,
+        render: impl FnOnce(&Standing) -> String,
+    ) -> Result<Arc<Rendered>> {
+        let cache = self.leaderboards();
+        let versions = self.store().leaderboard_versions(tenant, contest).await?;
+        let mut key = Key::of(tenant, &versions, now_ms());
         if let Some(hit) = key.as_ref().and_then(|k| cache.get(contest, k)) {
-            return checked(state, viewer, hit).await;
+            return self.checked(viewer, hit).await;
         }
+        // A miss: one computation at a time per contest; who waited for it reads the
+        // versions again and most likely finds the answer just computed.
+        let lock = cache.computing(contest);
+        let _computing = lock.lock().await;
+        if key.is_some() {
+            let versions = self.store().leaderboard_versions(tenant, contest).await?;
+            key = Key::of(tenant, &versions, now_ms());
+            if let Some(hit) = key.as_ref().and_then(|k| cache.get(contest, k)) {
+                return self.checked(viewer, hit).await;
+            }
+        }
+        let stored = self.store().contest(tenant, contest).await?;
+        if let Some(p) = viewer {
+            self.may_see(p, &stored.participants).await?;
+        }
+        let standing = self.standing(tenant, stored).await?;
+        let rendered = Arc::new(Rendered {
+            text: render(&standing).into(),
+            is_final: standing.status == Status::Final,
+            ends_at_ms: standing.contest.ends_at_ms,
+            participants: standing.contest.participants,
+        });
+        if let Some(key) = key {
+            cache.insert(contest, key, rendered.clone());
+        }
+        Ok(rendered)
     }
-    let stored = state.store.contest(tenant, contest).await?;
-    if let Some(p) = viewer {
-        super::contests::may_see_participants(state, p, &stored.participants).await?;
-    }
-    let value = super::contests::standing_of(state, tenant, &stored).await?;
-    let rendered = Arc::new(Rendered {
-        text: value.to_string().into(),
-        is_final: value["status"] == "final",
-        ends_at_ms: stored.ends_at_ms,
-        participants: stored.participants,
-    });
-    if let Some(key) = key {
-        cache.insert(contest, key, rendered.clone());
-    }
-    Ok(rendered)
-}
 
-/// `rendered` once `viewer` (when given) may see it.
-async fn checked(state: &AppState, viewer: Option<&Principal>, hit: Arc<Rendered>) -> Result<Arc<Rendered>, ApiError> {
-    if let Some(p) = viewer {
-        super::contests::may_see_participants(state, p, &hit.participants).await?;
+    /// `hit` once `viewer` (when given) may see it.
+    async fn checked(&self, viewer: Option<&Principal>, hit: Arc<Rendered>) -> Result<Arc<Rendered>> {
+        if let Some(p) = viewer {
+            self.may_see(p, &hit.participants).await?;
+        }
+        Ok(hit)
     }
-    Ok(hit)
 }
 
 #[cfg(test)]
