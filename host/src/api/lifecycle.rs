@@ -253,7 +253,7 @@ pub(super) async fn offboard_tenant(
 ) -> Result<impl IntoResponse, ApiError> {
     let tenant: TenantId = parse_id("tenant", &id)?;
     let report = state.store.offboard_tenant(tenant).await?;
-    state.live.leaderboards.forget_tenant(tenant);
+    state.scoring.leaderboards().forget_tenant(tenant);
     tracing::info!(%tenant, rows = report.removed.values().sum::<u64>(), "tenant offboarded");
     Ok(axum::Json(OffboardedView {
         tenant_id: tenant.as_uuid(),

@@ -15,7 +15,10 @@ use super::crypto::secrets_aad;
 use super::error::StoreError;
 use super::types::{Actor, TenantId, UserId, now_ms};
 use super::{BeginWrite, Store};
-use crate::runtime::auth::REFRESH_TOKEN;
+
+/// The secret the OAuth auth schemes read the refresh token from (the runtime's
+/// `auth::REFRESH_TOKEN`; `store` does not depend on `runtime`, a test in `api` keeps the two equal).
+pub const REFRESH_TOKEN_SECRET: &str = "refresh_token";
 
 /// A pending authorisation to record.
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +161,7 @@ impl Store {
             let plain = self.key.open(&aad, &sealed)?;
             let mut secrets: std::collections::BTreeMap<String, String> =
                 serde_json::from_slice(&plain).map_err(|_| StoreError::Corrupt { what: "integration secrets" })?;
-            secrets.insert(REFRESH_TOKEN.to_owned(), refresh_token.to_owned());
+            secrets.insert(REFRESH_TOKEN_SECRET.to_owned(), refresh_token.to_owned());
             let plain = serde_json::to_vec(&secrets).expect("a map of strings serialises");
             let sealed = self.key.seal(&aad, &plain);
             sqlx::query(
