@@ -273,6 +273,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_store_seals_the_refresh_token_under_the_name_the_runtime_reads() {
+        assert_eq!(crate::store::oauth::REFRESH_TOKEN_SECRET, crate::runtime::auth::REFRESH_TOKEN);
+    }
+
+    #[test]
     fn the_s256_challenge_is_rfc_7636s() {
         // RFC 7636 appendix B.
         assert_eq!(
