@@ -5,10 +5,12 @@
 //! [`Store`] is a cheap-to-clone handle over a connection pool of either backend. Each
 //! method is one unit of work, usually one transaction, and takes the [`TenantId`] it works
 //! in: every table carries `tenant_id` first in its keys and every query filters by it, so
-//! no method reads across tenants. The two deliberate exceptions are documented where
-//! they are: [`Store::authenticate`] (a bearer token names its tenant only through its
-//! hash), the scheduler's queue ([`Store::claim_run`], [`Store::enqueue_due_runs`]), the
-//! freezing tick ([`Store::contests_to_freeze`]) and the counts of `/metrics`
+//! no method reads across tenants. The deliberate exceptions are documented where they
+//! are: [`Store::authenticate`] and stream-ticket consumption (a secret names its tenant
+//! only through its hash), the OAuth callback's state (likewise), the scheduler's queue
+//! ([`Store::claim_run`], [`Store::enqueue_due_runs`]), the freezing tick
+//! ([`Store::contests_to_freeze`]), the retention tick's due tenants, `oneup audit
+//! verify`'s tenant list, the operator's tenant list, and the counts of `/metrics`
 //! ([`Store::ops_counts`]: numbers only, never an id).
 //!
 //! * [`tenants`]: tenants, users, API tokens, teams, exchange rates.
