@@ -28,6 +28,7 @@ mod auth;
 mod bullhorn;
 mod check_cli;
 mod commits;
+mod contract;
 mod engine;
 mod identity;
 mod keys;
