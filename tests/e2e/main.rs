@@ -30,6 +30,7 @@ mod bullhorn;
 mod check_cli;
 mod commits;
 mod connect;
+mod contract;
 mod engine;
 mod identity;
 mod keys;

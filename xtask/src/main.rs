@@ -82,6 +82,14 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         first_seed: u64,
     },
+    /// Schemathesis over a seeded `oneup serve` on SQLite (`tests/e2e/contract.rs`): every
+    /// operation of the OpenAPI document with generated requests, every check on. Installs
+    /// Schemathesis (PyPI) into `target/schemathesis` on first use.
+    ApiFuzz {
+        /// Generated examples per operation and phase.
+        #[arg(long, default_value_t = 25)]
+        examples: u32,
+    },
 }
 
 /// A section of `cargo xtask bench` that can run alone.
@@ -102,6 +110,7 @@ fn main() -> ExitCode {
         Cmd::Bench { deals, e2e_events, standings_facts, only } => bench(deals, e2e_events, standings_facts, only),
         Cmd::Lint => lint(),
         Cmd::Fuzz { secs, first_seed } => fuzz(secs, first_seed),
+        Cmd::ApiFuzz { examples } => api_fuzz(examples),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -288,6 +297,28 @@ fn fuzz(secs: u64, first_seed: u64) -> Result<()> {
     cmd.args(["test", "--release", "-p", "oneup-connector-sdk", "--test", "skim_differential", "--", "--nocapture"])
         .env("ONEUP_FUZZ_SECS", secs.to_string())
         .env("ONEUP_FUZZ_FIRST_SEED", first_seed.to_string());
+    run(&mut cmd)
+}
+
+/// The Schemathesis release the API fuzzing is known to work with.
+const SCHEMATHESIS: &str = "schemathesis==4.32.5";
+
+fn api_fuzz(examples: u32) -> Result<()> {
+    let venv = target_dir().join("schemathesis");
+    let st = venv.join("bin").join("st");
+    if !st.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin").join("pip")).args(["install", "--quiet", SCHEMATHESIS]))?;
+    }
+    let mut wasm: Vec<&str> = CONNECTORS.iter().map(|(k, _)| *k).collect();
+    wasm.extend(TEST_COMPONENTS);
+    let built = build_wasm(&wasm)?;
+    run(cargo().args(["build", "-p", "oneup", "--bin", "oneup"]))?;
+    let mut cmd = cargo();
+    cmd.args(["test", "-p", "oneup-tests", "--test", "e2e", "contract::", "--", "--ignored", "--nocapture"])
+        .env("ONEUP_TEST_WASM_DIR", &built)
+        .env("ONEUP_SCHEMATHESIS", &st)
+        .env("ONEUP_ST_MAX_EXAMPLES", examples.to_string());
     run(&mut cmd)
 }
 
